@@ -1,0 +1,556 @@
+//! The run config: TOML parsed into serde structs that reject unknown keys
+//! ([`RawConfig`]), `--set a.b=value` overrides applied on the TOML tree before
+//! parsing, and validation into [`Config`], the type the code uses. Every error
+//! names the key (or the file) it is about.
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {origin} is not valid TOML: {message}")]
+    Syntax { origin: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("--set {arg}: {message}")]
+    Override { arg: String, message: String },
+}
+
+fn key_err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// pytorch/examples `vae/main.py`: 784-400-20, layers fc1, fc21, fc22, fc3, fc4.
+    Mlp,
+    /// 4×4 stride-2 convolutions and their mirror transposed convolutions.
+    Conv,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::Conv => "conv",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Likelihood {
+    /// Binary cross-entropy on logits; pixels in [0, 1].
+    Bernoulli,
+    /// Sum of squared errors between the pixels and sigmoid(logits).
+    Gaussian,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataOrder {
+    /// A permutation of all samples per epoch, split into global batches.
+    Global,
+    /// Whole shards dealt to ranks per epoch, shuffled in a bounded buffer.
+    Shard,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Auto,
+    Nccl,
+    Mpi,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    /// CUDA when available, else CPU.
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// The config file as written. Every section and key has a default, so a file
+/// only says what differs; unknown keys are errors.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub train: TrainSection,
+    pub optim: OptimSection,
+    pub checkpoint: CheckpointSection,
+    pub early_stopping: EarlyStoppingSection,
+    pub dist: DistSection,
+    pub log: LogSection,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSection {
+    pub kind: ModelKind,
+    pub latent_dim: i64,
+    /// MLP: the hidden layer's width. Conv: width of an optional dense layer
+    /// between the convolutions and the latent heads (0 = none).
+    pub hidden_dim: i64,
+    /// Conv: output channels of each 4×4 stride-2 convolution.
+    pub conv_channels: Vec<i64>,
+    pub likelihood: Likelihood,
+    /// Weight of the KL term (β-VAE); 1 is the plain VAE.
+    pub beta: f64,
+    /// Weight γ of the extra reconstruction term: the squared error between the
+    /// pixels and the decoder's mean, added to the likelihood term.
+    pub gamma: f64,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        ModelSection {
+            kind: ModelKind::Mlp,
+            latent_dim: 20,
+            hidden_dim: 400,
+            conv_channels: vec![32, 64, 128],
+            likelihood: Likelihood::Bernoulli,
+            beta: 1.0,
+            gamma: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Dataset prefix: `file:///abs/dir`, or a path (relative to the working directory).
+    pub url: String,
+    pub order: DataOrder,
+    /// Samples held in the shuffle buffer of the `shard` order.
+    pub shuffle_buffer: u64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            url: "data/mnist".into(),
+            order: DataOrder::Global,
+            shuffle_buffer: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSection {
+    pub epochs: u64,
+    /// Stop after this many optimizer steps (0 = no bound); whichever of
+    /// `epochs` and `max_steps` comes first ends the run.
+    pub max_steps: u64,
+    /// The global batch: summed over all workers.
+    pub batch_size: u64,
+    pub eval_batch_size: u64,
+    pub seed: u64,
+    /// Intra-op threads of libtorch (0 = libtorch's default).
+    pub threads: u64,
+    pub device: DeviceChoice,
+    /// Show a progress bar when stderr is a terminal.
+    pub progress: bool,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        TrainSection {
+            epochs: 10,
+            max_steps: 0,
+            batch_size: 128,
+            eval_batch_size: 1000,
+            seed: 1,
+            threads: 0,
+            device: DeviceChoice::Auto,
+            progress: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimSection {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for OptimSection {
+    fn default() -> Self {
+        OptimSection {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSection {
+    /// Write a checkpoint every this many steps (0 = only per epoch / at the end).
+    pub every_steps: u64,
+    /// Write a checkpoint every this many epochs (0 = never per epoch).
+    pub every_epochs: u64,
+    /// How many step checkpoints to keep (the best one is kept apart).
+    pub keep_last: u64,
+}
+
+impl Default for CheckpointSection {
+    fn default() -> Self {
+        CheckpointSection {
+            every_steps: 0,
+            every_epochs: 1,
+            keep_last: 3,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EarlyStoppingSection {
+    /// Stop when the test loss has not improved for `patience` evaluations, and
+    /// keep the best checkpoint in `checkpoints/best`.
+    pub enabled: bool,
+    pub patience: u64,
+    /// An improvement smaller than this does not count.
+    pub min_delta: f64,
+}
+
+impl Default for EarlyStoppingSection {
+    fn default() -> Self {
+        EarlyStoppingSection {
+            enabled: false,
+            patience: 5,
+            min_delta: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistSection {
+    pub backend: Backend,
+}
+
+impl Default for DistSection {
+    fn default() -> Self {
+        DistSection {
+            backend: Backend::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Train scalars go to TensorBoard every this many steps.
+    pub every_steps: u64,
+    /// Number of test images in the reconstruction grid and prior samples.
+    pub images: u64,
+    /// Histograms of μ and log σ² at each evaluation.
+    pub histograms: bool,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            every_steps: 50,
+            images: 32,
+            histograms: true,
+        }
+    }
+}
+
+/// A validated config. Same shape as [`RawConfig`], with every value checked;
+/// `raw` is kept to write the resolved config into the run directory.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub raw: RawConfig,
+    pub model: ModelSection,
+    pub data: DataSection,
+    pub train: TrainSection,
+    pub optim: OptimSection,
+    pub checkpoint: CheckpointSection,
+    pub early_stopping: EarlyStoppingSection,
+    pub dist: DistSection,
+    pub log: LogSection,
+    /// `train.max_steps`, with 0 read as no bound.
+    pub max_steps: Option<u64>,
+}
+
+impl Config {
+    /// The resolved config as TOML, as written to `<run-dir>/config.toml`.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of numbers, strings and lists cannot fail.
+        toml::to_string_pretty(&self.raw).unwrap_or_default()
+    }
+}
+
+fn positive(key: &str, v: u64) -> Result<(), ConfigError> {
+    if v == 0 {
+        return Err(key_err(key, "must be at least 1, got 0"));
+    }
+    Ok(())
+}
+
+fn finite_nonneg(key: &str, v: f64) -> Result<(), ConfigError> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(key_err(
+            key,
+            format!("must be a finite number >= 0, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
+impl RawConfig {
+    /// Checks every value and builds the [`Config`] the code uses.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let m = &self.model;
+        if m.latent_dim < 1 {
+            return Err(key_err(
+                "model.latent_dim",
+                format!("must be at least 1, got {}", m.latent_dim),
+            ));
+        }
+        if m.hidden_dim < 0 || (m.kind == ModelKind::Mlp && m.hidden_dim == 0) {
+            return Err(key_err(
+                "model.hidden_dim",
+                format!("must be at least 1, got {}", m.hidden_dim),
+            ));
+        }
+        if m.kind == ModelKind::Conv {
+            if m.conv_channels.is_empty() {
+                return Err(key_err("model.conv_channels", "needs at least one layer"));
+            }
+            if let Some(c) = m.conv_channels.iter().find(|c| **c < 1) {
+                return Err(key_err(
+                    "model.conv_channels",
+                    format!("channels must be at least 1, got {c}"),
+                ));
+            }
+        }
+        finite_nonneg("model.beta", m.beta)?;
+        finite_nonneg("model.gamma", m.gamma)?;
+        if self.data.url.trim().is_empty() {
+            return Err(key_err("data.url", "is empty"));
+        }
+        positive("data.shuffle_buffer", self.data.shuffle_buffer)?;
+        let t = &self.train;
+        positive("train.batch_size", t.batch_size)?;
+        positive("train.eval_batch_size", t.eval_batch_size)?;
+        if t.epochs == 0 && t.max_steps == 0 {
+            return Err(key_err(
+                "train.epochs",
+                "is 0 and train.max_steps is 0: the run would never end",
+            ));
+        }
+        let o = &self.optim;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(key_err("optim.lr", format!("must be > 0, got {}", o.lr)));
+        }
+        for (key, b) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(key_err(key, format!("must be in [0, 1), got {b}")));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return Err(key_err("optim.eps", format!("must be > 0, got {}", o.eps)));
+        }
+        finite_nonneg("optim.weight_decay", o.weight_decay)?;
+        positive("checkpoint.keep_last", self.checkpoint.keep_last)?;
+        positive("early_stopping.patience", self.early_stopping.patience)?;
+        finite_nonneg("early_stopping.min_delta", self.early_stopping.min_delta)?;
+        positive("log.every_steps", self.log.every_steps)?;
+        let max_steps = (t.max_steps > 0).then_some(t.max_steps);
+        Ok(Config {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            train: self.train.clone(),
+            optim: self.optim.clone(),
+            checkpoint: self.checkpoint.clone(),
+            early_stopping: self.early_stopping.clone(),
+            dist: self.dist.clone(),
+            log: self.log.clone(),
+            max_steps,
+            raw: self,
+        })
+    }
+}
+
+/// Parses TOML text, applies `--set KEY=VALUE` overrides and validates.
+/// `origin` names the text in messages (a file path, or `built-in default`).
+pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Config, ConfigError> {
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                origin: origin.to_string(),
+                message: e.to_string().trim().replace('\n', " "),
+            })?;
+    for arg in overrides {
+        apply_override(&mut table, arg)?;
+    }
+    let raw: RawConfig =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            key_err(if key == "." { "(top level)" } else { &key }, message)
+        })?;
+    raw.validate()
+}
+
+/// Reads and parses a config file; see [`parse`].
+pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), overrides)
+}
+
+/// Sets `a.b.c = value` in a TOML table. The value is read as a TOML value
+/// (`1e-3`, `true`, `[32, 64]`, `"x"`), and as a bare string if it is not one.
+pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
+    let bad = |message: &str| ConfigError::Override {
+        arg: arg.to_string(),
+        message: message.to_string(),
+    };
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| bad("expected KEY=VALUE, e.g. model.beta=4"))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(bad("the key has an empty part"));
+    }
+    let value = parse_value(value.trim());
+    let (last, parents) = parts.split_last().ok_or_else(|| bad("empty key"))?;
+    let mut node = table;
+    for part in parents {
+        let entry = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        node = entry
+            .as_table_mut()
+            .ok_or_else(|| bad(&format!("`{part}` is not a table")))?;
+    }
+    node.insert(last.to_string(), value);
+    Ok(())
+}
+
+fn parse_value(text: &str) -> toml::Value {
+    let doc = format!("v = {text}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(text.into())),
+        Err(_) => toml::Value::String(text.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str, sets: &[&str]) -> String {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        match parse(text, "test", &sets) {
+            Ok(_) => panic!("expected an error for {text:?} {sets:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn every_file_in_configs_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no configs found in {}", dir.display());
+    }
+
+    #[test]
+    fn defaults_are_pytorch_examples() {
+        let c = parse("", "test", &[]).unwrap();
+        assert_eq!(c.train.batch_size, 128);
+        assert_eq!(c.train.epochs, 10);
+        assert_eq!(c.optim.lr, 1e-3);
+        assert_eq!(c.model.latent_dim, 20);
+        assert_eq!(c.max_steps, None);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[model]\nbetaa = 2.0\n", &[]);
+        assert!(e.contains("model.betaa") || e.contains("betaa"), "{e}");
+        let e = err("", &["train.batchsize=3"]);
+        assert!(e.contains("batchsize"), "{e}");
+        let e = err("[nope]\n", &[]);
+        assert!(e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = err("[train]\nbatch_size = \"big\"\n", &[]);
+        assert!(e.contains("train.batch_size"), "{e}");
+        let e = err("", &["model.kind=transformer"]);
+        assert!(e.contains("model.kind") && e.contains("transformer"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = err("[model]\nbeta = -1.0\n", &[]);
+        assert!(e.contains("model.beta") && e.contains("-1"), "{e}");
+        let e = err("", &["train.batch_size=0"]);
+        assert!(e.contains("train.batch_size") && e.contains('0'), "{e}");
+        let e = err("", &["train.batch_size=-5"]);
+        assert!(e.contains("train.batch_size"), "{e}");
+        let e = err("", &["optim.lr=0"]);
+        assert!(e.contains("optim.lr"), "{e}");
+        let e = err("[model\n", &[]);
+        assert!(e.contains("not valid TOML"), "{e}");
+        let e = err("", &["model.beta"]);
+        assert!(e.contains("KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn overrides_set_nested_keys_and_types() {
+        let sets = [
+            "model.beta=4".to_string(),
+            "model.conv_channels=[8, 16]".to_string(),
+            "data.url=s3://bucket/mnist".to_string(),
+            "train.max_steps=7".to_string(),
+        ];
+        let c = parse("[model]\nbeta = 1.0\n", "test", &sets).unwrap();
+        assert_eq!(c.model.beta, 4.0);
+        assert_eq!(c.model.conv_channels, vec![8, 16]);
+        assert_eq!(c.data.url, "s3://bucket/mnist");
+        assert_eq!(c.max_steps, Some(7));
+        // The resolved config round-trips.
+        let again = parse(&c.to_toml(), "resolved", &[]).unwrap();
+        assert_eq!(again.model.beta, 4.0);
+    }
+}

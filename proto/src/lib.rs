@@ -1,0 +1,6 @@
+//! What the launcher and the workers share, with no libtorch in it: the config
+//! schema and its validation ([`config`]), the manifests of datasets
+//! ([`dataset`]) and checkpoints ([`checkpoint`]).
+pub mod checkpoint;
+pub mod config;
+pub mod dataset;

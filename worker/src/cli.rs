@@ -1,0 +1,149 @@
+//! The `vae-worker` command line: `train`, `data prepare mnist`, `export`.
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::comm::Single;
+use crate::train::{self, TrainArgs};
+
+/// The built-in default job: pytorch/examples' MNIST VAE.
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/mnist_vae.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "vae-worker",
+    version,
+    about = "Train VAEs on libtorch: one worker process"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Train a model (the built-in MNIST VAE config when no --config is given).
+    Train {
+        /// TOML config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key, e.g. --set model.beta=4 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Run directory (default: runs/<config name>-<unix time>).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Continue from the latest checkpoint in --run-dir.
+        #[arg(long, requires = "run_dir")]
+        resume: bool,
+    },
+    /// Prepare datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Write a checkpoint's weights as safetensors under PyTorch state_dict names.
+    Export {
+        /// A checkpoint directory, or a run directory (its latest checkpoint).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Convert a dataset into the project's format.
+    Prepare {
+        #[command(subcommand)]
+        dataset: PrepareDataset,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PrepareDataset {
+    /// MNIST from its original IDX files.
+    Mnist {
+        /// Directory with train-images-idx3-ubyte, t10k-labels-idx1-ubyte, ...
+        #[arg(long)]
+        idx_dir: PathBuf,
+        /// Where to write: a file:// URL or a path.
+        #[arg(long)]
+        out: String,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 10_000)]
+        shard_size: usize,
+    },
+}
+
+fn default_run_dir(config: Option<&PathBuf>) -> PathBuf {
+    let stem = config
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mnist_vae".into());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{stem}-{secs}"))
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train {
+            config,
+            set,
+            run_dir,
+            resume,
+        } => {
+            let cfg = match &config {
+                Some(path) => vae_proto::config::load(path, &set)?,
+                None => vae_proto::config::parse(
+                    DEFAULT_CONFIG,
+                    "built-in configs/mnist_vae.toml",
+                    &set,
+                )?,
+            };
+            let run_dir = run_dir.unwrap_or_else(|| default_run_dir(config.as_ref()));
+            println!("run directory: {}", run_dir.display());
+            let summary = train::run(
+                TrainArgs {
+                    config: cfg,
+                    run_dir,
+                    resume,
+                },
+                &Single,
+            )?;
+            println!(
+                "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
+                summary.step, summary.test_loss, summary.test_recon, summary.test_kl
+            );
+        }
+        Command::Data {
+            command: DataCommand::Prepare { dataset },
+        } => match dataset {
+            PrepareDataset::Mnist {
+                idx_dir,
+                out,
+                shard_size,
+            } => {
+                let m = crate::data::prepare_mnist(&idx_dir, &out, shard_size)
+                    .with_context(|| format!("preparing MNIST from {}", idx_dir.display()))?;
+                let counts: Vec<String> = m
+                    .splits
+                    .iter()
+                    .map(|(k, s)| format!("{k} {}", s.samples))
+                    .collect();
+                println!("wrote {} ({}) to {out}", m.name, counts.join(", "));
+            }
+        },
+        Command::Export { checkpoint, out } => {
+            let step = crate::export::export(&checkpoint, &out)?;
+            println!("wrote the weights of step {step} to {}", out.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Writing and reading datasets in the project's format (see
+//! `vae_proto::dataset`): shards with checksums, then the manifest last, so a
+//! reader never sees a manifest naming shards that are not there yet.
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use vae_proto::dataset::{
+    DatasetManifest, ShardEntry, SplitManifest, TargetSpec, DATASET_FORMAT, MANIFEST_NAME,
+};
+
+use super::store::Store;
+use super::DataError;
+
+/// Samples of one split held in memory: images `[n, C, H, W]` as bytes and
+/// targets `[n, K]` as bytes.
+#[derive(Clone, Debug)]
+pub struct SplitData {
+    pub images: Vec<u8>,
+    pub targets: Vec<u8>,
+    pub n: usize,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A dataset to write: per split, all images and targets in order.
+pub struct DatasetWriter<'a> {
+    pub name: &'a str,
+    pub sample_shape: [usize; 3],
+    pub targets: Vec<TargetSpec>,
+    pub shard_samples: usize,
+}
+
+impl DatasetWriter<'_> {
+    /// Writes `splits` (name → data) under `store`, shards first, manifest last.
+    pub fn write(
+        &self,
+        store: &Store,
+        splits: &[(&str, &SplitData)],
+    ) -> Result<DatasetManifest, DataError> {
+        let sample_bytes: usize = self.sample_shape.iter().product();
+        let k = self.targets.len();
+        let mut manifest = DatasetManifest {
+            format: DATASET_FORMAT.into(),
+            name: self.name.into(),
+            sample_shape: self.sample_shape,
+            dtype: "u8".into(),
+            targets: self.targets.clone(),
+            splits: BTreeMap::new(),
+        };
+        for (split, data) in splits {
+            let mut shards = Vec::new();
+            let mut start = 0;
+            while start < data.n {
+                let end = (start + self.shard_samples.max(1)).min(data.n);
+                let mut bytes = Vec::with_capacity((end - start) * (sample_bytes + k));
+                bytes.extend_from_slice(&data.images[start * sample_bytes..end * sample_bytes]);
+                bytes.extend_from_slice(&data.targets[start * k..end * k]);
+                let object = format!("{split}-{:05}.bin", shards.len());
+                let entry = ShardEntry {
+                    object: object.clone(),
+                    samples: (end - start) as u64,
+                    bytes: bytes.len() as u64,
+                    sha256: sha256_hex(&bytes),
+                };
+                store.put(&object, bytes)?;
+                shards.push(entry);
+                start = end;
+            }
+            manifest.splits.insert(
+                split.to_string(),
+                SplitManifest {
+                    samples: data.n as u64,
+                    shards,
+                },
+            );
+        }
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| DataError::Io {
+            url: store.url_of(MANIFEST_NAME),
+            message: e.to_string(),
+        })?;
+        store.put(MANIFEST_NAME, json)?;
+        Ok(manifest)
+    }
+}
+
+/// An opened dataset: its manifest, read and checked, and the store it is in.
+pub struct Dataset {
+    pub store: Store,
+    pub manifest: DatasetManifest,
+}
+
+impl Dataset {
+    pub fn open(url: &str) -> Result<Dataset, DataError> {
+        let store = Store::open(url)?;
+        let murl = store.url_of(MANIFEST_NAME);
+        let bytes = store.get(MANIFEST_NAME).map_err(|e| match e {
+            DataError::NotFound { url } => DataError::Manifest {
+                url,
+                message: "no dataset manifest here (prepare one with `vae-worker data prepare`)"
+                    .into(),
+            },
+            e => e,
+        })?;
+        let manifest: DatasetManifest =
+            serde_json::from_slice(&bytes).map_err(|e| DataError::Manifest {
+                url: murl.clone(),
+                message: e.to_string(),
+            })?;
+        manifest
+            .check()
+            .map_err(|message| DataError::Manifest { url: murl, message })?;
+        Ok(Dataset { store, manifest })
+    }
+
+    pub fn split(&self, name: &str) -> Result<&SplitManifest, DataError> {
+        self.manifest
+            .splits
+            .get(name)
+            .ok_or_else(|| DataError::Manifest {
+                url: self.store.url_of(MANIFEST_NAME),
+                message: format!("has no `{name}` split"),
+            })
+    }
+
+    /// Reads and verifies one shard.
+    pub fn read_shard(&self, shard: &ShardEntry) -> Result<SplitData, DataError> {
+        let url = self.store.url_of(&shard.object);
+        let bytes = self.store.get(&shard.object)?;
+        if bytes.len() as u64 != shard.bytes {
+            return Err(DataError::Corrupt {
+                url,
+                message: format!(
+                    "{} bytes, the manifest says {} (truncated?)",
+                    bytes.len(),
+                    shard.bytes
+                ),
+            });
+        }
+        let sum = sha256_hex(&bytes);
+        if sum != shard.sha256 {
+            return Err(DataError::Corrupt {
+                url,
+                message: format!("SHA-256 {sum}, the manifest says {}", shard.sha256),
+            });
+        }
+        let n = shard.samples as usize;
+        let split_at = n * self.manifest.sample_bytes();
+        Ok(SplitData {
+            images: bytes[..split_at].to_vec(),
+            targets: bytes[split_at..].to_vec(),
+            n,
+        })
+    }
+
+    /// Reads the given shards of a split (all when `which` is `None`), in order.
+    pub fn read_split(&self, name: &str, which: Option<&[usize]>) -> Result<SplitData, DataError> {
+        let split = self.split(name)?;
+        let all: Vec<usize> = (0..split.shards.len()).collect();
+        let which = which.unwrap_or(&all);
+        let mut out = SplitData {
+            images: Vec::new(),
+            targets: Vec::new(),
+            n: 0,
+        };
+        for &i in which {
+            let part = self.read_shard(&split.shards[i])?;
+            out.images.extend_from_slice(&part.images);
+            out.targets.extend_from_slice(&part.targets);
+            out.n += part.n;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,121 @@
+//! Convolutional VAE: 4×4 stride-2 convolutions (32-64-128 by default) with
+//! ReLU, an optional dense layer, linear heads for μ and log σ², and the mirror
+//! image in the decoder with transposed convolutions. Inputs whose side is not
+//! a multiple of 2^layers (MNIST's 28) are zero-padded to the next one (32) and
+//! the logits cropped back, so any `[C, H, W]` works.
+use tch::{nn, nn::Module, Tensor};
+
+use super::Vae;
+
+pub struct ConvVae {
+    enc: Vec<nn::Conv2D>,
+    dec: Vec<nn::ConvTranspose2D>,
+    enc_fc: Option<nn::Linear>,
+    dec_fc: Option<nn::Linear>,
+    mu: nn::Linear,
+    logvar: nn::Linear,
+    from_z: nn::Linear,
+    shape: [i64; 3],
+    /// Padded height and width, multiples of 2^layers.
+    padded: [i64; 2],
+    /// `[C_last, h, w]` after the last convolution.
+    inner: [i64; 3],
+    latent: i64,
+}
+
+impl ConvVae {
+    pub fn new(
+        root: &nn::Path,
+        shape: [i64; 3],
+        channels: &[i64],
+        hidden: i64,
+        latent: i64,
+    ) -> ConvVae {
+        let [c, h, w] = shape;
+        let k = 1i64 << channels.len();
+        let padded = [(h + k - 1) / k * k, (w + k - 1) / k * k];
+        let last = *channels.last().unwrap_or(&c);
+        let inner = [last, padded[0] / k, padded[1] / k];
+        let flat = inner.iter().product::<i64>();
+        let mut enc = Vec::new();
+        let mut prev = c;
+        for (i, &ch) in channels.iter().enumerate() {
+            enc.push(super::conv_down(root / "encoder" / i, prev, ch, 4));
+            prev = ch;
+        }
+        let mut dec = Vec::new();
+        let outs: Vec<i64> = channels.iter().rev().skip(1).copied().chain([c]).collect();
+        for (i, &ch) in outs.iter().enumerate() {
+            dec.push(super::conv_up(root / "decoder" / i, prev, ch, 4));
+            prev = ch;
+        }
+        let (enc_fc, dec_fc, head_in) = if hidden > 0 {
+            (
+                Some(super::linear(root / "enc_fc", flat, hidden)),
+                Some(super::linear(root / "dec_fc", hidden, flat)),
+                hidden,
+            )
+        } else {
+            (None, None, flat)
+        };
+        ConvVae {
+            enc,
+            dec,
+            enc_fc,
+            dec_fc,
+            mu: super::linear(root / "fc_mu", head_in, latent),
+            logvar: super::linear(root / "fc_logvar", head_in, latent),
+            from_z: super::linear(root / "fc_z", latent, head_in),
+            shape,
+            padded,
+            inner,
+            latent,
+        }
+    }
+}
+
+impl Vae for ConvVae {
+    fn encode(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let [_, h, w] = self.shape;
+        let (ph, pw) = (self.padded[0] - h, self.padded[1] - w);
+        let mut t = if ph > 0 || pw > 0 {
+            x.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2])
+        } else {
+            x.shallow_clone()
+        };
+        for conv in &self.enc {
+            t = conv.forward(&t).relu();
+        }
+        let mut t = t.flatten(1, -1);
+        if let Some(fc) = &self.enc_fc {
+            t = fc.forward(&t).relu();
+        }
+        (self.mu.forward(&t), self.logvar.forward(&t))
+    }
+
+    fn decode(&self, z: &Tensor) -> Tensor {
+        let [_, h, w] = self.shape;
+        let [ic, ih, iw] = self.inner;
+        let mut t = self.from_z.forward(z).relu();
+        if let Some(fc) = &self.dec_fc {
+            t = fc.forward(&t).relu();
+        }
+        let mut t = t.view([-1, ic, ih, iw]);
+        let last = self.dec.len() - 1;
+        for (i, tconv) in self.dec.iter().enumerate() {
+            t = tconv.forward(&t);
+            if i < last {
+                t = t.relu();
+            }
+        }
+        let (ph, pw) = (self.padded[0] - h, self.padded[1] - w);
+        if ph > 0 || pw > 0 {
+            t = t.narrow(2, ph / 2, h).narrow(3, pw / 2, w);
+        }
+        t
+    }
+
+    fn latent_dim(&self) -> i64 {
+        self.latent
+    }
+}

@@ -1,0 +1,799 @@
+//! The training loop: data order, forward and backward, gradient all-reduce,
+//! Adam, evaluation on the test split each epoch, logging (TensorBoard, PNG,
+//! `summary.json`), checkpoints, resume and early stopping.
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Kind, Tensor};
+use vae_proto::checkpoint::{CheckpointManifest, EarlyStoppingState, BEST_DIR, LATEST_POINTER};
+use vae_proto::config::{Config, DeviceChoice};
+
+use crate::checkpoint::{self, CheckpointError, Contents};
+use crate::comm::{Comm, CommError};
+use crate::data::format::Dataset;
+use crate::data::sampler::GlobalOrder;
+use crate::data::DataError;
+use crate::images;
+use crate::loss::Objective;
+use crate::metrics::{batch_sums, Sums};
+use crate::model::{self, Vae};
+use crate::optim::{Adam, FlatParams};
+use crate::rng::{self, Stream};
+use crate::tensorboard::Board;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Comm(#[from] CommError),
+    #[error("run directory {path}: {message}", path = path.display())]
+    RunDir { path: PathBuf, message: String },
+    #[error("{context}: {source}")]
+    Tensor {
+        context: String,
+        source: tch::TchError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn tensor_err(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> TrainError {
+    let context = context.into();
+    move |source| TrainError::Tensor { context, source }
+}
+
+/// What `vae-worker train` was asked to do.
+pub struct TrainArgs {
+    pub config: Config,
+    pub run_dir: PathBuf,
+    pub resume: bool,
+}
+
+/// One evaluation, as reported in `summary.json` and TensorBoard.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_recon: f64,
+    pub test_kl: f64,
+    pub test_active_units: usize,
+    pub samples_per_sec: f64,
+}
+
+/// `summary.json`: the last evaluation's figures at the top level, and all of them in `history`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_recon: f64,
+    pub test_kl: f64,
+    pub test_kl_per_dim: Vec<f64>,
+    pub test_active_units: usize,
+    pub samples_per_sec: f64,
+    pub best_test_loss: Option<f64>,
+    pub best_step: Option<u64>,
+    pub stopped_early: bool,
+    pub world_size: usize,
+    pub device: String,
+    pub history: Vec<EvalRecord>,
+}
+
+pub fn pick_device(choice: DeviceChoice, local_rank: usize) -> Result<Device, TrainError> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto if !tch::Cuda::is_available() => Ok(Device::Cpu),
+        _ if tch::Cuda::is_available() => Ok(Device::Cuda(
+            local_rank % tch::Cuda::device_count().max(1) as usize,
+        )),
+        _ => Err(TrainError::Invalid(
+            "config key `train.device`: \"cuda\" asked for, but libtorch sees no CUDA device"
+                .into(),
+        )),
+    }
+}
+
+/// Prepares the run directory: creates it, proves it writable by writing the
+/// resolved config, and refuses to mix a fresh run with an old one's checkpoints.
+fn prepare_run_dir(args: &TrainArgs) -> Result<PathBuf, TrainError> {
+    let dir = &args.run_dir;
+    let fail = |message: String| TrainError::RunDir {
+        path: dir.clone(),
+        message,
+    };
+    fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let ckpt = dir.join("checkpoints");
+    let has_ckpt = checkpoint::follow(&ckpt, LATEST_POINTER)?.is_some();
+    if args.resume && !has_ckpt {
+        return Err(CheckpointError::Missing { path: ckpt }.into());
+    }
+    if !args.resume && has_ckpt {
+        return Err(fail(
+            "already holds checkpoints; pass --resume to continue it, or choose another --run-dir"
+                .into(),
+        ));
+    }
+    let tmp = dir.join(".config.toml.tmp");
+    fs::write(&tmp, args.config.to_toml())
+        .and_then(|_| fs::rename(&tmp, dir.join("config.toml")))
+        .map_err(|e| fail(format!("cannot write into it: {e}")))?;
+    for sub in ["tensorboard", "images"] {
+        fs::create_dir_all(dir.join(sub))
+            .map_err(|e| fail(format!("cannot create {sub}/: {e}")))?;
+    }
+    Ok(ckpt)
+}
+
+/// Images of a split as one `u8` tensor `[N, C, H, W]` on `device`.
+fn to_tensor(
+    images: &[u8],
+    n: usize,
+    shape: [usize; 3],
+    device: Device,
+) -> Result<Tensor, TrainError> {
+    let [c, h, w] = shape.map(|d| d as i64);
+    Tensor::from_slice(images)
+        .f_view([n as i64, c, h, w])
+        .and_then(|t| t.f_to_device(device))
+        .map_err(tensor_err("loading the dataset onto the device"))
+}
+
+/// Pixels in [0, 1] of the samples `idx` of `images`.
+fn gather(images: &Tensor, idx: &[i64]) -> Tensor {
+    let idx = Tensor::from_slice(idx).to_device(images.device());
+    images.index_select(0, &idx).to_kind(Kind::Float) / 255.0
+}
+
+/// Reparameterised codes `μ + σ·ε`, with `ε` rows from records
+/// `(seed, stream, counter, rows)`.
+fn sample_z(
+    mu: &Tensor,
+    logvar: &Tensor,
+    seed: u64,
+    stream: Stream,
+    counter: u64,
+    rows: std::ops::Range<u64>,
+) -> Tensor {
+    let l = mu.size()[1];
+    let eps = Tensor::from_slice(&rng::normals(
+        seed,
+        stream,
+        counter,
+        rows.clone(),
+        l as usize,
+    ))
+    .view([(rows.end - rows.start) as i64, l])
+    .to_device(mu.device());
+    mu + (logvar * 0.5).exp() * eps
+}
+
+/// Everything a trainer holds.
+struct Trainer<'a> {
+    cfg: &'a Config,
+    comm: &'a dyn Comm,
+    vs: nn::VarStore,
+    model: Box<dyn Vae>,
+    params: FlatParams,
+    adam: Adam,
+    objective: Objective,
+    device: Device,
+    latent: usize,
+}
+
+impl Trainer<'_> {
+    fn model_tensors(&self) -> Vec<(String, Tensor)> {
+        self.params
+            .names
+            .iter()
+            .cloned()
+            .zip(self.params.vars.iter().map(|v| v.detach()))
+            .collect()
+    }
+
+    fn load_model(&mut self, tensors: &[(String, Tensor)], from: &Path) -> Result<(), TrainError> {
+        let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+        if map.len() != self.params.names.len() {
+            return Err(TrainError::Invalid(format!(
+                "{}: holds {} tensors, the model has {}: another architecture?",
+                from.display(),
+                map.len(),
+                self.params.names.len()
+            )));
+        }
+        for (name, var) in self.params.names.iter().zip(self.params.vars.iter_mut()) {
+            let src = map.get(name.as_str()).ok_or_else(|| {
+                TrainError::Invalid(format!("{}: has no tensor `{name}`", from.display()))
+            })?;
+            if src.size() != var.size() {
+                return Err(TrainError::Invalid(format!(
+                    "{}: tensor `{name}` is {:?}, the model wants {:?}",
+                    from.display(),
+                    src.size(),
+                    var.size()
+                )));
+            }
+            tch::no_grad(|| var.f_copy_(src)).map_err(tensor_err(format!("loading {name}")))?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates `images` (the test split): sums over this rank's part, reduced
+    /// over ranks, and `μ`, `log σ²` of this rank's part for histograms.
+    fn evaluate(
+        &self,
+        images: &Tensor,
+        batch: usize,
+    ) -> Result<(Sums, Tensor, Tensor), TrainError> {
+        let n = images.size()[0] as usize;
+        let (rank, world) = (self.comm.rank(), self.comm.world_size());
+        let (lo, hi) = (n * rank / world, n * (rank + 1) / world);
+        let mut acc = Tensor::zeros([4 + 3 * self.latent as i64], (Kind::Double, self.device));
+        let (mut mus, mut lvs) = (Vec::new(), Vec::new());
+        tch::no_grad(|| {
+            let mut start = lo;
+            while start < hi {
+                let end = (start + batch).min(hi);
+                let x = images
+                    .narrow(0, start as i64, (end - start) as i64)
+                    .to_kind(Kind::Float)
+                    / 255.0;
+                let (mu, logvar) = self.model.encode(&x);
+                let z = sample_z(
+                    &mu,
+                    &logvar,
+                    self.cfg.train.seed,
+                    Stream::EvalNoise,
+                    0,
+                    start as u64..end as u64,
+                );
+                let logits = self.model.decode(&z);
+                let terms = self.objective.terms(&logits, &x, &mu, &logvar);
+                acc += batch_sums(&terms, &mu);
+                mus.push(mu);
+                lvs.push(logvar);
+                start = end;
+            }
+        });
+        let mut sums = Sums::from_tensor(&acc, self.latent).map_err(tensor_err("evaluation"))?;
+        self.comm.all_reduce_f64(&mut sums.v)?;
+        let cat = |v: &[Tensor]| {
+            if v.is_empty() {
+                Tensor::zeros([0], (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::cat(v, 0)
+            }
+        };
+        Ok((sums, cat(&mus), cat(&lvs)))
+    }
+}
+
+/// Rank-0-only outputs: TensorBoard, PNGs, summary.
+struct Outputs {
+    board: Board,
+    run_dir: PathBuf,
+}
+
+fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    let fail = |e: String| TrainError::RunDir {
+        path: path.to_path_buf(),
+        message: e,
+    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| fail(e.to_string()))?;
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, bytes)
+        .and_then(|_| fs::rename(&tmp, path))
+        .map_err(|e| fail(e.to_string()))
+}
+
+impl Outputs {
+    fn scalars(&mut self, prefix: &str, s: &Sums, step: u64) {
+        let b = &mut self.board;
+        b.scalar(&format!("{prefix}/loss"), s.loss(), step);
+        b.scalar(&format!("{prefix}/recon"), s.recon(), step);
+        b.scalar(&format!("{prefix}/kl"), s.kl(), step);
+        b.scalar(
+            &format!("{prefix}/active_units"),
+            s.active_units() as f64,
+            step,
+        );
+        for (j, v) in s.kl_per_dim().iter().enumerate() {
+            b.scalar(&format!("{prefix}/kl_per_dim/{j:02}"), *v, step);
+        }
+    }
+
+    fn pictures(
+        &mut self,
+        t: &Trainer,
+        test: &Tensor,
+        epoch: u64,
+        step: u64,
+    ) -> Result<(), TrainError> {
+        let k = (t.cfg.log.images as i64).min(test.size()[0]);
+        if k == 0 {
+            return Ok(());
+        }
+        let (recon, prior) = tch::no_grad(|| {
+            let x = test.narrow(0, 0, k).to_kind(Kind::Float) / 255.0;
+            let (mu, _) = t.model.encode(&x);
+            let recon = images::pairs(&x, &t.model.decode(&mu).sigmoid());
+            let z = Tensor::from_slice(&rng::normals(
+                t.cfg.train.seed,
+                Stream::Prior,
+                0,
+                0..k as u64,
+                t.latent,
+            ))
+            .view([k, t.latent as i64])
+            .to_device(t.device);
+            (recon, t.model.decode(&z).sigmoid())
+        });
+        for (tag, file, imgs, per_row) in [
+            ("test/reconstructions", "recon", recon, 16),
+            ("samples/prior", "prior", prior, 8),
+        ] {
+            let g = images::grid(&imgs, per_row).map_err(tensor_err("image grid"))?;
+            let path = self
+                .run_dir
+                .join("images")
+                .join(format!("{file}-epoch-{:03}.png", epoch + 1));
+            g.save(&path).map_err(|e| TrainError::RunDir {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            self.board
+                .image(tag, &g, step)
+                .map_err(|e| TrainError::RunDir {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains as `args` says and returns the summary (also written to `summary.json`).
+pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
+    let cfg = &args.config;
+    let (rank, world) = (comm.rank(), comm.world_size());
+    let global_batch = cfg.train.batch_size as usize;
+    if global_batch % world != 0 {
+        return Err(TrainError::Invalid(format!(
+            "config key `train.batch_size`: {global_batch} does not divide by the {world} workers"
+        )));
+    }
+    if cfg.train.threads > 0 {
+        tch::set_num_threads(cfg.train.threads as i32);
+    }
+    let device = pick_device(cfg.train.device, rank)?;
+    let ckpt_dir = prepare_run_dir(&args)?;
+
+    // Data: manifest first (cheap, fails fast on a bad URL), then the shards.
+    let dataset = Dataset::open(&cfg.data.url)?;
+    let shape = dataset.manifest.sample_shape;
+    let train_data = dataset.read_split("train", None)?;
+    let test_data = dataset.read_split("test", None)?;
+    if train_data.n < global_batch {
+        return Err(TrainError::Invalid(format!(
+            "config key `train.batch_size`: {global_batch} is more than the {} training samples",
+            train_data.n
+        )));
+    }
+    let train_images = to_tensor(&train_data.images, train_data.n, shape, device)?;
+    let test_images = to_tensor(&test_data.images, test_data.n, shape, device)?;
+    drop((train_data.images, test_data.images));
+    let order = GlobalOrder {
+        n: train_data.n,
+        batch: global_batch,
+        seed: cfg.train.seed,
+    };
+    let steps_per_epoch = order.steps_per_epoch();
+
+    // Model and optimizer; parameters start from the seed and rank 0's copy.
+    tch::manual_seed(cfg.train.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = model::build(&vs.root(), &cfg.model, shape);
+    let mut params = FlatParams::new(&vs);
+    comm.broadcast(&mut params.flat, 0)?;
+    let adam = Adam::new(&cfg.optim, &params);
+    let latent = model.latent_dim() as usize;
+    let mut t = Trainer {
+        cfg,
+        comm,
+        vs,
+        model,
+        params,
+        adam,
+        objective: Objective {
+            likelihood: cfg.model.likelihood,
+            beta: cfg.model.beta,
+            gamma: cfg.model.gamma,
+        },
+        device,
+        latent,
+    };
+    let _ = &t.vs;
+
+    let (mut step, mut epoch, mut batch_in_epoch) = (0u64, 0u64, 0u64);
+    let mut es = EarlyStoppingState::default();
+    let mut history: Vec<EvalRecord> = Vec::new();
+    if args.resume {
+        let dir = checkpoint::resolve(&ckpt_dir)?;
+        let loaded = checkpoint::read(&dir)?;
+        let m = &loaded.manifest;
+        if m.model_kind != cfg.model.kind.as_str() {
+            return Err(TrainError::Invalid(format!(
+                "{}: a `{}` model, the config says `{}`",
+                dir.display(),
+                m.model_kind,
+                cfg.model.kind.as_str()
+            )));
+        }
+        t.load_model(&loaded.model, &dir)?;
+        let get = |name: &str| {
+            loaded
+                .optim
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| {
+                    TrainError::Invalid(format!(
+                        "{}: optimizer state has no `{name}`",
+                        dir.display()
+                    ))
+                })
+        };
+        t.adam
+            .load(&get("adam.m")?, &get("adam.v")?, m.step)
+            .map_err(tensor_err("loading optimizer state"))?;
+        (step, epoch, batch_in_epoch, es) =
+            (m.step, m.epoch, m.batch_in_epoch, m.early_stopping.clone());
+        if let Ok(text) = fs::read_to_string(args.run_dir.join("history.json")) {
+            history = serde_json::from_str(&text).unwrap_or_default();
+            history.retain(|r| r.step <= step);
+        }
+        if rank == 0 {
+            println!(
+                "resumed from {} (step {step}, epoch {})",
+                dir.display(),
+                epoch + 1
+            );
+        }
+    }
+
+    let mut out = (rank == 0).then(|| Outputs {
+        board: Board::new(&args.run_dir.join("tensorboard")),
+        run_dir: args.run_dir.clone(),
+    });
+    let slice = order.slice(rank, world);
+    let lr = cfg.optim.lr;
+    let mut stopped_early = false;
+    let mut last_eval: Option<(Sums, EvalRecord)> = None;
+    let mut last_ckpt_step = if args.resume { Some(step) } else { None };
+    let mut total_samples_per_sec = 0.0;
+    let acc_len = 4 + 3 * latent as i64;
+
+    let save = |t: &Trainer,
+                step: u64,
+                epoch: u64,
+                batch_in_epoch: u64,
+                es: &EarlyStoppingState,
+                name: &str,
+                metrics: BTreeMap<String, f64>|
+     -> Result<(), TrainError> {
+        t.comm.barrier()?;
+        if rank == 0 {
+            let manifest = CheckpointManifest {
+                format: String::new(),
+                step,
+                epoch,
+                batch_in_epoch,
+                seed: cfg.train.seed,
+                world_size: world,
+                model_kind: cfg.model.kind.as_str().into(),
+                early_stopping: es.clone(),
+                metrics,
+                files: vec![],
+            };
+            let contents = Contents {
+                model: &t.model_tensors(),
+                optim: &t.adam.state(),
+            };
+            checkpoint::write(&ckpt_dir, name, manifest, &contents)?;
+        }
+        t.comm.barrier()?;
+        Ok(())
+    };
+
+    'epochs: while epoch < cfg.train.epochs || batch_in_epoch > 0 {
+        if cfg.max_steps.is_some_and(|m| step >= m) {
+            break;
+        }
+        let perm = order.permutation(epoch);
+        let bar = progress_bar(
+            cfg.train.progress && rank == 0,
+            steps_per_epoch,
+            batch_in_epoch,
+            epoch,
+        );
+        let mut acc = Tensor::zeros([acc_len], (Kind::Double, device));
+        let mut epoch_acc = Tensor::zeros([acc_len], (Kind::Double, device));
+        let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
+        let (mut train_time, mut train_samples) = (0.0f64, 0u64);
+        while batch_in_epoch < steps_per_epoch {
+            if cfg.max_steps.is_some_and(|m| step >= m) {
+                break;
+            }
+            let b = batch_in_epoch as usize * global_batch;
+            let idx: Vec<i64> = perm[b + slice.start..b + slice.end]
+                .iter()
+                .map(|&i| i as i64)
+                .collect();
+            let x = gather(&train_images, &idx);
+            let (mu, logvar) = t.model.encode(&x);
+            let z = sample_z(
+                &mu,
+                &logvar,
+                cfg.train.seed,
+                Stream::TrainNoise,
+                step,
+                slice.start as u64..slice.end as u64,
+            );
+            let logits = t.model.decode(&z);
+            let terms = t.objective.terms(&logits, &x, &mu, &logvar);
+            let loss = terms.loss.sum(Kind::Float) / global_batch as f64;
+            t.params.zero_grad();
+            loss.backward();
+            let mut grad = t.params.flat_grad();
+            comm.all_reduce_sum(&mut grad)?;
+            t.adam.step(&mut t.params.flat, &grad, lr);
+            let sums = batch_sums(&terms, &mu);
+            acc += &sums;
+            epoch_acc += sums;
+            step += 1;
+            batch_in_epoch += 1;
+            window_steps += 1;
+            bar.inc(1);
+
+            if step % cfg.log.every_steps == 0 || batch_in_epoch == steps_per_epoch {
+                let mut s =
+                    Sums::from_tensor(&acc, latent).map_err(tensor_err(format!("step {step}")))?;
+                comm.all_reduce_f64(&mut s.v)?;
+                if !s.loss().is_finite() {
+                    return Err(TrainError::Invalid(format!(
+                        "loss is {} at step {step}: training diverged",
+                        s.loss()
+                    )));
+                }
+                let secs = window_start.elapsed().as_secs_f64();
+                let sps = (window_steps * global_batch as u64) as f64 / secs.max(1e-9);
+                train_time += secs;
+                train_samples += window_steps * global_batch as u64;
+                bar.set_message(format!("loss {:.2}  {:.0} samples/s", s.loss(), sps));
+                if let Some(o) = out.as_mut() {
+                    o.scalars("train", &s, step);
+                    o.board.scalar("train/lr", lr, step);
+                    o.board.scalar("train/samples_per_sec", sps, step);
+                }
+                acc = Tensor::zeros([acc_len], (Kind::Double, device));
+                (window_start, window_steps) = (Instant::now(), 0);
+            }
+            if cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0 {
+                save(
+                    &t,
+                    step,
+                    epoch,
+                    batch_in_epoch,
+                    &es,
+                    &checkpoint::step_name(step),
+                    BTreeMap::new(),
+                )?;
+                set_latest(rank, &ckpt_dir, step, cfg)?;
+                last_ckpt_step = Some(step);
+            }
+        }
+        bar.finish_and_clear();
+        let epoch_done = batch_in_epoch == steps_per_epoch;
+        if train_samples > 0 {
+            total_samples_per_sec = train_samples as f64 / train_time.max(1e-9);
+        }
+        if !epoch_done {
+            break 'epochs; // max_steps reached mid-epoch
+        }
+
+        // End of epoch: evaluate, log, early stopping, checkpoint.
+        let mut train_s =
+            Sums::from_tensor(&epoch_acc, latent).map_err(tensor_err("epoch sums"))?;
+        comm.all_reduce_f64(&mut train_s.v)?;
+        let (test_s, mus, lvs) = t.evaluate(&test_images, cfg.train.eval_batch_size as usize)?;
+        let rec = EvalRecord {
+            epoch: epoch + 1,
+            step,
+            train_loss: if train_s.n() > 0.0 {
+                train_s.loss()
+            } else {
+                last_eval.as_ref().map_or(f64::NAN, |e| e.1.train_loss)
+            },
+            test_loss: test_s.loss(),
+            test_recon: test_s.recon(),
+            test_kl: test_s.kl(),
+            test_active_units: test_s.active_units(),
+            samples_per_sec: total_samples_per_sec,
+        };
+        if let Some(o) = out.as_mut() {
+            println!(
+                "epoch {:>3}  step {:>7}  train loss {:.4}  test loss {:.4} (recon {:.4}, kl {:.4}, active {}/{})  {:.0} samples/s",
+                rec.epoch, step, rec.train_loss, rec.test_loss, rec.test_recon, rec.test_kl, rec.test_active_units, latent, rec.samples_per_sec
+            );
+            o.scalars("test", &test_s, step);
+            if cfg.log.histograms {
+                for (tag, v) in [("test/mu", &mus), ("test/logvar", &lvs)] {
+                    let vals = Vec::<f32>::try_from(v.to_device(Device::Cpu).view([-1]))
+                        .map_err(tensor_err("histogram"))?;
+                    o.board.histogram(tag, &vals, step);
+                }
+            }
+            o.pictures(&t, &test_images, epoch, step)?;
+            o.board.flush();
+        }
+        history.push(rec.clone());
+        let mut metrics = BTreeMap::new();
+        metrics.insert("test_loss".to_string(), rec.test_loss);
+        metrics.insert("train_loss".to_string(), rec.train_loss);
+
+        let mut improved = false;
+        if es
+            .best_loss
+            .is_none_or(|b| rec.test_loss < b - cfg.early_stopping.min_delta)
+        {
+            es.best_loss = Some(rec.test_loss);
+            es.best_step = Some(step);
+            es.bad_evals = 0;
+            improved = true;
+        } else {
+            es.bad_evals += 1;
+        }
+        epoch += 1;
+        batch_in_epoch = 0;
+        last_eval = Some((test_s, rec));
+        if cfg.early_stopping.enabled && improved {
+            let name = format!("best-{}", checkpoint::step_name(step));
+            save(&t, step, epoch, 0, &es, &name, metrics.clone())?;
+            if rank == 0 {
+                checkpoint::set_pointer(&ckpt_dir, BEST_DIR, &name)?;
+            }
+        }
+        if rank == 0 {
+            write_json_atomic(&args.run_dir.join("history.json"), &history)?;
+        }
+        let stop_now = cfg.early_stopping.enabled && es.bad_evals >= cfg.early_stopping.patience;
+        let last_epoch = epoch >= cfg.train.epochs || cfg.max_steps.is_some_and(|m| step >= m);
+        if (cfg.checkpoint.every_epochs > 0 && epoch % cfg.checkpoint.every_epochs == 0)
+            || stop_now
+            || last_epoch
+        {
+            save(
+                &t,
+                step,
+                epoch,
+                0,
+                &es,
+                &checkpoint::step_name(step),
+                metrics,
+            )?;
+            set_latest(rank, &ckpt_dir, step, cfg)?;
+            last_ckpt_step = Some(step);
+        }
+        if stop_now {
+            stopped_early = true;
+            if rank == 0 {
+                println!(
+                    "early stopping: no improvement of the test loss in {} evaluations",
+                    es.bad_evals
+                );
+            }
+            break;
+        }
+    }
+
+    // A run that ended mid-epoch (max_steps) is evaluated and checkpointed there.
+    if last_eval.as_ref().is_none_or(|e| e.1.step != step) {
+        let (test_s, _, _) = t.evaluate(&test_images, cfg.train.eval_batch_size as usize)?;
+        let rec = EvalRecord {
+            epoch: epoch + u64::from(batch_in_epoch > 0),
+            step,
+            train_loss: history.last().map_or(f64::NAN, |r| r.train_loss),
+            test_loss: test_s.loss(),
+            test_recon: test_s.recon(),
+            test_kl: test_s.kl(),
+            test_active_units: test_s.active_units(),
+            samples_per_sec: total_samples_per_sec,
+        };
+        if let Some(o) = out.as_mut() {
+            println!(
+                "stopped at step {step}: test loss {:.4} (recon {:.4}, kl {:.4})",
+                rec.test_loss, rec.test_recon, rec.test_kl
+            );
+            o.scalars("test", &test_s, step);
+            o.board.flush();
+        }
+        last_eval = Some((test_s, rec));
+    }
+    if last_ckpt_step != Some(step) {
+        let mut metrics = BTreeMap::new();
+        if let Some((_, r)) = &last_eval {
+            metrics.insert("test_loss".to_string(), r.test_loss);
+        }
+        save(
+            &t,
+            step,
+            epoch,
+            batch_in_epoch,
+            &es,
+            &checkpoint::step_name(step),
+            metrics,
+        )?;
+        set_latest(rank, &ckpt_dir, step, cfg)?;
+    }
+
+    let (test_s, rec) =
+        last_eval.ok_or_else(|| TrainError::Invalid("no evaluation was run".into()))?;
+    let summary = Summary {
+        epoch: rec.epoch,
+        step,
+        train_loss: rec.train_loss,
+        test_loss: test_s.loss(),
+        test_recon: test_s.recon(),
+        test_kl: test_s.kl(),
+        test_kl_per_dim: test_s.kl_per_dim(),
+        test_active_units: test_s.active_units(),
+        samples_per_sec: total_samples_per_sec,
+        best_test_loss: es.best_loss,
+        best_step: es.best_step,
+        stopped_early,
+        world_size: world,
+        device: format!("{device:?}"),
+        history,
+    };
+    if rank == 0 {
+        write_json_atomic(&args.run_dir.join("summary.json"), &summary)?;
+    }
+    Ok(summary)
+}
+
+/// Points `latest` at the checkpoint of `step` and drops old ones (rank 0).
+fn set_latest(rank: usize, dir: &Path, step: u64, cfg: &Config) -> Result<(), CheckpointError> {
+    if rank != 0 {
+        return Ok(());
+    }
+    let name = checkpoint::step_name(step);
+    checkpoint::set_pointer(dir, LATEST_POINTER, &name)?;
+    let mut protect = vec![dir.join(&name)];
+    if let Some(best) = checkpoint::follow(dir, BEST_DIR)? {
+        protect.push(best);
+    }
+    checkpoint::prune(dir, cfg.checkpoint.keep_last as usize, &protect)
+}
+
+fn progress_bar(show: bool, len: u64, pos: u64, epoch: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(format!("epoch {}", epoch + 1));
+    bar.set_position(pos);
+    bar
+}
