@@ -1,1 +1,265 @@
+//! End-to-end tests of the real `vae-worker` binary on real MNIST, checked with
+//! real readers: PyTorch (pytorch/examples' VAE), TensorBoard's
+//! EventAccumulator. `scripts/setup.sh` (run by `scripts/test.sh`) provides
+//! the dataset in `data/mnist` and the Python venv.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
 
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn mnist() -> String {
+    repo().join("data/mnist").display().to_string()
+}
+
+fn python() -> String {
+    std::env::var("VAE_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/vaedp/torch-venv/bin/python")
+    })
+}
+
+/// The real binary, without LD_LIBRARY_PATH (it must find libtorch by rpath).
+fn worker() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vae-worker"));
+    c.env_remove("LD_LIBRARY_PATH").env("OMP_NUM_THREADS", "2");
+    c
+}
+
+fn run_ok(mut c: Command) -> Output {
+    let out = c.output().expect("start process");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}\n{}",
+        c,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn train(run_dir: &Path, sets: &[&str]) -> Command {
+    let mut c = worker();
+    c.args(["train", "--run-dir"]).arg(run_dir);
+    c.args(["--set", &format!("data.url={}", mnist())]);
+    for s in sets {
+        c.args(["--set", s]);
+    }
+    c
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+fn py(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python()).args(args).output().expect("python");
+    assert!(out.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).expect("python printed JSON")
+}
+
+/// One epoch of the default job (configs/mnist_vae.toml, built in), shared by
+/// the tests that read what it leaves.
+fn default_run() -> &'static Path {
+    static RUN: OnceLock<tempfile::TempDir> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        run_ok(train(&dir.path().join("run"), &["train.epochs=1"]));
+        dir
+    })
+    .path()
+}
+
+#[test]
+fn one_epoch_matches_pytorch_examples() {
+    let run = default_run().join("run");
+    let s = json(&run.join("summary.json"));
+    for key in ["epoch", "step", "train_loss", "test_loss", "test_recon", "test_kl", "samples_per_sec"] {
+        assert!(s[key].is_number(), "summary.json lacks {key}: {s}");
+    }
+    assert_eq!(s["step"], 468);
+    let ours = s["test_loss"].as_f64().unwrap();
+    let script = repo().join("tests/python/pytorch_vae.py");
+    let theirs = py(&[script.to_str().unwrap(), "train", &mnist(), "1"])["test_loss"].as_f64().unwrap();
+    assert!((ours - theirs).abs() < 2.0, "vae-worker {ours} vs PyTorch {theirs} after 1 epoch");
+    // The resolved config is in the run directory and parses.
+    let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(text.contains("batch_size = 128"), "{text}");
+    assert!(run.join("images/recon-epoch-001.png").is_file());
+    assert!(run.join("images/prior-epoch-001.png").is_file());
+}
+
+#[test]
+fn tensorboard_reads_the_event_files() {
+    let run = default_run().join("run");
+    let script = repo().join("tests/python/read_events.py");
+    let ev = py(&[script.to_str().unwrap(), run.join("tensorboard").to_str().unwrap()]);
+    let scalars = ev["scalars"].as_object().expect("scalars");
+    for split in ["train", "test"] {
+        for name in ["loss", "recon", "kl", "active_units", "kl_per_dim/00", "kl_per_dim/19"] {
+            let tag = format!("{split}/{name}");
+            let values = scalars.get(&tag).unwrap_or_else(|| panic!("no scalar {tag}: {:?}", scalars.keys()));
+            let values = values.as_array().unwrap();
+            assert!(!values.is_empty() && values.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)), "{tag}: {values:?}");
+        }
+    }
+    for tag in ["train/lr", "train/samples_per_sec"] {
+        assert!(scalars.contains_key(tag), "no scalar {tag}");
+    }
+    for tag in ["test/reconstructions", "samples/prior"] {
+        let imgs = ev["images"][tag].as_array().unwrap_or_else(|| panic!("no image {tag}: {}", ev["images"]));
+        assert!(imgs[0][0].as_u64().unwrap() > 28 && imgs[0][2].as_u64().unwrap() > 100, "{tag}: {imgs:?}");
+    }
+    for tag in ["test/mu", "test/logvar"] {
+        assert!(ev["histograms"][tag].as_u64().unwrap_or(0) >= 1, "no histogram {tag}: {}", ev["histograms"]);
+    }
+}
+
+#[test]
+fn exported_weights_give_the_same_test_loss_in_pytorch() {
+    let run = default_run().join("run");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("model.safetensors");
+    let mut c = worker();
+    c.args(["export", "--checkpoint"]).arg(&run).arg("--out").arg(&out);
+    run_ok(c);
+    let ours = json(&run.join("summary.json"))["test_loss"].as_f64().unwrap();
+    let script = repo().join("tests/python/pytorch_vae.py");
+    let theirs = py(&[script.to_str().unwrap(), "eval", &mnist(), out.to_str().unwrap(), "1"])["test_loss"]
+        .as_f64()
+        .unwrap();
+    assert!((ours - theirs).abs() < 1e-3, "vae-worker {ours} vs PyTorch with the exported weights {theirs}");
+}
+
+fn exported(run: &Path, dir: &Path, name: &str) -> Vec<u8> {
+    let out = dir.join(name);
+    let mut c = worker();
+    c.args(["export", "--checkpoint"]).arg(run).arg("--out").arg(&out);
+    run_ok(c);
+    std::fs::read(out).unwrap()
+}
+
+#[test]
+fn resume_equals_an_uninterrupted_run_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (straight, split) = (dir.path().join("straight"), dir.path().join("split"));
+    let common = ["train.threads=1", "train.epochs=2", "log.every_steps=7"];
+    let with = |extra: &str| -> Vec<String> { common.iter().map(|s| s.to_string()).chain([extra.to_string()]).collect() };
+    let args = with("train.max_steps=520");
+    run_ok(train(&straight, &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let args = with("train.max_steps=300");
+    run_ok(train(&split, &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let args = with("train.max_steps=520");
+    let mut c = train(&split, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    c.arg("--resume");
+    let out = run_ok(c);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed from"));
+    assert_eq!(json(&split.join("summary.json"))["step"], 520);
+    let a = exported(&straight, dir.path(), "a.safetensors");
+    let b = exported(&split, dir.path(), "b.safetensors");
+    assert!(a == b, "parameters differ after resume");
+}
+
+#[test]
+fn conv_vae_trains_and_its_loss_goes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo().join("configs/mnist_conv_vae.toml");
+    let at = |steps: u32, name: &str| {
+        let mut c = train(&dir.path().join(name), &[&format!("train.max_steps={steps}")]);
+        c.arg("--config").arg(&config);
+        run_ok(c);
+        json(&dir.path().join(name).join("summary.json"))["test_loss"].as_f64().unwrap()
+    };
+    let (start, later) = (at(1, "a"), at(120, "b"));
+    assert!(later < start - 100.0, "conv VAE test loss {start} -> {later}");
+}
+
+/// Runs the worker expecting failure; returns its stderr.
+fn fails(mut c: Command) -> String {
+    let out = c.output().expect("start process");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{c:?} succeeded");
+    assert!(!err.contains("panicked"), "{c:?} panicked: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "want one line, got: {err}");
+    err
+}
+
+#[test]
+fn bad_config_values_exit_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for (set, want) in [
+        ("model.betta=2", "betta"),
+        ("train.batch_size=\"big\"", "train.batch_size"),
+        ("model.beta=-1", "model.beta"),
+        ("train.batch_size=0", "train.batch_size"),
+        ("model.kind=transformer", "transformer"),
+    ] {
+        let err = fails(train(&run, &[set]));
+        assert!(err.contains(want), "--set {set}: {err}");
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[train]\nepochs = 1\nlearning_rate = 3\n").unwrap();
+    let mut c = worker();
+    c.args(["train", "--config"]).arg(&bad).arg("--run-dir").arg(&run);
+    let err = fails(c);
+    assert!(err.contains("learning_rate"), "{err}");
+    let mut c = worker();
+    c.args(["train", "--config"]).arg(dir.path().join("missing.toml")).arg("--run-dir").arg(&run);
+    let err = fails(c);
+    assert!(err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn bad_data_and_run_dirs_exit_with_one_line_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    // Missing dataset.
+    let nowhere = dir.path().join("no-such-dataset");
+    let mut c = train(&dir.path().join("r1"), &[]);
+    c.args(["--set", &format!("data.url={}", nowhere.display())]);
+    let err = fails(c);
+    assert!(err.contains("no-such-dataset"), "{err}");
+
+    // A copy of MNIST with one shard corrupted, one truncated, one missing.
+    for (case, damage) in [("corrupt", 0), ("truncated", 1), ("missing", 2)] {
+        let copy = dir.path().join(case);
+        std::fs::create_dir(&copy).unwrap();
+        for e in std::fs::read_dir(mnist()).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+        let shard = copy.join("train-00003.bin");
+        match damage {
+            0 => {
+                let mut b = std::fs::read(&shard).unwrap();
+                b[1000] ^= 0xff;
+                std::fs::write(&shard, b).unwrap();
+            }
+            1 => {
+                let b = std::fs::read(&shard).unwrap();
+                std::fs::write(&shard, &b[..b.len() / 2]).unwrap();
+            }
+            _ => std::fs::remove_file(&shard).unwrap(),
+        }
+        let mut c = train(&dir.path().join(format!("r-{case}")), &[]);
+        c.args(["--set", &format!("data.url=file://{}", copy.display())]);
+        let err = fails(c);
+        assert!(err.contains("train-00003.bin"), "{case}: {err}");
+    }
+
+    // Unwritable run directory: its parent is a file.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = fails(train(&file.join("run"), &[]));
+    assert!(err.contains("a-file"), "{err}");
+
+    // --resume with nothing to resume.
+    let mut c = train(&dir.path().join("empty"), &[]);
+    c.arg("--resume");
+    let err = fails(c);
+    assert!(err.contains("no checkpoint") && err.contains("empty"), "{err}");
+}

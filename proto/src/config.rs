@@ -411,7 +411,9 @@ pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Config, C
     let raw: RawConfig =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let key = e.path().to_string();
+            // toml adds "in `section`" on a second line: the key says it already.
             let message = e.into_inner().to_string();
+            let message = message.lines().next().unwrap_or_default().trim().to_string();
             key_err(if key == "." { "(top level)" } else { &key }, message)
         })?;
     raw.validate()

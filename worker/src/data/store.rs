@@ -33,7 +33,24 @@ pub fn to_url(spec: &str) -> Result<Url, DataError> {
             .map_err(|e| invalid(format!("cannot read the working directory: {e}")))?
             .join(path)
     };
-    Url::from_directory_path(&abs).map_err(|_| invalid("not a usable path".into()))
+    Url::from_directory_path(normalize(&abs)).map_err(|_| invalid("not a usable path".into()))
+}
+
+/// Removes `.` and `..` components without touching the file system (the
+/// path need not exist yet; object-store paths may not contain them).
+fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out = std::path::PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl Store {
