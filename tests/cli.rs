@@ -57,7 +57,11 @@ fn json(path: &Path) -> serde_json::Value {
 
 fn py(args: &[&str]) -> serde_json::Value {
     let out = Command::new(python()).args(args).output().expect("python");
-    assert!(out.status.success(), "python {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or("")).expect("python printed JSON")
 }
@@ -78,14 +82,27 @@ fn default_run() -> &'static Path {
 fn one_epoch_matches_pytorch_examples() {
     let run = default_run().join("run");
     let s = json(&run.join("summary.json"));
-    for key in ["epoch", "step", "train_loss", "test_loss", "test_recon", "test_kl", "samples_per_sec"] {
+    for key in [
+        "epoch",
+        "step",
+        "train_loss",
+        "test_loss",
+        "test_recon",
+        "test_kl",
+        "samples_per_sec",
+    ] {
         assert!(s[key].is_number(), "summary.json lacks {key}: {s}");
     }
     assert_eq!(s["step"], 468);
     let ours = s["test_loss"].as_f64().unwrap();
     let script = repo().join("tests/python/pytorch_vae.py");
-    let theirs = py(&[script.to_str().unwrap(), "train", &mnist(), "1"])["test_loss"].as_f64().unwrap();
-    assert!((ours - theirs).abs() < 2.0, "vae-worker {ours} vs PyTorch {theirs} after 1 epoch");
+    let theirs = py(&[script.to_str().unwrap(), "train", &mnist(), "1"])["test_loss"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (ours - theirs).abs() < 2.0,
+        "vae-worker {ours} vs PyTorch {theirs} after 1 epoch"
+    );
     // The resolved config is in the run directory and parses.
     let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(text.contains("batch_size = 128"), "{text}");
@@ -97,25 +114,52 @@ fn one_epoch_matches_pytorch_examples() {
 fn tensorboard_reads_the_event_files() {
     let run = default_run().join("run");
     let script = repo().join("tests/python/read_events.py");
-    let ev = py(&[script.to_str().unwrap(), run.join("tensorboard").to_str().unwrap()]);
+    let ev = py(&[
+        script.to_str().unwrap(),
+        run.join("tensorboard").to_str().unwrap(),
+    ]);
     let scalars = ev["scalars"].as_object().expect("scalars");
     for split in ["train", "test"] {
-        for name in ["loss", "recon", "kl", "active_units", "kl_per_dim/00", "kl_per_dim/19"] {
+        for name in [
+            "loss",
+            "recon",
+            "kl",
+            "active_units",
+            "kl_per_dim/00",
+            "kl_per_dim/19",
+        ] {
             let tag = format!("{split}/{name}");
-            let values = scalars.get(&tag).unwrap_or_else(|| panic!("no scalar {tag}: {:?}", scalars.keys()));
+            let values = scalars
+                .get(&tag)
+                .unwrap_or_else(|| panic!("no scalar {tag}: {:?}", scalars.keys()));
             let values = values.as_array().unwrap();
-            assert!(!values.is_empty() && values.iter().all(|v| v.as_f64().is_some_and(f64::is_finite)), "{tag}: {values:?}");
+            assert!(
+                !values.is_empty()
+                    && values
+                        .iter()
+                        .all(|v| v.as_f64().is_some_and(f64::is_finite)),
+                "{tag}: {values:?}"
+            );
         }
     }
     for tag in ["train/lr", "train/samples_per_sec"] {
         assert!(scalars.contains_key(tag), "no scalar {tag}");
     }
     for tag in ["test/reconstructions", "samples/prior"] {
-        let imgs = ev["images"][tag].as_array().unwrap_or_else(|| panic!("no image {tag}: {}", ev["images"]));
-        assert!(imgs[0][0].as_u64().unwrap() > 28 && imgs[0][2].as_u64().unwrap() > 100, "{tag}: {imgs:?}");
+        let imgs = ev["images"][tag]
+            .as_array()
+            .unwrap_or_else(|| panic!("no image {tag}: {}", ev["images"]));
+        assert!(
+            imgs[0][0].as_u64().unwrap() > 28 && imgs[0][2].as_u64().unwrap() > 100,
+            "{tag}: {imgs:?}"
+        );
     }
     for tag in ["test/mu", "test/logvar"] {
-        assert!(ev["histograms"][tag].as_u64().unwrap_or(0) >= 1, "no histogram {tag}: {}", ev["histograms"]);
+        assert!(
+            ev["histograms"][tag].as_u64().unwrap_or(0) >= 1,
+            "no histogram {tag}: {}",
+            ev["histograms"]
+        );
     }
 }
 
@@ -125,20 +169,37 @@ fn exported_weights_give_the_same_test_loss_in_pytorch() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("model.safetensors");
     let mut c = worker();
-    c.args(["export", "--checkpoint"]).arg(&run).arg("--out").arg(&out);
+    c.args(["export", "--checkpoint"])
+        .arg(&run)
+        .arg("--out")
+        .arg(&out);
     run_ok(c);
-    let ours = json(&run.join("summary.json"))["test_loss"].as_f64().unwrap();
-    let script = repo().join("tests/python/pytorch_vae.py");
-    let theirs = py(&[script.to_str().unwrap(), "eval", &mnist(), out.to_str().unwrap(), "1"])["test_loss"]
+    let ours = json(&run.join("summary.json"))["test_loss"]
         .as_f64()
         .unwrap();
-    assert!((ours - theirs).abs() < 1e-3, "vae-worker {ours} vs PyTorch with the exported weights {theirs}");
+    let script = repo().join("tests/python/pytorch_vae.py");
+    let theirs = py(&[
+        script.to_str().unwrap(),
+        "eval",
+        &mnist(),
+        out.to_str().unwrap(),
+        "1",
+    ])["test_loss"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (ours - theirs).abs() < 1e-3,
+        "vae-worker {ours} vs PyTorch with the exported weights {theirs}"
+    );
 }
 
 fn exported(run: &Path, dir: &Path, name: &str) -> Vec<u8> {
     let out = dir.join(name);
     let mut c = worker();
-    c.args(["export", "--checkpoint"]).arg(run).arg("--out").arg(&out);
+    c.args(["export", "--checkpoint"])
+        .arg(run)
+        .arg("--out")
+        .arg(&out);
     run_ok(c);
     std::fs::read(out).unwrap()
 }
@@ -148,11 +209,23 @@ fn resume_equals_an_uninterrupted_run_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let (straight, split) = (dir.path().join("straight"), dir.path().join("split"));
     let common = ["train.threads=1", "train.epochs=2", "log.every_steps=7"];
-    let with = |extra: &str| -> Vec<String> { common.iter().map(|s| s.to_string()).chain([extra.to_string()]).collect() };
+    let with = |extra: &str| -> Vec<String> {
+        common
+            .iter()
+            .map(|s| s.to_string())
+            .chain([extra.to_string()])
+            .collect()
+    };
     let args = with("train.max_steps=520");
-    run_ok(train(&straight, &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    run_ok(train(
+        &straight,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     let args = with("train.max_steps=300");
-    run_ok(train(&split, &args.iter().map(String::as_str).collect::<Vec<_>>()));
+    run_ok(train(
+        &split,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     let args = with("train.max_steps=520");
     let mut c = train(&split, &args.iter().map(String::as_str).collect::<Vec<_>>());
     c.arg("--resume");
@@ -169,13 +242,21 @@ fn conv_vae_trains_and_its_loss_goes_down() {
     let dir = tempfile::tempdir().unwrap();
     let config = repo().join("configs/mnist_conv_vae.toml");
     let at = |steps: u32, name: &str| {
-        let mut c = train(&dir.path().join(name), &[&format!("train.max_steps={steps}")]);
+        let mut c = train(
+            &dir.path().join(name),
+            &[&format!("train.max_steps={steps}")],
+        );
         c.arg("--config").arg(&config);
         run_ok(c);
-        json(&dir.path().join(name).join("summary.json"))["test_loss"].as_f64().unwrap()
+        json(&dir.path().join(name).join("summary.json"))["test_loss"]
+            .as_f64()
+            .unwrap()
     };
     let (start, later) = (at(1, "a"), at(120, "b"));
-    assert!(later < start - 100.0, "conv VAE test loss {start} -> {later}");
+    assert!(
+        later < start - 100.0,
+        "conv VAE test loss {start} -> {later}"
+    );
 }
 
 /// Runs the worker expecting failure; returns its stderr.
@@ -205,11 +286,17 @@ fn bad_config_values_exit_with_one_line_naming_the_key() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[train]\nepochs = 1\nlearning_rate = 3\n").unwrap();
     let mut c = worker();
-    c.args(["train", "--config"]).arg(&bad).arg("--run-dir").arg(&run);
+    c.args(["train", "--config"])
+        .arg(&bad)
+        .arg("--run-dir")
+        .arg(&run);
     let err = fails(c);
     assert!(err.contains("learning_rate"), "{err}");
     let mut c = worker();
-    c.args(["train", "--config"]).arg(dir.path().join("missing.toml")).arg("--run-dir").arg(&run);
+    c.args(["train", "--config"])
+        .arg(dir.path().join("missing.toml"))
+        .arg("--run-dir")
+        .arg(&run);
     let err = fails(c);
     assert!(err.contains("missing.toml"), "{err}");
 }
@@ -261,5 +348,40 @@ fn bad_data_and_run_dirs_exit_with_one_line_naming_them() {
     let mut c = train(&dir.path().join("empty"), &[]);
     c.arg("--resume");
     let err = fails(c);
-    assert!(err.contains("no checkpoint") && err.contains("empty"), "{err}");
+    assert!(
+        err.contains("no checkpoint") && err.contains("empty"),
+        "{err}"
+    );
+}
+
+#[test]
+fn early_stopping_keeps_the_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    // Improvements under 5 nats do not count: epoch 3 improves less than that.
+    run_ok(train(
+        &run,
+        &[
+            "train.epochs=6",
+            "early_stopping.enabled=true",
+            "early_stopping.patience=1",
+            "early_stopping.min_delta=5",
+        ],
+    ));
+    let s = json(&run.join("summary.json"));
+    assert_eq!(s["stopped_early"], true, "{s}");
+    assert!(s["epoch"].as_u64().unwrap() < 6, "{s}");
+    let best_step = s["best_step"].as_u64().unwrap();
+    let best = std::fs::read_to_string(run.join("checkpoints/best")).unwrap();
+    assert_eq!(best.trim(), format!("best-step-{best_step:010}"));
+    let m = json(
+        &run.join("checkpoints")
+            .join(best.trim())
+            .join("checkpoint.json"),
+    );
+    assert_eq!(m["step"].as_u64(), Some(best_step));
+    assert!(
+        (m["metrics"]["test_loss"].as_f64().unwrap() - s["best_test_loss"].as_f64().unwrap()).abs()
+            < 1e-9
+    );
 }

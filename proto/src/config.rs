@@ -413,7 +413,12 @@ pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Config, C
             let key = e.path().to_string();
             // toml adds "in `section`" on a second line: the key says it already.
             let message = e.into_inner().to_string();
-            let message = message.lines().next().unwrap_or_default().trim().to_string();
+            let message = message
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             key_err(if key == "." { "(top level)" } else { &key }, message)
         })?;
     raw.validate()

@@ -1,6 +1,6 @@
-//! The VAE objective, per sample, in nats: reconstruction (summed over pixels)
-//! + β·KL (summed over latent dims) + γ·squared error, with the KL of a
-//! diagonal Gaussian `N(μ, σ²)` against `N(0, I)` in closed form.
+//! The VAE objective, per sample, in nats: reconstruction (summed over
+//! pixels) plus β·KL (summed over latent dims) plus γ·squared error, with the
+//! KL of a diagonal Gaussian `N(μ, σ²)` against `N(0, I)` in closed form.
 use tch::{Reduction, Tensor};
 use vae_proto::config::Likelihood;
 
@@ -54,7 +54,7 @@ impl Objective {
         let kl = kl_dim.sum_dim_intlist(1, false, None);
         let mut loss = &recon + &kl * self.beta;
         if self.gamma > 0.0 {
-            loss = loss + squared_error(logits, x) * self.gamma;
+            loss += squared_error(logits, x) * self.gamma;
         }
         Terms {
             loss,

@@ -100,12 +100,15 @@ impl Adam {
             } else {
                 grad.shallow_clone()
             };
+            // m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g², both as lerps.
             let _ = self.m.lerp_(&g, 1.0 - c.beta1);
-            let _ = self.v.g_mul_scalar_(c.beta2);
-            let _ = self.v.addcmul_(&(&g * (1.0 - c.beta2)), &g);
+            let _ = self.v.lerp_(&g.square(), 1.0 - c.beta2);
             let bc1 = 1.0 - c.beta1.powi(self.t as i32);
             let bc2 = 1.0 - c.beta2.powi(self.t as i32);
-            let denom = (self.v.sqrt() / bc2.sqrt()) + c.eps;
+            // p ← p − lr/bc1 · m / (√v/√bc2 + ε), in place where possible.
+            let mut denom = self.v.sqrt();
+            let _ = denom.g_div_scalar_(bc2.sqrt());
+            let _ = denom.g_add_scalar_(c.eps);
             let _ = params.addcdiv_(&(&self.m * (-lr / bc1)), &denom);
         });
     }

@@ -365,7 +365,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
     let cfg = &args.config;
     let (rank, world) = (comm.rank(), comm.world_size());
     let global_batch = cfg.train.batch_size as usize;
-    if global_batch % world != 0 {
+    if !global_batch.is_multiple_of(world) {
         return Err(TrainError::Invalid(format!(
             "config key `train.batch_size`: {global_batch} does not divide by the {world} workers"
         )));
