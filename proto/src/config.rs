@@ -73,6 +73,14 @@ pub enum Backend {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    Float32,
+    /// For numerical checks: float rounding then no longer hides differences.
+    Float64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// CUDA when available, else CPU.
     Auto,
@@ -161,6 +169,8 @@ pub struct TrainSection {
     /// Intra-op threads of libtorch (0 = libtorch's default).
     pub threads: u64,
     pub device: DeviceChoice,
+    /// Precision of parameters and arithmetic.
+    pub dtype: Dtype,
     /// Show a progress bar when stderr is a terminal.
     pub progress: bool,
 }
@@ -175,6 +185,7 @@ impl Default for TrainSection {
             seed: 1,
             threads: 0,
             device: DeviceChoice::Auto,
+            dtype: Dtype::Float32,
             progress: true,
         }
     }
@@ -248,12 +259,16 @@ impl Default for EarlyStoppingSection {
 #[serde(deny_unknown_fields, default)]
 pub struct DistSection {
     pub backend: Backend,
+    /// Every this many steps, compare a checksum of the parameters across
+    /// ranks and stop with an error if they differ (0 = off).
+    pub check_every: u64,
 }
 
 impl Default for DistSection {
     fn default() -> Self {
         DistSection {
             backend: Backend::Auto,
+            check_every: 0,
         }
     }
 }

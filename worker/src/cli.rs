@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::comm::Single;
+use crate::comm::{self, Comm, Dist, Single};
+use crate::signals::StopFlag;
 use crate::train::{self, TrainArgs};
 
 /// The built-in default job: pytorch/examples' MNIST VAE.
@@ -108,19 +109,51 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 )?,
             };
             let run_dir = run_dir.unwrap_or_else(|| default_run_dir(config.as_ref()));
-            println!("run directory: {}", run_dir.display());
-            let summary = train::run(
-                TrainArgs {
-                    config: cfg,
-                    run_dir,
-                    resume,
-                },
-                &Single,
-            )?;
-            println!(
-                "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
-                summary.step, summary.test_loss, summary.test_recon, summary.test_kl
-            );
+            let stop = StopFlag::install();
+            let mut dist = if comm::launched_by_mpi() {
+                Some(Dist::init()?)
+            } else {
+                None
+            };
+            let local_rank = dist.as_ref().map_or(0, |d| d.local_rank());
+            let device = train::pick_device(cfg.train.device, local_rank)?;
+            if let Some(d) = dist.as_mut() {
+                d.setup_backend(cfg.dist.backend, device)?;
+            }
+            let comm: &dyn Comm = match &dist {
+                Some(d) => d,
+                None => &Single,
+            };
+            if comm.rank() == 0 {
+                println!(
+                    "run directory: {} ({} worker{}, {device:?}, gradients over {})",
+                    run_dir.display(),
+                    comm.world_size(),
+                    if comm.world_size() == 1 { "" } else { "s" },
+                    comm.backend()
+                );
+            }
+            let args = TrainArgs {
+                config: cfg,
+                run_dir,
+                resume,
+                device,
+                stop,
+            };
+            match train::run(args, comm) {
+                Ok(Some(summary)) if comm.rank() == 0 => println!(
+                    "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
+                    summary.step, summary.test_loss, summary.test_recon, summary.test_kl
+                ),
+                Ok(_) => {}
+                // Under MPI the job must end here, before MPI is finalised
+                // (which would wait for the other ranks forever).
+                Err(e) if comm.world_size() > 1 => {
+                    eprintln!("vae-worker: error: rank {}: {e:#}", comm.rank());
+                    comm::abort_job(1);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Command::Data {
             command: DataCommand::Prepare { dataset },

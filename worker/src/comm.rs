@@ -1,7 +1,13 @@
 //! Collective communication between workers. Training code talks to a
-//! [`Comm`]; a single process uses [`Single`], where every collective is the
-//! identity. Gradients go through [`Comm::all_reduce_sum`] as one flat buffer.
-use tch::Tensor;
+//! [`Comm`]: [`Single`] for one process; [`Dist`] when started by an MPI
+//! launcher (`mpirun`, `srun`, `vae-launch`). MPI is the wire-up (ranks,
+//! barriers, broadcast, host-side reductions, the NCCL unique id); gradients
+//! travel as one flat buffer through NCCL on GPU (libnccl from the torch wheel,
+//! through cudarc) or MPI on CPU.
+use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use mpi::topology::{Communicator, SimpleCommunicator};
+use tch::{Device, Tensor};
+use vae_proto::config::Backend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
@@ -11,18 +17,28 @@ pub enum CommError {
         op: &'static str,
         message: String,
     },
+    #[error("rank {rank}: {message}")]
+    Setup { rank: usize, message: String },
 }
 
 pub trait Comm {
     fn rank(&self) -> usize;
     fn world_size(&self) -> usize;
-    /// Sums `t` over all ranks, in place.
+    /// Rank among the workers of this node (picks the GPU).
+    fn local_rank(&self) -> usize {
+        0
+    }
+    /// Sums `t` over all ranks; `t` is replaced by the sum.
     fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), CommError>;
     /// Sums host values over all ranks, in place (metrics, agreement flags).
     fn all_reduce_f64(&self, v: &mut [f64]) -> Result<(), CommError>;
+    /// The minimum and maximum of `v` over all ranks.
+    fn min_max_f64(&self, v: f64) -> Result<(f64, f64), CommError>;
     /// Copies rank `root`'s `t` to every rank, in place.
     fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), CommError>;
     fn barrier(&self) -> Result<(), CommError>;
+    /// Name of the gradient data plane, for logs.
+    fn backend(&self) -> &'static str;
 }
 
 /// One worker alone.
@@ -41,10 +57,307 @@ impl Comm for Single {
     fn all_reduce_f64(&self, _v: &mut [f64]) -> Result<(), CommError> {
         Ok(())
     }
+    fn min_max_f64(&self, v: f64) -> Result<(f64, f64), CommError> {
+        Ok((v, v))
+    }
     fn broadcast(&self, _t: &mut Tensor, _root: usize) -> Result<(), CommError> {
         Ok(())
     }
     fn barrier(&self) -> Result<(), CommError> {
         Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        "none"
+    }
+}
+
+/// Whether an MPI launcher started this process (Open MPI's mpirun, or a
+/// PMI/PMIx launcher such as srun).
+pub fn launched_by_mpi() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+fn local_rank_from_env() -> usize {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+        "LOCAL_RANK",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .unwrap_or(0)
+}
+
+/// Ends every process of the job (after a fatal error or a panic on one rank,
+/// so the others never wait forever in a collective). No-op outside MPI.
+pub fn abort_job(code: i32) {
+    if mpi::environment::is_initialized() && !mpi::environment::is_finalized() {
+        SimpleCommunicator::world().abort(code);
+    }
+}
+
+/// Workers started by an MPI launcher. Tensor collectives run on NCCL when
+/// `nccl` is set (CUDA tensors), else on MPI over host memory.
+pub struct Dist {
+    _universe: mpi::environment::Universe,
+    world: SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    local_rank: usize,
+    nccl: Option<nccl::Nccl>,
+}
+
+impl Dist {
+    /// Initialises MPI. Call [`Dist::setup_backend`] once the device is known.
+    pub fn init() -> Result<Dist, CommError> {
+        let universe = mpi::initialize().ok_or(CommError::Setup {
+            rank: 0,
+            message: "MPI was already initialised".into(),
+        })?;
+        let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
+        Ok(Dist {
+            _universe: universe,
+            world,
+            rank,
+            size,
+            local_rank: local_rank_from_env(),
+            nccl: None,
+        })
+    }
+
+    /// Chooses the gradient data plane for `device` as `backend` asks.
+    pub fn setup_backend(&mut self, backend: Backend, device: Device) -> Result<(), CommError> {
+        let cuda = device.is_cuda();
+        let use_nccl = match backend {
+            Backend::Mpi => false,
+            Backend::Auto => cuda,
+            Backend::Nccl if cuda => true,
+            Backend::Nccl => {
+                return Err(CommError::Setup {
+                    rank: self.rank,
+                    message: "config key `dist.backend`: \"nccl\" needs CUDA devices; this worker runs on the CPU".into(),
+                })
+            }
+        };
+        if use_nccl {
+            let Device::Cuda(ordinal) = device else {
+                unreachable!("checked above")
+            };
+            let mut id = if self.rank == 0 {
+                nccl::unique_id().map_err(|message| CommError::Setup {
+                    rank: self.rank,
+                    message,
+                })?
+            } else {
+                [0u8; 128]
+            };
+            self.world.process_at_rank(0).broadcast_into(&mut id[..]);
+            self.nccl = Some(nccl::Nccl::new(ordinal, self.rank, self.size, id).map_err(
+                |message| CommError::Setup {
+                    rank: self.rank,
+                    message,
+                },
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Sums a float or double tensor over ranks through host memory.
+    fn host_all_reduce<T: Copy + Default + mpi::datatype::Equivalence + tch::kind::Element>(
+        &self,
+        t: &mut Tensor,
+    ) -> Result<(), CommError> {
+        let host = t.to_device(Device::Cpu).contiguous();
+        let n = host.numel();
+        // SAFETY: `host` is a contiguous CPU tensor of `n` elements of kind T.
+        let send: &[T] = unsafe { std::slice::from_raw_parts(host.data_ptr() as *const T, n) };
+        let mut out = vec![T::default(); n];
+        // MPI counts are C ints: reduce in chunks of at most 2^30 elements.
+        const CHUNK: usize = 1 << 30;
+        for (s, r) in send.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            self.world.all_reduce_into(s, r, SystemOperation::sum());
+        }
+        *t = Tensor::from_slice(&out)
+            .view(t.size().as_slice())
+            .to_device(t.device());
+        Ok(())
+    }
+
+    fn host_broadcast<T: mpi::datatype::Equivalence>(&self, host: &mut Tensor, root: usize) {
+        let n = host.numel();
+        // SAFETY: `host` is a contiguous CPU tensor of `n` elements of kind T.
+        let buf: &mut [T] = unsafe { std::slice::from_raw_parts_mut(host.data_ptr() as *mut T, n) };
+        self.world.process_at_rank(root as i32).broadcast_into(buf);
+    }
+}
+
+impl Comm for Dist {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn world_size(&self) -> usize {
+        self.size
+    }
+    fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), CommError> {
+        match &self.nccl {
+            Some(n) if t.device().is_cuda() => {
+                let c = t.contiguous();
+                n.all_reduce_sum(&c).map_err(|message| CommError::Failed {
+                    rank: self.rank,
+                    op: "NCCL all-reduce",
+                    message,
+                })?;
+                *t = c;
+                Ok(())
+            }
+            _ => match t.kind() {
+                tch::Kind::Float => self.host_all_reduce::<f32>(t),
+                tch::Kind::Double => self.host_all_reduce::<f64>(t),
+                k => Err(CommError::Failed {
+                    rank: self.rank,
+                    op: "all-reduce",
+                    message: format!("{k:?} tensors are not supported"),
+                }),
+            },
+        }
+    }
+    fn all_reduce_f64(&self, v: &mut [f64]) -> Result<(), CommError> {
+        let send = v.to_vec();
+        self.world
+            .all_reduce_into(&send[..], v, SystemOperation::sum());
+        Ok(())
+    }
+    fn min_max_f64(&self, v: f64) -> Result<(f64, f64), CommError> {
+        let (mut lo, mut hi) = (0f64, 0f64);
+        self.world
+            .all_reduce_into(&v, &mut lo, SystemOperation::min());
+        self.world
+            .all_reduce_into(&v, &mut hi, SystemOperation::max());
+        Ok((lo, hi))
+    }
+    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), CommError> {
+        let mut host = t.to_device(Device::Cpu).contiguous();
+        match t.kind() {
+            tch::Kind::Float => self.host_broadcast::<f32>(&mut host, root),
+            tch::Kind::Double => self.host_broadcast::<f64>(&mut host, root),
+            k => {
+                return Err(CommError::Failed {
+                    rank: self.rank,
+                    op: "broadcast",
+                    message: format!("{k:?} tensors are not supported"),
+                })
+            }
+        }
+        tch::no_grad(|| t.f_copy_(&host.to_device(t.device()))).map_err(|e| CommError::Failed {
+            rank: self.rank,
+            op: "broadcast",
+            message: e.to_string(),
+        })?;
+        Ok(())
+    }
+    fn barrier(&self) -> Result<(), CommError> {
+        self.world.barrier();
+        Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        if self.nccl.is_some() {
+            "nccl"
+        } else {
+            "mpi"
+        }
+    }
+}
+
+/// NCCL through cudarc's `result` layer, on the raw device pointers of tch
+/// tensors. tch has no stream API, so collectives run on the legacy default
+/// stream, where torch's own kernels run too: ordering needs no extra sync.
+mod nccl {
+    use cudarc::nccl::{result, sys};
+    use tch::Tensor;
+
+    pub struct Nccl {
+        comm: sys::ncclComm_t,
+    }
+
+    fn check_library() -> Result<(), String> {
+        if !tch::Cuda::is_available() {
+            return Err("NCCL needs CUDA, and libtorch sees no CUDA device".into());
+        }
+        // cudarc looks for `libnccl.so`; the torch wheel ships `libnccl.so.2`
+        // (scripts/setup.sh links the first name to the second).
+        if !unsafe { sys::is_culib_present() } {
+            return Err("libnccl.so not found: run scripts/setup.sh, or put a libnccl.so on the library path".into());
+        }
+        Ok(())
+    }
+
+    pub fn unique_id() -> Result<[u8; 128], String> {
+        check_library()?;
+        let id = result::get_uniqueid().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
+        Ok(id.internal.map(|c| c as u8))
+    }
+
+    impl Nccl {
+        pub fn new(
+            ordinal: usize,
+            rank: usize,
+            size: usize,
+            id: [u8; 128],
+        ) -> Result<Nccl, String> {
+            check_library()?;
+            // NCCL takes the device from the thread's current CUDA context.
+            let ctx = cudarc::driver::CudaContext::new(ordinal)
+                .map_err(|e| format!("CUDA device {ordinal}: {e:?}"))?;
+            ctx.bind_to_thread()
+                .map_err(|e| format!("CUDA device {ordinal}: {e:?}"))?;
+            std::mem::forget(ctx); // the primary context stays for the life of the process
+            let id = sys::ncclUniqueId {
+                internal: id.map(|b| b as ::core::ffi::c_char),
+            };
+            let mut comm = std::mem::MaybeUninit::uninit();
+            unsafe { result::comm_init_rank(comm.as_mut_ptr(), size as i32, id, rank as i32) }
+                .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
+            Ok(Nccl {
+                comm: unsafe { comm.assume_init() },
+            })
+        }
+
+        /// In-place sum of a contiguous float or double CUDA tensor over all ranks.
+        pub fn all_reduce_sum(&self, t: &Tensor) -> Result<(), String> {
+            let dtype = match t.kind() {
+                tch::Kind::Float => sys::ncclDataType_t::ncclFloat32,
+                tch::Kind::Double => sys::ncclDataType_t::ncclFloat64,
+                k => return Err(format!("{k:?} tensors are not supported")),
+            };
+            let ptr = t.data_ptr();
+            unsafe {
+                result::all_reduce(
+                    ptr as *const _,
+                    ptr,
+                    t.numel(),
+                    dtype,
+                    sys::ncclRedOp_t::ncclSum,
+                    self.comm,
+                    std::ptr::null_mut(),
+                )
+            }
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"))
+        }
+    }
+
+    impl Drop for Nccl {
+        fn drop(&mut self) {
+            unsafe {
+                let _ = result::comm_destroy(self.comm);
+            }
+        }
     }
 }

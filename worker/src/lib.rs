@@ -15,5 +15,6 @@ pub mod metrics;
 pub mod model;
 pub mod optim;
 pub mod rng;
+pub mod signals;
 pub mod tensorboard;
 pub mod train;

@@ -4,7 +4,7 @@
 //! flat tensor, which is what the all-reduce and the update run on (a single
 //! fused buffer, as Horovod's fusion buffer), so one update is a handful of
 //! large kernels whatever the number of layers.
-use tch::{nn::VarStore, Kind, Tensor};
+use tch::{nn::VarStore, Tensor};
 use vae_proto::config::OptimSection;
 
 /// The model's variables, sorted by name, all views into `flat`.
@@ -124,8 +124,8 @@ impl Adam {
     /// Restores the moments and the step count.
     pub fn load(&mut self, m: &Tensor, v: &Tensor, t: u64) -> Result<(), tch::TchError> {
         tch::no_grad(|| {
-            self.m.f_copy_(&m.f_to_kind(Kind::Float)?)?;
-            self.v.f_copy_(&v.f_to_kind(Kind::Float)?)
+            self.m.f_copy_(m)?;
+            self.v.f_copy_(v)
         })?;
         self.t = t;
         Ok(())
@@ -135,7 +135,7 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::{nn, Device};
+    use tch::{nn, Device, Kind};
 
     #[test]
     fn variables_are_views_of_the_flat_buffer() {

@@ -17,6 +17,10 @@ pub enum Stream {
     EvalNoise = 3,
     /// Latent codes of the prior-sample image grid.
     Prior = 4,
+    /// Per-epoch permutation of the shards (`shard` order).
+    ShardPermutation = 5,
+    /// Draws of the shuffle buffer (`shard` order).
+    ShuffleBuffer = 6,
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

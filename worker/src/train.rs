@@ -9,12 +9,12 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 use vae_proto::checkpoint::{CheckpointManifest, EarlyStoppingState, BEST_DIR, LATEST_POINTER};
-use vae_proto::config::{Config, DeviceChoice};
+use vae_proto::config::{Config, DataOrder, DeviceChoice, Dtype};
 
 use crate::checkpoint::{self, CheckpointError, Contents};
 use crate::comm::{Comm, CommError};
 use crate::data::format::Dataset;
-use crate::data::sampler::GlobalOrder;
+use crate::data::sampler::{GlobalOrder, ShardOrder};
 use crate::data::DataError;
 use crate::images;
 use crate::loss::Objective;
@@ -22,6 +22,7 @@ use crate::metrics::{batch_sums, Sums};
 use crate::model::{self, Vae};
 use crate::optim::{Adam, FlatParams};
 use crate::rng::{self, Stream};
+use crate::signals::StopFlag;
 use crate::tensorboard::Board;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,83 @@ pub struct TrainArgs {
     pub config: Config,
     pub run_dir: PathBuf,
     pub resume: bool,
+    pub device: Device,
+    /// Raised by SIGINT/SIGTERM/SIGUSR1: checkpoint and stop.
+    pub stop: StopFlag,
+}
+
+/// Where an epoch's batches come from on this rank: local images and the
+/// order in which to take them. Batch `b` is
+/// `order[b·stride + offset .. b·stride + offset + local]`.
+struct EpochData {
+    images: Tensor,
+    order: Vec<u32>,
+    stride: usize,
+    offset: usize,
+    local: usize,
+    steps: u64,
+}
+
+/// The training data of this rank in the configured order.
+enum Source {
+    Global {
+        images: Tensor,
+        order: GlobalOrder,
+    },
+    Shard {
+        order: ShardOrder,
+        dataset: Dataset,
+        loaded: Option<(Vec<usize>, Tensor)>,
+    },
+}
+
+impl Source {
+    fn epoch(
+        &mut self,
+        epoch: u64,
+        rank: usize,
+        world: usize,
+        device: Device,
+    ) -> Result<EpochData, TrainError> {
+        match self {
+            Source::Global { images, order } => {
+                let s = order.slice(rank, world);
+                Ok(EpochData {
+                    images: images.shallow_clone(),
+                    order: order.permutation(epoch),
+                    stride: order.batch,
+                    offset: s.start,
+                    local: s.end - s.start,
+                    steps: order.steps_per_epoch(),
+                })
+            }
+            Source::Shard {
+                order,
+                dataset,
+                loaded,
+            } => {
+                let shards = order.assignment(epoch, rank, world);
+                if loaded.as_ref().is_none_or(|(s, _)| *s != shards) {
+                    *loaded = None; // free the previous epoch's shards first
+                    let data = dataset.read_split("train", Some(&shards))?;
+                    let t = to_tensor(&data.images, data.n, dataset.manifest.sample_shape, device)?;
+                    *loaded = Some((shards, t));
+                }
+                let local = order.batch / world;
+                Ok(EpochData {
+                    images: loaded
+                        .as_ref()
+                        .map(|(_, t)| t.shallow_clone())
+                        .unwrap_or_else(Tensor::new),
+                    order: order.sequence(epoch, rank, world),
+                    stride: local,
+                    offset: 0,
+                    local,
+                    steps: order.steps_per_epoch(epoch, world),
+                })
+            }
+        }
+    }
 }
 
 /// One evaluation, as reported in `summary.json` and TensorBoard.
@@ -104,7 +182,7 @@ pub fn pick_device(choice: DeviceChoice, local_rank: usize) -> Result<Device, Tr
 
 /// Prepares the run directory: creates it, proves it writable by writing the
 /// resolved config, and refuses to mix a fresh run with an old one's checkpoints.
-fn prepare_run_dir(args: &TrainArgs) -> Result<PathBuf, TrainError> {
+fn prepare_run_dir(args: &TrainArgs) -> Result<(), TrainError> {
     let dir = &args.run_dir;
     let fail = |message: String| TrainError::RunDir {
         path: dir.clone(),
@@ -130,7 +208,7 @@ fn prepare_run_dir(args: &TrainArgs) -> Result<PathBuf, TrainError> {
         fs::create_dir_all(dir.join(sub))
             .map_err(|e| fail(format!("cannot create {sub}/: {e}")))?;
     }
-    Ok(ckpt)
+    Ok(())
 }
 
 /// Images of a split as one `u8` tensor `[N, C, H, W]` on `device`.
@@ -148,9 +226,17 @@ fn to_tensor(
 }
 
 /// Pixels in [0, 1] of the samples `idx` of `images`.
-fn gather(images: &Tensor, idx: &[i64]) -> Tensor {
+fn gather(images: &Tensor, idx: &[i64], kind: Kind) -> Tensor {
     let idx = Tensor::from_slice(idx).to_device(images.device());
-    images.index_select(0, &idx).to_kind(Kind::Float) / 255.0
+    images.index_select(0, &idx).to_kind(kind) / 255.0
+}
+
+/// The tensor kind of `dtype`.
+pub fn kind_of(dtype: Dtype) -> Kind {
+    match dtype {
+        Dtype::Float32 => Kind::Float,
+        Dtype::Float64 => Kind::Double,
+    }
 }
 
 /// Reparameterised codes `μ + σ·ε`, with `ε` rows from records
@@ -186,6 +272,7 @@ struct Trainer<'a> {
     adam: Adam,
     objective: Objective,
     device: Device,
+    kind: Kind,
     latent: usize,
 }
 
@@ -244,7 +331,7 @@ impl Trainer<'_> {
                 let end = (start + batch).min(hi);
                 let x = images
                     .narrow(0, start as i64, (end - start) as i64)
-                    .to_kind(Kind::Float)
+                    .to_kind(self.kind)
                     / 255.0;
                 let (mu, logvar) = self.model.encode(&x);
                 let z = sample_z(
@@ -322,7 +409,7 @@ impl Outputs {
             return Ok(());
         }
         let (recon, prior) = tch::no_grad(|| {
-            let x = test.narrow(0, 0, k).to_kind(Kind::Float) / 255.0;
+            let x = test.narrow(0, 0, k).to_kind(t.kind) / 255.0;
             let (mu, _) = t.model.encode(&x);
             let recon = images::pairs(&x, &t.model.decode(&mu).sigmoid());
             let z = Tensor::from_slice(&rng::normals(
@@ -360,8 +447,9 @@ impl Outputs {
     }
 }
 
-/// Trains as `args` says and returns the summary (also written to `summary.json`).
-pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
+/// Trains as `args` says and returns the summary (also written to
+/// `summary.json`), or `None` when a signal stopped the run.
+pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainError> {
     let cfg = &args.config;
     let (rank, world) = (comm.rank(), comm.world_size());
     let global_batch = cfg.train.batch_size as usize;
@@ -373,34 +461,77 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
     if cfg.train.threads > 0 {
         tch::set_num_threads(cfg.train.threads as i32);
     }
-    let device = pick_device(cfg.train.device, rank)?;
-    let ckpt_dir = prepare_run_dir(&args)?;
+    let device = args.device;
+    // Rank 0 owns the run directory; the others wait until it is ready (if
+    // rank 0 fails, it aborts the job).
+    let ckpt_dir = args.run_dir.join("checkpoints");
+    if rank == 0 {
+        prepare_run_dir(&args)?;
+    }
+    comm.barrier()?;
 
-    // Data: manifest first (cheap, fails fast on a bad URL), then the shards.
+    // Data: manifest first (cheap, fails fast on a bad URL), then the shards
+    // this rank needs: all of them in `global` order, its own in `shard` order.
     let dataset = Dataset::open(&cfg.data.url)?;
     let shape = dataset.manifest.sample_shape;
-    let train_data = dataset.read_split("train", None)?;
-    let test_data = dataset.read_split("test", None)?;
-    if train_data.n < global_batch {
+    let train_split = dataset.split("train")?.clone();
+    if train_split.samples < global_batch as u64 {
         return Err(TrainError::Invalid(format!(
             "config key `train.batch_size`: {global_batch} is more than the {} training samples",
-            train_data.n
+            train_split.samples
         )));
     }
-    let train_images = to_tensor(&train_data.images, train_data.n, shape, device)?;
+    let test_data = dataset.read_split("test", None)?;
     let test_images = to_tensor(&test_data.images, test_data.n, shape, device)?;
-    drop((train_data.images, test_data.images));
-    let order = GlobalOrder {
-        n: train_data.n,
-        batch: global_batch,
-        seed: cfg.train.seed,
+    drop(test_data);
+    let mut source = match cfg.data.order {
+        DataOrder::Global => {
+            let data = dataset.read_split("train", None)?;
+            let images = to_tensor(&data.images, data.n, shape, device)?;
+            Source::Global {
+                images,
+                order: GlobalOrder {
+                    n: data.n,
+                    batch: global_batch,
+                    seed: cfg.train.seed,
+                },
+            }
+        }
+        DataOrder::Shard => {
+            let order = ShardOrder {
+                shard_sizes: train_split
+                    .shards
+                    .iter()
+                    .map(|s| s.samples as usize)
+                    .collect(),
+                batch: global_batch,
+                seed: cfg.train.seed,
+                buffer: cfg.data.shuffle_buffer as usize,
+            };
+            if order.steps_per_epoch(0, world) == 0 {
+                return Err(TrainError::Invalid(format!(
+                    "config key `data.order`: \"shard\" deals {} shards to {world} workers, and some worker gets too few samples for one batch of {}",
+                    train_split.shards.len(),
+                    global_batch / world
+                )));
+            }
+            Source::Shard {
+                order,
+                dataset,
+                loaded: None,
+            }
+        }
     };
-    let steps_per_epoch = order.steps_per_epoch();
 
     // Model and optimizer; parameters start from the seed and rank 0's copy.
     tch::manual_seed(cfg.train.seed as i64);
     let vs = nn::VarStore::new(device);
+    let mut vs = vs;
     let model = model::build(&vs.root(), &cfg.model, shape);
+    let kind = kind_of(cfg.train.dtype);
+    if kind == Kind::Double {
+        vs.double();
+    }
     let mut params = FlatParams::new(&vs);
     comm.broadcast(&mut params.flat, 0)?;
     let adam = Adam::new(&cfg.optim, &params);
@@ -418,6 +549,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
             gamma: cfg.model.gamma,
         },
         device,
+        kind,
         latent,
     };
     let _ = &t.vs;
@@ -425,7 +557,9 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
     let (mut step, mut epoch, mut batch_in_epoch) = (0u64, 0u64, 0u64);
     let mut es = EarlyStoppingState::default();
     let mut history: Vec<EvalRecord> = Vec::new();
-    if args.resume {
+    // Rank 0 reads the checkpoint and sends the state to the others, so the
+    // run directory need not be on a file system every node sees.
+    if args.resume && rank == 0 {
         let dir = checkpoint::resolve(&ckpt_dir)?;
         let loaded = checkpoint::read(&dir)?;
         let m = &loaded.manifest;
@@ -460,21 +594,41 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
             history = serde_json::from_str(&text).unwrap_or_default();
             history.retain(|r| r.step <= step);
         }
-        if rank == 0 {
-            println!(
-                "resumed from {} (step {step}, epoch {})",
-                dir.display(),
-                epoch + 1
-            );
-        }
+        println!(
+            "resumed from {} (step {step}, epoch {})",
+            dir.display(),
+            epoch + 1
+        );
+    }
+    if args.resume && world > 1 {
+        comm.broadcast(&mut t.params.flat, 0)?;
+        comm.broadcast(&mut t.adam.m, 0)?;
+        comm.broadcast(&mut t.adam.v, 0)?;
+        let mut counters = Tensor::from_slice(&[
+            step as f64,
+            epoch as f64,
+            batch_in_epoch as f64,
+            es.best_loss.unwrap_or(f64::NAN),
+            es.best_step.map_or(-1.0, |s| s as f64),
+            es.bad_evals as f64,
+        ]);
+        comm.broadcast(&mut counters, 0)?;
+        let c = Vec::<f64>::try_from(&counters).map_err(tensor_err("resume counters"))?;
+        (step, epoch, batch_in_epoch) = (c[0] as u64, c[1] as u64, c[2] as u64);
+        es = EarlyStoppingState {
+            best_loss: (!c[3].is_nan()).then_some(c[3]),
+            best_step: (c[4] >= 0.0).then_some(c[4] as u64),
+            bad_evals: c[5] as u64,
+        };
+        t.adam.t = step;
     }
 
     let mut out = (rank == 0).then(|| Outputs {
         board: Board::new(&args.run_dir.join("tensorboard")),
         run_dir: args.run_dir.clone(),
     });
-    let slice = order.slice(rank, world);
     let lr = cfg.optim.lr;
+    let mut interrupted = false;
     let mut stopped_early = false;
     let mut last_eval: Option<(Sums, EvalRecord)> = None;
     let mut last_ckpt_step = if args.resume { Some(step) } else { None };
@@ -517,7 +671,9 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
         if cfg.max_steps.is_some_and(|m| step >= m) {
             break;
         }
-        let perm = order.permutation(epoch);
+        let data = source.epoch(epoch, rank, world, device)?;
+        let steps_per_epoch = data.steps;
+        let slice = rank * data.local..(rank + 1) * data.local;
         let bar = progress_bar(
             cfg.train.progress && rank == 0,
             steps_per_epoch,
@@ -532,12 +688,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
             if cfg.max_steps.is_some_and(|m| step >= m) {
                 break;
             }
-            let b = batch_in_epoch as usize * global_batch;
-            let idx: Vec<i64> = perm[b + slice.start..b + slice.end]
+            let b = batch_in_epoch as usize * data.stride + data.offset;
+            let idx: Vec<i64> = data.order[b..b + data.local]
                 .iter()
                 .map(|&i| i as i64)
                 .collect();
-            let x = gather(&train_images, &idx);
+            let x = gather(&data.images, &idx, t.kind);
             let (mu, logvar) = t.model.encode(&x);
             let z = sample_z(
                 &mu,
@@ -549,7 +705,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
             );
             let logits = t.model.decode(&z);
             let terms = t.objective.terms(&logits, &x, &mu, &logvar);
-            let loss = terms.loss.sum(Kind::Float) / global_batch as f64;
+            let loss = terms.loss.sum(kind) / global_batch as f64;
             t.params.zero_grad();
             loss.backward();
             let mut grad = t.params.flat_grad();
@@ -585,6 +741,24 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
                 }
                 acc = Tensor::zeros([acc_len], (Kind::Double, device));
                 (window_start, window_steps) = (Instant::now(), 0);
+            }
+            if cfg.dist.check_every > 0 && step % cfg.dist.check_every == 0 {
+                check_replicas(&t, step)?;
+            }
+            if stop_requested(&args.stop, comm)? {
+                bar.finish_and_clear();
+                save(
+                    &t,
+                    step,
+                    epoch,
+                    batch_in_epoch,
+                    &es,
+                    &checkpoint::step_name(step),
+                    BTreeMap::new(),
+                )?;
+                set_latest(rank, &ckpt_dir, step, cfg)?;
+                interrupted = true;
+                break 'epochs;
             }
             if cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0 {
                 save(
@@ -704,6 +878,15 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
         }
     }
 
+    if interrupted {
+        if rank == 0 {
+            println!(
+                "stopped by a signal at step {step}: checkpoint written to {}; continue with --resume",
+                ckpt_dir.join(checkpoint::step_name(step)).display()
+            );
+        }
+        return Ok(None);
+    }
     // A run that ended mid-epoch (max_steps) is evaluated and checkpointed there.
     if last_eval.as_ref().is_none_or(|e| e.1.step != step) {
         let (test_s, _, _) = t.evaluate(&test_images, cfg.train.eval_batch_size as usize)?;
@@ -766,7 +949,31 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Summary, TrainError> {
     if rank == 0 {
         write_json_atomic(&args.run_dir.join("summary.json"), &summary)?;
     }
-    Ok(summary)
+    Ok(Some(summary))
+}
+
+/// Whether any rank was asked to stop (all ranks get the same answer).
+fn stop_requested(stop: &StopFlag, comm: &dyn Comm) -> Result<bool, TrainError> {
+    let mut v = [if stop.raised() { 1.0 } else { 0.0 }];
+    if comm.world_size() > 1 {
+        comm.all_reduce_f64(&mut v)?;
+    }
+    Ok(v[0] > 0.0)
+}
+
+/// Compares a checksum of the parameters across ranks (`dist.check_every`).
+fn check_replicas(t: &Trainer, step: u64) -> Result<(), TrainError> {
+    let sum = t.params.flat.sum(Kind::Double).double_value(&[]);
+    let sq = t.params.flat.square().sum(Kind::Double).double_value(&[]);
+    for v in [sum, sq] {
+        let (lo, hi) = t.comm.min_max_f64(v)?;
+        if lo.to_bits() != hi.to_bits() {
+            return Err(TrainError::Invalid(format!(
+                "parameters differ across ranks at step {step} (checksums from {lo} to {hi})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Points `latest` at the checkpoint of `step` and drops old ones (rank 0).

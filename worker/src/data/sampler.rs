@@ -70,3 +70,195 @@ mod tests {
         }
     }
 }
+
+/// `shard` order: per epoch, the training shards are permuted (from
+/// `(seed, epoch)`) and dealt round-robin to the ranks; each rank streams its
+/// shards' samples through a shuffle buffer of `buffer` samples. Every rank
+/// runs the same number of steps: the fewest that any rank's samples allow.
+#[derive(Clone, Debug)]
+pub struct ShardOrder {
+    pub shard_sizes: Vec<usize>,
+    /// The global batch.
+    pub batch: usize,
+    pub seed: u64,
+    pub buffer: usize,
+}
+
+impl ShardOrder {
+    /// The shards `rank` reads in `epoch`, in the order it reads them.
+    pub fn assignment(&self, epoch: u64, rank: usize, world: usize) -> Vec<usize> {
+        let n = self.shard_sizes.len();
+        let mut perm: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let b = rng::bits(
+                rng::key(self.seed, Stream::ShardPermutation, epoch, i as u64),
+                0,
+            );
+            perm.swap(i, rng::below(b, i as u64 + 1) as usize);
+        }
+        perm.into_iter().skip(rank).step_by(world).collect()
+    }
+
+    /// Samples `rank` holds in `epoch`.
+    pub fn samples(&self, epoch: u64, rank: usize, world: usize) -> usize {
+        self.assignment(epoch, rank, world)
+            .iter()
+            .map(|&s| self.shard_sizes[s])
+            .sum()
+    }
+
+    /// Steps of `epoch`, the same on every rank.
+    pub fn steps_per_epoch(&self, epoch: u64, world: usize) -> u64 {
+        let local = (self.batch / world).max(1);
+        (0..world)
+            .map(|r| self.samples(epoch, r, world) / local)
+            .min()
+            .unwrap_or(0) as u64
+    }
+
+    /// The order in which `rank` visits its samples in `epoch`, as positions
+    /// in the concatenation of its shards (in [`ShardOrder::assignment`] order).
+    pub fn sequence(&self, epoch: u64, rank: usize, world: usize) -> Vec<u32> {
+        let n = self.samples(epoch, rank, world);
+        let cap = self.buffer.max(1);
+        let mut buf: Vec<u32> = Vec::with_capacity(cap);
+        let mut out = Vec::with_capacity(n);
+        let mut draw = 0u64;
+        let mut pick = |len: usize| {
+            let counter = (rank as u64) << 40 | draw;
+            draw += 1;
+            rng::below(
+                rng::bits(
+                    rng::key(self.seed, Stream::ShuffleBuffer, epoch, counter),
+                    0,
+                ),
+                len as u64,
+            ) as usize
+        };
+        for i in 0..n as u32 {
+            if buf.len() < cap {
+                buf.push(i);
+                continue;
+            }
+            let j = pick(buf.len());
+            out.push(buf[j]);
+            buf[j] = i;
+        }
+        while !buf.is_empty() {
+            let j = pick(buf.len());
+            out.push(buf.swap_remove(j));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod assignment_tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// Over one epoch, what all ranks train on: (samples seen, samples dropped).
+    fn global_epoch(n: usize, batch: usize, world: usize) -> (Vec<u32>, usize) {
+        let o = GlobalOrder { n, batch, seed: 5 };
+        let perm = o.permutation(0);
+        let mut seen = vec![];
+        for b in 0..o.steps_per_epoch() as usize {
+            for r in 0..world {
+                let s = o.slice(r, world);
+                seen.extend_from_slice(&perm[b * batch + s.start..b * batch + s.end]);
+            }
+        }
+        (seen, n % batch)
+    }
+
+    fn shard_epoch(sizes: &[usize], batch: usize, world: usize) -> (Vec<u32>, usize) {
+        let o = ShardOrder {
+            shard_sizes: sizes.to_vec(),
+            batch,
+            seed: 5,
+            buffer: 37,
+        };
+        let starts: Vec<usize> = sizes
+            .iter()
+            .scan(0, |acc, s| {
+                let a = *acc;
+                *acc += s;
+                Some(a)
+            })
+            .collect();
+        let steps = o.steps_per_epoch(0, world) as usize;
+        let local = batch / world;
+        let mut seen = vec![];
+        for r in 0..world {
+            // Map local positions back to dataset indices.
+            let mut global = vec![];
+            for s in o.assignment(0, r, world) {
+                global.extend((starts[s]..starts[s] + sizes[s]).map(|i| i as u32));
+            }
+            let seq = o.sequence(0, r, world);
+            seen.extend(seq[..steps * local].iter().map(|&p| global[p as usize]));
+        }
+        let total: usize = sizes.iter().sum();
+        (seen.clone(), total - seen.len())
+    }
+
+    fn check(seen: &[u32], dropped: usize, total: usize, max_dropped: usize) {
+        let set: HashSet<u32> = seen.iter().copied().collect();
+        assert_eq!(set.len(), seen.len(), "a sample was seen twice");
+        assert!(set.iter().all(|&i| (i as usize) < total));
+        assert_eq!(seen.len() + dropped, total);
+        assert!(dropped <= max_dropped, "dropped {dropped} > {max_dropped}");
+    }
+
+    #[test]
+    fn global_order_sees_every_sample_once_with_1_2_3_ranks() {
+        for world in [1, 2, 3] {
+            let (n, batch) = (1000, 12);
+            let (seen, dropped) = global_epoch(n, batch, world);
+            check(&seen, dropped, n, batch - 1);
+        }
+    }
+
+    #[test]
+    fn shard_order_sees_every_sample_at_most_once_with_1_2_3_ranks() {
+        let sizes = [100, 100, 100, 100, 100, 100, 57];
+        let total: usize = sizes.iter().sum();
+        for world in [1, 2, 3] {
+            let batch = 12;
+            let (seen, dropped) = shard_epoch(&sizes, batch, world);
+            // What is dropped: each rank's remainder, plus what ranks with more
+            // samples hold beyond the steps the smallest rank allows.
+            let o = ShardOrder {
+                shard_sizes: sizes.to_vec(),
+                batch,
+                seed: 5,
+                buffer: 37,
+            };
+            let steps = o.steps_per_epoch(0, world) as usize;
+            let max_dropped: usize = (0..world)
+                .map(|r| o.samples(0, r, world) - steps * batch / world)
+                .sum();
+            check(&seen, dropped, total, max_dropped);
+            assert!(
+                max_dropped < 2 * 100 + batch,
+                "world {world}: {max_dropped}"
+            );
+        }
+    }
+
+    #[test]
+    fn shard_sequence_is_a_permutation_and_deterministic() {
+        let o = ShardOrder {
+            shard_sizes: vec![50, 50, 50],
+            batch: 10,
+            seed: 1,
+            buffer: 16,
+        };
+        let s = o.sequence(3, 0, 1);
+        let mut sorted = s.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..150).collect::<Vec<u32>>());
+        assert_eq!(s, o.sequence(3, 0, 1));
+        assert_ne!(s, o.sequence(4, 0, 1));
+    }
+}
