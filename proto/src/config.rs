@@ -5,6 +5,11 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The built-in default job: pytorch/examples' MNIST VAE.
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/mnist_vae.toml");
+/// How messages name [`DEFAULT_CONFIG`].
+pub const DEFAULT_CONFIG_NAME: &str = "built-in configs/mnist_vae.toml";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]

@@ -8,8 +8,7 @@ use crate::comm::{self, Comm, Dist, Single};
 use crate::signals::StopFlag;
 use crate::train::{self, TrainArgs};
 
-/// The built-in default job: pytorch/examples' MNIST VAE.
-pub const DEFAULT_CONFIG: &str = include_str!("../../configs/mnist_vae.toml");
+use vae_proto::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
 
 #[derive(Parser)]
 #[command(
@@ -102,11 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = match &config {
                 Some(path) => vae_proto::config::load(path, &set)?,
-                None => vae_proto::config::parse(
-                    DEFAULT_CONFIG,
-                    "built-in configs/mnist_vae.toml",
-                    &set,
-                )?,
+                None => vae_proto::config::parse(DEFAULT_CONFIG, DEFAULT_CONFIG_NAME, &set)?,
             };
             let run_dir = run_dir.unwrap_or_else(|| default_run_dir(config.as_ref()));
             let stop = StopFlag::install();

@@ -79,7 +79,7 @@ enum Source {
     },
     Shard {
         order: ShardOrder,
-        dataset: Dataset,
+        dataset: Box<Dataset>,
         loaded: Option<(Vec<usize>, Tensor)>,
     },
 }
@@ -517,7 +517,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             }
             Source::Shard {
                 order,
-                dataset,
+                dataset: Box::new(dataset),
                 loaded: None,
             }
         }

@@ -1,0 +1,6 @@
+//! `vae-launch`: plans a job ([`plan`]), starts one worker per GPU (or N CPU
+//! workers) through `mpirun` and supervises it ([`supervise`], with process
+//! bookkeeping in [`procs`]). It does not link libtorch.
+pub mod plan;
+pub mod procs;
+pub mod supervise;

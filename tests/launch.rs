@@ -1,0 +1,342 @@
+//! Data-parallel end-to-end tests: real `mpirun` with 2 processes of the real
+//! `vae-worker`, supervised by the real `vae-launch`, on real MNIST.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn mnist() -> String {
+    repo()
+        .join("data/mnist")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+fn python() -> String {
+    std::env::var("VAE_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/vaedp/torch-venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+fn launch_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_vae-launch"))
+}
+
+/// vae-worker sits next to vae-launch in the target directory.
+fn worker_bin() -> PathBuf {
+    launch_bin().with_file_name("vae-worker")
+}
+
+fn env(c: &mut Command) -> &mut Command {
+    c.env_remove("LD_LIBRARY_PATH")
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("OMP_NUM_THREADS", "1")
+}
+
+fn worker_args(run_dir: &Path, sets: &[&str]) -> Vec<String> {
+    let mut a = vec![
+        "train".to_string(),
+        "--run-dir".into(),
+        run_dir.display().to_string(),
+    ];
+    for s in [
+        format!("data.url={}", mnist()),
+        "train.threads=1".into(),
+        "train.progress=false".into(),
+    ]
+    .iter()
+    .map(String::as_str)
+    .chain(sets.iter().copied())
+    {
+        a.push("--set".into());
+        a.push(s.to_string());
+    }
+    a
+}
+
+fn launch(run_dir: &Path, sets: &[&str], extra: &[&str]) -> Command {
+    let mut c = Command::new(launch_bin());
+    env(&mut c)
+        .args(["--nproc-per-node", "2"])
+        .args(extra)
+        .arg("--")
+        .args(worker_args(run_dir, sets));
+    c
+}
+
+fn ok(mut c: Command) -> Output {
+    let out = c.output().expect("start");
+    assert!(
+        out.status.success(),
+        "{c:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The model's parameters after a run, as exported safetensors bytes.
+fn params(run: &Path) -> Vec<u8> {
+    let out = run.join("exported.safetensors");
+    let mut c = Command::new(worker_bin());
+    env(&mut c)
+        .arg("export")
+        .arg("--checkpoint")
+        .arg(run)
+        .arg("--out")
+        .arg(&out);
+    ok(c);
+    std::fs::read(out).unwrap()
+}
+
+/// Max |a − b| over all tensors of two safetensors files (PyTorch reads them).
+fn max_diff(a: &Path, b: &Path) -> f64 {
+    let code = "import sys\nfrom safetensors.torch import load_file\na,b=load_file(sys.argv[1]),load_file(sys.argv[2])\nassert a.keys()==b.keys()\nprint(max((a[k].double()-b[k].double()).abs().max().item() for k in a))";
+    let out = Command::new(python())
+        .args(["-c", code])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Processes whose command line mentions `needle` (our run directory).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out
+}
+
+fn assert_no_process_left(run: &Path) {
+    let needle = run.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = processes_mentioning(&needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} never appeared at {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn two_ranks_train_what_one_rank_with_the_same_global_batch_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dtype, tolerance) in [("float64", 1e-10), ("float32", 1e-4)] {
+        let sets = ["train.max_steps=20", &format!("train.dtype={dtype}")];
+        let one = dir.path().join(format!("one-{dtype}"));
+        let two = dir.path().join(format!("two-{dtype}"));
+        let mut c = Command::new(worker_bin());
+        env(&mut c).args(worker_args(&one, &sets));
+        ok(c);
+        // Straight under mpirun, as a user (or srun) would start it.
+        let mut c = Command::new("mpirun");
+        env(&mut c)
+            .args(["-np", "2", "--oversubscribe"])
+            .arg(worker_bin())
+            .args(worker_args(&two, &sets));
+        let out = ok(c);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("2 workers"),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        params(&one);
+        params(&two);
+        let d = max_diff(
+            &one.join("exported.safetensors"),
+            &two.join("exported.safetensors"),
+        );
+        assert!(
+            d <= tolerance,
+            "{dtype}: 1 rank and 2 ranks differ by {d} after 20 steps"
+        );
+    }
+}
+
+const STEPS: &str = "train.max_steps=300";
+const EVERY: &str = "checkpoint.every_steps=40";
+
+/// An uninterrupted 2-rank run, shared by the interruption tests.
+fn uninterrupted() -> &'static [u8] {
+    static RUN: OnceLock<Vec<u8>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("straight");
+        ok(launch(&run, &[STEPS, EVERY], &[]));
+        params(&run)
+    })
+}
+
+#[test]
+fn kill_9_of_a_worker_restarts_from_the_checkpoint_and_ends_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("killed");
+    let child = launch(&run, &[STEPS, EVERY], &["--max-restarts", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&run.join("checkpoints/latest"), "a first checkpoint");
+    // One worker of this job, killed hard.
+    let needle = run.display().to_string();
+    let victim = processes_mentioning(&needle)
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{}/comm", p.split(':').next().unwrap()))
+                .is_ok_and(|c| c.trim() == "vae-worker")
+        })
+        .expect("a running worker");
+    let pid = victim.split(':').next().unwrap();
+    assert!(Command::new("kill")
+        .args(["-9", pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("restart 1 of 1") && err.contains("from the latest checkpoint"),
+        "{err}"
+    );
+    assert!(
+        params(&run) == uninterrupted(),
+        "parameters differ from an uninterrupted run"
+    );
+    assert_no_process_left(&run);
+}
+
+#[test]
+fn sigterm_to_the_launcher_checkpoints_and_resume_ends_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("stopped");
+    let child = launch(&run, &[STEPS, EVERY], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&run.join("checkpoints/latest"), "a first checkpoint");
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(143),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stopped by a signal at step"), "{stdout}");
+    assert_no_process_left(&run);
+    // The stop wrote a checkpoint at the step it stopped at, named latest.
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let step: u64 = latest.trim().trim_start_matches("step-").parse().unwrap();
+    assert!(step < 300, "stopped at {step}");
+    let mut c = launch(&run, &[STEPS, EVERY], &[]);
+    c.arg("--resume");
+    ok(c);
+    assert!(
+        params(&run) == uninterrupted(),
+        "parameters differ from an uninterrupted run"
+    );
+}
+
+#[test]
+fn a_bad_data_url_on_one_rank_ends_the_job_quickly_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // In `shard` order each rank reads only its own shards; one is missing,
+    // so exactly one rank fails.
+    let data = dir.path().join("mnist-damaged");
+    std::fs::create_dir(&data).unwrap();
+    for e in std::fs::read_dir(mnist()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, data.join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::remove_file(data.join("train-00002.bin")).unwrap();
+    let run = dir.path().join("bad");
+    let started = Instant::now();
+    let out = launch(
+        &run,
+        &[
+            &format!("data.url={}", data.display()),
+            "data.order=shard",
+            "train.max_steps=50",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("train-00002.bin") && err.contains("not found"),
+        "{err}"
+    );
+    assert_no_process_left(&run);
+}
+
+#[test]
+fn bad_config_fails_before_any_worker_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("r");
+    let out = launch(&run, &["model.beta=-2"], &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("model.beta") && !err.contains("starting"),
+        "{err}"
+    );
+    assert!(!run.exists(), "a worker started");
+    let out = launch(&run, &["train.batch_size=127"], &[])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not divide"));
+}
