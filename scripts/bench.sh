@@ -1,29 +1,61 @@
 #!/usr/bin/env bash
-# Benchmark: samples/s of the MLP VAE (pytorch/examples layout, batch 128)
-# trained for a fixed number of steps by vae-worker and by PyTorch eager
-# (tests/python/pytorch_vae.py: the example's model and loop, data preloaded
-# as tensors, so no DataLoader cost is counted against PyTorch), on the same
-# machine with the same number of threads. Prints both and their ratio.
-# Usage: scripts/bench.sh [STEPS] [THREADS]   (defaults: 936 = 2 epochs, nproc)
+# Benchmarks on CPU, all on the same machine with the same thread budget.
+#
+#   scripts/bench.sh [single|dist|all] [STEPS]     (default: all, 936 steps = 2 epochs)
+#
+# single: samples/s of the MLP VAE (pytorch/examples layout, batch 128) in
+#   vae-worker and in PyTorch eager (tests/python/pytorch_vae.py: the
+#   example's model, loss and loop, data preloaded as tensors), $(nproc) threads.
+# dist: global batch 128 over 2 workers of 1 thread each: vae-launch (MPI
+#   all-reduce) next to PyTorch DDP under torchrun with gloo
+#   (tests/python/ddp_vae.py); and the data-parallel overhead: time per step
+#   of 2 workers at 64 samples each vs 1 worker at 64 samples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
-STEPS="${1:-936}"
-THREADS="${2:-$(nproc)}"
+WHAT="${1:-all}"
+STEPS="${2:-936}"
+THREADS="$(nproc)"
+LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$VAE_WORKER" train --run-dir "$tmp/run" --set train.max_steps="$STEPS" \
-  --set train.threads="$THREADS" --set train.progress=false --set checkpoint.every_epochs=0 \
-  --set log.histograms=false >/dev/null
-ours=$("$VAE_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["samples_per_sec"])' "$tmp/run/summary.json")
-theirs=$("$VAE_PYTHON" tests/python/pytorch_vae.py train data/mnist 100 --threads "$THREADS" --steps "$STEPS" |
-  "$VAE_PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["samples_per_sec"])')
-"$VAE_PYTHON" - "$ours" "$theirs" "$STEPS" "$THREADS" <<'PY'
-import sys
-ours, theirs, steps, threads = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
-print(f"MLP VAE, batch 128, {steps} steps, {threads} threads (CPU)")
-print(f"  vae-worker      {ours:10.0f} samples/s")
-print(f"  PyTorch eager   {theirs:10.0f} samples/s")
-print(f"  ratio           {ours / theirs:10.2f}x")
-PY
+COMMON=(--set train.max_steps="$STEPS" --set train.progress=false --set checkpoint.every_epochs=0 --set log.histograms=false)
+sps() { "$VAE_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["samples_per_sec"])' "$1/summary.json"; }
+json_sps() { "$VAE_PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["samples_per_sec"])'; }
+row() { printf '  %-44s %10.0f samples/s\n' "$1" "$2"; }
+ratio() { "$VAE_PYTHON" -c "print(f'{$1 / $2:.2f}')"; }
+
+if [ "$WHAT" = single ] || [ "$WHAT" = all ]; then
+  "$VAE_WORKER" train --run-dir "$tmp/single" "${COMMON[@]}" --set train.threads="$THREADS" >/dev/null
+  ours=$(sps "$tmp/single")
+  theirs=$("$VAE_PYTHON" tests/python/pytorch_vae.py train data/mnist 100 --threads "$THREADS" --steps "$STEPS" | json_sps)
+  echo "MLP VAE, batch 128, $STEPS steps, 1 process, $THREADS threads"
+  row "vae-worker" "$ours"
+  row "PyTorch eager" "$theirs"
+  echo "  ratio vae-worker / PyTorch: $(ratio "$ours" "$theirs")x"
+fi
+
+if [ "$WHAT" = dist ] || [ "$WHAT" = all ]; then
+  "$LAUNCH" --nproc-per-node 2 -- train --run-dir "$tmp/two" "${COMMON[@]}" --set train.threads=1 >/dev/null 2>&1
+  two=$(sps "$tmp/two")
+  "$VAE_WORKER" train --run-dir "$tmp/one64" "${COMMON[@]}" --set train.threads=1 --set train.batch_size=64 >/dev/null
+  one64=$(sps "$tmp/one64")
+  ddp=$(cd tests/python && torchrun --nproc-per-node 2 ddp_vae.py ../../data/mnist 128 "$STEPS" 1 2>/dev/null | json_sps)
+  echo "MLP VAE, global batch 128 over 2 workers x 1 thread, $STEPS steps"
+  row "vae-launch, 2 workers (MPI all-reduce)" "$two"
+  row "PyTorch DDP, torchrun 2 workers (gloo)" "$ddp"
+  echo "  ratio vae-launch / DDP: $(ratio "$two" "$ddp")x"
+  row "vae-worker, 1 worker, batch 64" "$one64"
+  # Control: two independent 1-worker runs at once (no communication at all)
+  # shows what merely sharing the machine between two processes costs.
+  OMP_NUM_THREADS=1 "$VAE_WORKER" train --run-dir "$tmp/solo-a" "${COMMON[@]}" --set train.threads=1 --set train.batch_size=64 >/dev/null &
+  OMP_NUM_THREADS=1 "$VAE_WORKER" train --run-dir "$tmp/solo-b" "${COMMON[@]}" --set train.threads=1 --set train.batch_size=64 >/dev/null
+  wait
+  solo=$("$VAE_PYTHON" -c "print(($(sps "$tmp/solo-a")+$(sps "$tmp/solo-b"))/2)")
+  row "vae-worker, 2 independent runs at once, each" "$solo"
+  # time per step: 2 workers x 64 = 128/two; 1 worker x 64 = 64/one64
+  echo "  data-parallel overhead (step time, 2x64 vs 1x64):         $("$VAE_PYTHON" -c "print(f'{(128/$two)/(64/$one64)*100-100:+.1f}%')")"
+  echo "  of which communication (2x64 vs 2 independent runs of 64): $("$VAE_PYTHON" -c "print(f'{(128/$two)/(64/$solo)*100-100:+.1f}%')")"
+fi

@@ -340,3 +340,39 @@ fn bad_config_fails_before_any_worker_starts() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not divide"));
 }
+
+#[test]
+fn the_replica_check_stops_naming_the_step_where_ranks_diverge() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("desync");
+    let mut c = launch(&run, &["train.max_steps=40", "dist.check_every=5"], &[]);
+    c.env("VAE_FAULT_DESYNC_STEP", "7");
+    let out = c.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("parameters differ across ranks at step 10"),
+        "{text}"
+    );
+    assert_no_process_left(&run);
+    // Without the fault, the same check passes.
+    let run = dir.path().join("in-sync");
+    ok(launch(
+        &run,
+        &["train.max_steps=20", "dist.check_every=5"],
+        &[],
+    ));
+}
+
+#[test]
+fn nccl_on_a_cpu_worker_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(worker_bin());
+    env(&mut c).args(worker_args(
+        &dir.path().join("r"),
+        &["dist.backend=nccl", "train.device=cpu"],
+    ));
+    let out = c.output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dist.backend"));
+}

@@ -166,24 +166,33 @@ impl Dist {
         Ok(())
     }
 
-    /// Sums a float or double tensor over ranks through host memory.
-    fn host_all_reduce<T: Copy + Default + mpi::datatype::Equivalence + tch::kind::Element>(
+    /// Sums a float or double tensor over ranks through host memory, straight
+    /// into a new tensor (no staging copies).
+    fn host_all_reduce<T: mpi::datatype::Equivalence>(
         &self,
         t: &mut Tensor,
     ) -> Result<(), CommError> {
         let host = t.to_device(Device::Cpu).contiguous();
+        let out = host.empty_like();
         let n = host.numel();
-        // SAFETY: `host` is a contiguous CPU tensor of `n` elements of kind T.
-        let send: &[T] = unsafe { std::slice::from_raw_parts(host.data_ptr() as *const T, n) };
-        let mut out = vec![T::default(); n];
+        // SAFETY: `host` and `out` are distinct contiguous CPU tensors of `n`
+        // elements of kind T, alive for the whole call.
+        let (send, recv) = unsafe {
+            (
+                std::slice::from_raw_parts(host.data_ptr() as *const T, n),
+                std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, n),
+            )
+        };
         // MPI counts are C ints: reduce in chunks of at most 2^30 elements.
         const CHUNK: usize = 1 << 30;
-        for (s, r) in send.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+        for (s, r) in send.chunks(CHUNK).zip(recv.chunks_mut(CHUNK)) {
             self.world.all_reduce_into(s, r, SystemOperation::sum());
         }
-        *t = Tensor::from_slice(&out)
-            .view(t.size().as_slice())
-            .to_device(t.device());
+        *t = if t.device() == Device::Cpu {
+            out
+        } else {
+            out.to_device(t.device())
+        };
         Ok(())
     }
 

@@ -629,6 +629,9 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     });
     let lr = cfg.optim.lr;
     let mut interrupted = false;
+    let fault_step: Option<u64> = std::env::var("VAE_FAULT_DESYNC_STEP")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mut stopped_early = false;
     let mut last_eval: Option<(Sums, EvalRecord)> = None;
     let mut last_ckpt_step = if args.resume { Some(step) } else { None };
@@ -741,6 +744,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 }
                 acc = Tensor::zeros([acc_len], (Kind::Double, device));
                 (window_start, window_steps) = (Instant::now(), 0);
+            }
+            if fault_step == Some(step) && rank == world - 1 {
+                // Fault injection for tests (VAE_FAULT_DESYNC_STEP): the last
+                // rank's parameters drift from the others'.
+                let _ = tch::no_grad(|| t.params.flat.f_add_scalar_(1e-3))
+                    .map_err(tensor_err("fault injection"))?;
             }
             if cfg.dist.check_every > 0 && step % cfg.dist.check_every == 0 {
                 check_replicas(&t, step)?;
