@@ -2,7 +2,9 @@
 //! one object-store prefix (a `file://` URL or a plain path today).
 //!
 //! A shard holds `samples` records laid out as all images first
-//! (`samples × C × H × W` bytes, `u8`, pixel = byte / 255) and then all targets
+//! (`u8`: `samples × C × H × W` bytes, pixel = byte / 255; or `u1`: binary
+//! images, each packed into `⌈C·H·W/8⌉` bytes, most significant bit first,
+//! pixel = bit) and then all targets
 //! (`samples × K` bytes, `u8`: a class label for MNIST, factor indices for
 //! dSprites). Its length and SHA-256 are in the manifest, so a reader can tell a
 //! missing, truncated or corrupt shard from a good one.
@@ -21,7 +23,8 @@ pub struct DatasetManifest {
     pub name: String,
     /// `[C, H, W]` of one sample.
     pub sample_shape: [usize; 3],
-    /// Always `"u8"`: pixel values are bytes, scaled to [0, 1] by dividing by 255.
+    /// `"u8"`: pixel values are bytes, scaled to [0, 1] by dividing by 255;
+    /// `"u1"`: binary pixels packed eight to a byte.
     pub dtype: String,
     /// One entry per target column (`K` of them), e.g. `label` with 10 values.
     pub targets: Vec<TargetSpec>,
@@ -56,9 +59,18 @@ pub struct ShardEntry {
 }
 
 impl DatasetManifest {
-    /// Bytes of one sample's image.
-    pub fn sample_bytes(&self) -> usize {
+    /// Pixels of one sample's image.
+    pub fn sample_pixels(&self) -> usize {
         self.sample_shape.iter().product()
+    }
+
+    /// Bytes of one sample's image as stored.
+    pub fn sample_bytes(&self) -> usize {
+        if self.dtype == "u1" {
+            self.sample_pixels().div_ceil(8)
+        } else {
+            self.sample_pixels()
+        }
     }
 
     /// Bytes a shard of `samples` records must have.
@@ -74,8 +86,11 @@ impl DatasetManifest {
                 self.format
             ));
         }
-        if self.dtype != "u8" {
-            return Err(format!("dtype is `{}`, only `u8` is supported", self.dtype));
+        if self.dtype != "u8" && self.dtype != "u1" {
+            return Err(format!(
+                "dtype is `{}`, only `u8` and `u1` are supported",
+                self.dtype
+            ));
         }
         if self.sample_shape.contains(&0) {
             return Err(format!("sample_shape {:?} has a zero", self.sample_shape));

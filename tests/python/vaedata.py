@@ -19,6 +19,12 @@ def load_split(root, split):
         assert hashlib.sha256(b).hexdigest() == shard["sha256"], shard["object"]
         n = shard["samples"]
         arr = np.frombuffer(b, dtype=np.uint8)
-        images.append(arr[: n * c * h * w].reshape(n, c, h, w))
-        targets.append(arr[n * c * h * w :].reshape(n, k))
+        if m["dtype"] == "u1":
+            per = (c * h * w + 7) // 8
+            bits = np.unpackbits(arr[: n * per].reshape(n, per), axis=1)[:, : c * h * w]
+            images.append((bits * 255).astype(np.uint8).reshape(n, c, h, w))
+            targets.append(arr[n * per :].reshape(n, k))
+        else:
+            images.append(arr[: n * c * h * w].reshape(n, c, h, w))
+            targets.append(arr[n * c * h * w :].reshape(n, k))
     return np.concatenate(images), np.concatenate(targets)

@@ -23,6 +23,61 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Packs `n` binary images of `pixels` pixels (bytes, non-zero = 1) into
+/// `⌈pixels/8⌉` bytes each, most significant bit first.
+pub fn pack_bits(images: &[u8], n: usize, pixels: usize) -> Vec<u8> {
+    let per = pixels.div_ceil(8);
+    let mut out = vec![0u8; n * per];
+    for i in 0..n {
+        for (p, &v) in images[i * pixels..(i + 1) * pixels].iter().enumerate() {
+            if v != 0 {
+                out[i * per + p / 8] |= 0x80 >> (p % 8);
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`pack_bits`], with 1 → 255 so pixels read as byte / 255.
+pub fn unpack_bits(packed: &[u8], n: usize, pixels: usize) -> Vec<u8> {
+    let per = pixels.div_ceil(8);
+    let mut out = vec![0u8; n * pixels];
+    for i in 0..n {
+        for p in 0..pixels {
+            if packed[i * per + p / 8] & (0x80 >> (p % 8)) != 0 {
+                out[i * pixels + p] = 255;
+            }
+        }
+    }
+    out
+}
+
+/// Writes one shard object and returns its manifest entry.
+pub fn put_shard(
+    store: &Store,
+    object: &str,
+    bytes: Vec<u8>,
+    samples: usize,
+) -> Result<ShardEntry, DataError> {
+    let entry = ShardEntry {
+        object: object.to_string(),
+        samples: samples as u64,
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(&bytes),
+    };
+    store.put(object, bytes)?;
+    Ok(entry)
+}
+
+/// Writes the manifest (last, after every shard it names).
+pub fn put_manifest(store: &Store, manifest: &DatasetManifest) -> Result<(), DataError> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(|e| DataError::Io {
+        url: store.url_of(MANIFEST_NAME),
+        message: e.to_string(),
+    })?;
+    store.put(MANIFEST_NAME, json)
+}
+
 /// A dataset to write: per split, all images and targets in order.
 pub struct DatasetWriter<'a> {
     pub name: &'a str,
@@ -57,14 +112,7 @@ impl DatasetWriter<'_> {
                 bytes.extend_from_slice(&data.images[start * sample_bytes..end * sample_bytes]);
                 bytes.extend_from_slice(&data.targets[start * k..end * k]);
                 let object = format!("{split}-{:05}.bin", shards.len());
-                let entry = ShardEntry {
-                    object: object.clone(),
-                    samples: (end - start) as u64,
-                    bytes: bytes.len() as u64,
-                    sha256: sha256_hex(&bytes),
-                };
-                store.put(&object, bytes)?;
-                shards.push(entry);
+                shards.push(put_shard(store, &object, bytes, end - start)?);
                 start = end;
             }
             manifest.splits.insert(
@@ -75,11 +123,7 @@ impl DatasetWriter<'_> {
                 },
             );
         }
-        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| DataError::Io {
-            url: store.url_of(MANIFEST_NAME),
-            message: e.to_string(),
-        })?;
-        store.put(MANIFEST_NAME, json)?;
+        put_manifest(store, &manifest)?;
         Ok(manifest)
     }
 }
@@ -146,8 +190,13 @@ impl Dataset {
         }
         let n = shard.samples as usize;
         let split_at = n * self.manifest.sample_bytes();
+        let images = if self.manifest.dtype == "u1" {
+            unpack_bits(&bytes[..split_at], n, self.manifest.sample_pixels())
+        } else {
+            bytes[..split_at].to_vec()
+        };
         Ok(SplitData {
-            images: bytes[..split_at].to_vec(),
+            images,
             targets: bytes[split_at..].to_vec(),
             n,
         })

@@ -1,6 +1,7 @@
 //! Datasets: the on-storage format ([`format`]), object-store access
 //! ([`store`]), MNIST conversion ([`mnist`]), and the order in which samples
 //! are visited ([`sampler`]).
+pub mod dsprites;
 pub mod format;
 pub mod mnist;
 pub mod sampler;

@@ -1,0 +1,323 @@
+//! dSprites, generated procedurally (Matthey et al. 2017): 64×64 binary
+//! images of a square, an ellipse or a heart, over every combination of
+//! shape (3), scale (6 values, `linspace(0.5, 1, 6)`), orientation (40,
+//! `linspace(0, 2π, 40)`, both ends included), posX and posY (32 each,
+//! `linspace(0, 1, 32)`): 737,280 images in the original order, posY varying
+//! fastest, then posX, orientation, scale, shape. Targets are the five factor
+//! indices. Stored as packed bits (`u1`).
+use vae_proto::dataset::{DatasetManifest, SplitManifest, TargetSpec, DATASET_FORMAT};
+
+use super::format::{pack_bits, put_manifest, put_shard};
+use super::store::Store;
+use super::DataError;
+
+pub const SIDE: usize = 64;
+pub const FACTOR_NAMES: [&str; 5] = ["shape", "scale", "orientation", "posX", "posY"];
+pub const FACTOR_SIZES: [usize; 5] = [3, 6, 40, 32, 32];
+/// Radius, in pixels, of the disc that holds a shape at scale 1.
+const RADIUS: f64 = 10.0;
+/// Shape centres range over `[LO, HI]` pixels as the position goes 0 → 1:
+/// every shape stays inside the frame, most pixels fall in the centre.
+const LO: f64 = 12.0;
+const HI: f64 = 52.0;
+
+fn linspace(a: f64, b: f64, n: usize, i: usize) -> f64 {
+    if n == 1 {
+        a
+    } else {
+        a + (b - a) * i as f64 / (n - 1) as f64
+    }
+}
+
+/// Factor values of factor indices `[shape, scale, orientation, posX, posY]`.
+pub fn factor_values(f: [usize; 5]) -> [f64; 5] {
+    [
+        f[0] as f64,
+        linspace(0.5, 1.0, 6, f[1]),
+        linspace(0.0, std::f64::consts::TAU, 40, f[2]),
+        linspace(0.0, 1.0, 32, f[3]),
+        linspace(0.0, 1.0, 32, f[4]),
+    ]
+}
+
+/// Index in the full dataset of factor indices `f` (mixed radix, posY fastest).
+pub fn index_of(f: [usize; 5]) -> usize {
+    f.iter()
+        .zip(FACTOR_SIZES)
+        .fold(0, |acc, (v, n)| acc * n + v)
+}
+
+/// Factor indices of the full dataset's image `i`.
+pub fn factors_of(mut i: usize) -> [usize; 5] {
+    let mut f = [0; 5];
+    for k in (0..5).rev() {
+        f[k] = i % FACTOR_SIZES[k];
+        i /= FACTOR_SIZES[k];
+    }
+    f
+}
+
+/// Whether canonical point `(u, v)` (v up, unit disc) is inside shape `s`.
+fn inside(s: usize, u: f64, v: f64) -> bool {
+    match s {
+        0 => u.abs() <= 0.7 && v.abs() <= 0.7,
+        1 => (u / 0.95).powi(2) + (v / 0.45).powi(2) <= 1.0,
+        _ => {
+            // The heart curve (x² + y² − 1)³ = x²y³, centred and shrunk to the unit disc.
+            let (x, y) = (u * 1.25, v * 1.25 + 0.118);
+            let a = x * x + y * y - 1.0;
+            a * a * a - x * x * y * y * y <= 0.0
+        }
+    }
+}
+
+/// Renders factor indices `f` into `out` (64×64 bytes, 1 = on).
+pub fn render(f: [usize; 5], out: &mut [u8]) {
+    out.fill(0);
+    let [shape, scale, theta, px, py] = factor_values(f);
+    let (cx, cy) = (LO + px * (HI - LO), LO + py * (HI - LO));
+    let r = RADIUS * scale;
+    let (sin, cos) = theta.sin_cos();
+    let lo = |c: f64| ((c - r - 1.0).floor().max(0.0)) as usize;
+    let hi = |c: f64| ((c + r + 1.0).ceil().min(SIDE as f64)) as usize;
+    for row in lo(cy)..hi(cy) {
+        for col in lo(cx)..hi(cx) {
+            // Pixel centre relative to the shape centre, y up, then rotated by −θ.
+            let (dx, dy) = (col as f64 + 0.5 - cx, cy - (row as f64 + 0.5));
+            let (u, v) = ((cos * dx + sin * dy) / r, (-sin * dx + cos * dy) / r);
+            if inside(shape as usize, u, v) {
+                out[row * SIDE + col] = 1;
+            }
+        }
+    }
+}
+
+/// Which values of each factor to keep (all, by default).
+#[derive(Clone, Debug)]
+pub struct Subsample {
+    /// Per factor, the number of evenly spaced values kept (`None` = all).
+    pub keep: [Option<usize>; 5],
+}
+
+impl Subsample {
+    pub fn all() -> Subsample {
+        Subsample { keep: [None; 5] }
+    }
+
+    /// The kept indices of factor `k`, evenly spaced over its range.
+    pub fn values(&self, k: usize) -> Vec<usize> {
+        let n = FACTOR_SIZES[k];
+        match self.keep[k] {
+            Some(m) if m < n && m > 1 => (0..m).map(|i| i * (n - 1) / (m - 1)).collect(),
+            Some(1) => vec![0],
+            _ => (0..n).collect(),
+        }
+    }
+
+    /// The kept factor combinations, in dataset order.
+    pub fn combinations(&self) -> Vec<[usize; 5]> {
+        let v: Vec<Vec<usize>> = (0..5).map(|k| self.values(k)).collect();
+        let mut out = Vec::new();
+        for &a in &v[0] {
+            for &b in &v[1] {
+                for &c in &v[2] {
+                    for &d in &v[3] {
+                        for &e in &v[4] {
+                            out.push([a, b, c, d, e]);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Renders `combos` into packed images and their factor targets, on all cores.
+fn render_packed(combos: &[[usize; 5]]) -> (Vec<u8>, Vec<u8>) {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(combos.len().max(1));
+    let per = combos.len().div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = combos
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    let mut img = vec![0u8; SIDE * SIDE];
+                    let mut packed = Vec::with_capacity(chunk.len() * SIDE * SIDE / 8);
+                    for &f in chunk {
+                        render(f, &mut img);
+                        packed.extend(pack_bits(&img, 1, SIDE * SIDE));
+                    }
+                    packed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let targets = combos.iter().flat_map(|f| f.map(|v| v as u8)).collect();
+    (parts.concat(), targets)
+}
+
+/// Generates dSprites (or the `sub` subset) and writes it to `out`: the
+/// `train` split holds every image; `test` a fixed random subset of
+/// `test_samples` of them (dSprites has no held-out split).
+pub fn prepare(
+    out: &str,
+    sub: &Subsample,
+    shard_samples: usize,
+    test_samples: usize,
+) -> Result<DatasetManifest, DataError> {
+    let store = Store::open(out)?;
+    let combos = sub.combinations();
+    let mut manifest = DatasetManifest {
+        format: DATASET_FORMAT.into(),
+        name: "dsprites".into(),
+        sample_shape: [1, SIDE, SIDE],
+        dtype: "u1".into(),
+        targets: FACTOR_NAMES
+            .iter()
+            .zip(FACTOR_SIZES)
+            .map(|(n, v)| TargetSpec {
+                name: n.to_string(),
+                values: v,
+            })
+            .collect(),
+        splits: Default::default(),
+    };
+    let mut shards = Vec::new();
+    for (i, chunk) in combos.chunks(shard_samples.max(1)).enumerate() {
+        let (mut bytes, targets) = render_packed(chunk);
+        bytes.extend(targets);
+        shards.push(put_shard(
+            &store,
+            &format!("train-{i:05}.bin"),
+            bytes,
+            chunk.len(),
+        )?);
+    }
+    manifest.splits.insert(
+        "train".into(),
+        SplitManifest {
+            samples: combos.len() as u64,
+            shards,
+        },
+    );
+    // The test split: a fixed random subset, in dataset order.
+    let n_test = test_samples.min(combos.len());
+    let mut pick: Vec<usize> = (0..combos.len()).collect();
+    for i in 0..n_test {
+        let b = crate::rng::bits(
+            crate::rng::key(0, crate::rng::Stream::Permutation, u64::MAX, i as u64),
+            0,
+        );
+        let j = i + crate::rng::below(b, (combos.len() - i) as u64) as usize;
+        pick.swap(i, j);
+    }
+    let mut chosen: Vec<[usize; 5]> = pick[..n_test].iter().map(|&i| combos[i]).collect();
+    chosen.sort_by_key(|f| index_of(*f));
+    let (mut bytes, targets) = render_packed(&chosen);
+    bytes.extend(targets);
+    let test = put_shard(&store, "test-00000.bin", bytes, n_test)?;
+    manifest.splits.insert(
+        "test".into(),
+        SplitManifest {
+            samples: n_test as u64,
+            shards: vec![test],
+        },
+    );
+    put_manifest(&store, &manifest)?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_factors_are_inverse_and_in_the_original_order() {
+        assert_eq!(FACTOR_SIZES.iter().product::<usize>(), 737_280);
+        assert_eq!(factors_of(0), [0, 0, 0, 0, 0]);
+        assert_eq!(factors_of(1), [0, 0, 0, 0, 1]); // posY fastest
+        assert_eq!(factors_of(32), [0, 0, 0, 1, 0]); // then posX
+        assert_eq!(factors_of(1024), [0, 0, 1, 0, 0]); // then orientation
+        assert_eq!(factors_of(40 * 1024), [0, 1, 0, 0, 0]); // then scale
+        assert_eq!(factors_of(6 * 40 * 1024), [1, 0, 0, 0, 0]); // then shape
+        assert_eq!(factors_of(737_279), [2, 5, 39, 31, 31]);
+        for i in [0, 5, 777, 123_456, 737_279] {
+            assert_eq!(index_of(factors_of(i)), i);
+        }
+        let v = factor_values([2, 5, 39, 31, 0]);
+        assert_eq!(v[1], 1.0);
+        assert!((v[2] - std::f64::consts::TAU).abs() < 1e-12);
+        assert_eq!((v[3], v[4]), (1.0, 0.0));
+        assert!((factor_values([0, 1, 0, 0, 0])[1] - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shapes_stay_in_frame_and_mostly_central() {
+        let mut img = vec![0u8; SIDE * SIDE];
+        let (mut total, mut central) = (0usize, 0usize);
+        for s in 0..3 {
+            for scale in 0..6 {
+                for o in (0..40).step_by(7) {
+                    let grid = [0, 6, 12, 19, 25, 31];
+                    for (px, py) in grid.iter().flat_map(|&x| grid.iter().map(move |&y| (x, y))) {
+                        render([s, scale, o, px, py], &mut img);
+                        let on: usize = img.iter().map(|&b| b as usize).sum();
+                        assert!(on > 20, "shape {s} scale {scale} is nearly empty");
+                        // Nothing on the outermost pixel ring: the shape is whole.
+                        for i in 0..SIDE {
+                            for (r, c) in [(0, i), (SIDE - 1, i), (i, 0), (i, SIDE - 1)] {
+                                assert_eq!(
+                                    img[r * SIDE + c],
+                                    0,
+                                    "touches the frame at {s} {scale} {o} {px} {py}"
+                                );
+                            }
+                        }
+                        total += on;
+                        for r in 8..56 {
+                            for c in 8..56 {
+                                central += img[r * SIDE + c] as usize;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Over positions spread evenly, most pixels lie in the central 48×48.
+        assert!(
+            central as f64 > 0.85 * total as f64,
+            "{central} of {total} pixels central"
+        );
+    }
+
+    #[test]
+    fn shapes_differ_and_scale_grows() {
+        let mut a = vec![0u8; SIDE * SIDE];
+        let mut b = vec![0u8; SIDE * SIDE];
+        render([0, 5, 3, 16, 16], &mut a);
+        render([2, 5, 3, 16, 16], &mut b);
+        assert_ne!(a, b);
+        render([1, 0, 0, 16, 16], &mut a);
+        render([1, 5, 0, 16, 16], &mut b);
+        let count = |v: &[u8]| v.iter().filter(|&&x| x == 1).count();
+        assert!(count(&b) > 3 * count(&a));
+    }
+
+    #[test]
+    fn subsets_keep_the_ends() {
+        let s = Subsample {
+            keep: [None, Some(2), Some(4), Some(1), None],
+        };
+        assert_eq!(s.values(1), vec![0, 5]);
+        assert_eq!(s.values(2), vec![0, 13, 26, 39]);
+        assert_eq!(s.values(3), vec![0]);
+        assert_eq!(s.combinations().len(), 3 * 2 * 4 * 32);
+    }
+}
