@@ -16,6 +16,7 @@ use crate::data::format::sha256_hex;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIM_FILE: &str = "optim.safetensors";
+pub const DISC_FILE: &str = "discriminator.safetensors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -55,6 +56,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 pub struct Contents<'a> {
     pub model: &'a [(String, Tensor)],
     pub optim: &'a [(String, Tensor)],
+    /// FactorVAE's discriminator, when the model has one.
+    pub discriminator: Option<&'a [(String, Tensor)]>,
 }
 
 /// A checkpoint read back and verified.
@@ -63,6 +66,7 @@ pub struct Loaded {
     pub manifest: CheckpointManifest,
     pub model: Vec<(String, Tensor)>,
     pub optim: Vec<(String, Tensor)>,
+    pub discriminator: Option<Vec<(String, Tensor)>>,
 }
 
 fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<FileEntry, CheckpointError> {
@@ -112,6 +116,9 @@ pub fn write(
         write_tensors(&tmp.join(MODEL_FILE), contents.model)?,
         write_tensors(&tmp.join(OPTIM_FILE), contents.optim)?,
     ];
+    if let Some(d) = contents.discriminator {
+        manifest.files.push(write_tensors(&tmp.join(DISC_FILE), d)?);
+    }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Corrupt {
         path: tmp.clone(),
         message: e.to_string(),
@@ -188,10 +195,12 @@ pub fn read(dir: &Path) -> Result<Loaded, CheckpointError> {
             });
         }
     }
+    let has_disc = manifest.files.iter().any(|f| f.name == DISC_FILE);
     Ok(Loaded {
         dir: dir.to_path_buf(),
         model: read_tensors(&dir.join(MODEL_FILE))?,
         optim: read_tensors(&dir.join(OPTIM_FILE))?,
+        discriminator: if has_disc { Some(read_tensors(&dir.join(DISC_FILE))?) } else { None },
         manifest,
     })
 }

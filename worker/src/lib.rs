@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod comm;
 pub mod data;
+pub mod disentanglement;
 pub mod export;
 pub mod images;
 pub mod loss;

@@ -2,7 +2,7 @@
 //! pixels) plus β·KL (summed over latent dims) plus γ·squared error, with the
 //! KL of a diagonal Gaussian `N(μ, σ²)` against `N(0, I)` in closed form.
 use tch::{Reduction, Tensor};
-use vae_proto::config::Likelihood;
+use vae_proto::config::{Likelihood, ModelSection, ObjectiveKind};
 
 /// KL per latent dimension, `[B, L]`: `½(σ² + μ² − 1 − log σ²)`.
 pub fn kl_per_dim(mu: &Tensor, logvar: &Tensor) -> Tensor {
@@ -30,38 +30,125 @@ pub fn squared_error(logits: &Tensor, x: &Tensor) -> Tensor {
         .sum_dim_intlist(1, false, None)
 }
 
-/// Weights of the objective.
+/// The objective: which regulariser, and its weights.
 #[derive(Clone, Copy, Debug)]
 pub struct Objective {
     pub likelihood: Likelihood,
+    pub kind: ObjectiveKind,
     pub beta: f64,
     pub gamma: f64,
+    pub tc_weight: f64,
+    pub capacity_max: f64,
+    pub capacity_steps: u64,
+    pub capacity_weight: f64,
+    /// Training samples, N in β-TCVAE's minibatch-weighted sampling.
+    pub dataset_size: usize,
+}
+
+impl Objective {
+    pub fn from_config(m: &ModelSection, dataset_size: usize) -> Objective {
+        Objective {
+            likelihood: m.likelihood,
+            kind: m.objective,
+            beta: m.beta,
+            gamma: m.gamma,
+            tc_weight: m.tc_weight,
+            capacity_max: m.capacity_max,
+            capacity_steps: m.capacity_steps,
+            capacity_weight: m.capacity_weight,
+            dataset_size,
+        }
+    }
+
+    /// The capacity C at `step` (controlled-capacity β-VAE).
+    pub fn capacity(&self, step: u64) -> f64 {
+        self.capacity_max * (step as f64 / self.capacity_steps as f64).min(1.0)
+    }
 }
 
 /// The terms of the objective for one batch, each per sample `[B]`, and the
-/// KL per dimension `[B, L]`.
+/// KL per dimension `[B, L]`. `tc` is the total-correlation estimate where
+/// the objective has one (FactorVAE, β-TCVAE), else zeros.
 pub struct Terms {
     pub loss: Tensor,
     pub recon: Tensor,
     pub kl: Tensor,
     pub kl_dim: Tensor,
+    pub tc: Tensor,
+}
+
+/// What the objective is computed from: the batch `x`, its posterior
+/// `(μ, log σ²)`, the sampled codes `z` and the decoder's logits.
+pub struct Forward<'a> {
+    pub x: &'a Tensor,
+    pub mu: &'a Tensor,
+    pub logvar: &'a Tensor,
+    pub z: &'a Tensor,
+    pub logits: &'a Tensor,
 }
 
 impl Objective {
-    pub fn terms(&self, logits: &Tensor, x: &Tensor, mu: &Tensor, logvar: &Tensor) -> Terms {
-        let recon = reconstruction(logits, x, self.likelihood);
-        let kl_dim = kl_per_dim(mu, logvar);
+    /// Per-sample terms at training step `step`. `disc_tc` is FactorVAE's
+    /// per-sample TC estimate `D(z)₀ − D(z)₁`, required for that objective.
+    pub fn terms(&self, f: &Forward, step: u64, disc_tc: Option<&Tensor>) -> Terms {
+        let recon = reconstruction(f.logits, f.x, self.likelihood);
+        let kl_dim = kl_per_dim(f.mu, f.logvar);
         let kl = kl_dim.sum_dim_intlist(1, false, None);
-        let mut loss = &recon + &kl * self.beta;
+        let zeros = || kl.zeros_like();
+        let (mut loss, tc) = match self.kind {
+            ObjectiveKind::Vae => (&recon + &kl * self.beta, zeros()),
+            ObjectiveKind::Capacity => {
+                let c = self.capacity(step);
+                (&recon + (&kl - c).abs() * self.capacity_weight, zeros())
+            }
+            ObjectiveKind::Factor => {
+                let tc = disc_tc.map_or_else(zeros, |t| t.shallow_clone());
+                (&recon + &kl + &tc * self.tc_weight, tc)
+            }
+            ObjectiveKind::Btcvae => {
+                let d = mws_decomposition(f.z, f.mu, f.logvar, self.dataset_size);
+                (&recon + &d.mi + &d.tc * self.tc_weight + &d.dim_kl, d.tc)
+            }
+        };
         if self.gamma > 0.0 {
-            loss += squared_error(logits, x) * self.gamma;
+            loss += squared_error(f.logits, f.x) * self.gamma;
         }
-        Terms {
-            loss,
-            recon,
-            kl,
-            kl_dim,
-        }
+        Terms { loss, recon, kl, kl_dim, tc }
+    }
+}
+
+/// β-TCVAE's decomposition of the KL term, per sample `[B]`.
+pub struct Decomposition {
+    /// Index-code mutual information: `log q(z|x) − log q(z)`.
+    pub mi: Tensor,
+    /// Total correlation: `log q(z) − Σ_j log q(z_j)`.
+    pub tc: Tensor,
+    /// Dimension-wise KL: `Σ_j log q(z_j) − log p(z)`.
+    pub dim_kl: Tensor,
+}
+
+/// `log N(z; μ, σ²)` elementwise.
+fn log_normal(z: &Tensor, mu: &Tensor, logvar: &Tensor) -> Tensor {
+    let c = (2.0 * std::f64::consts::PI).ln();
+    ((z - mu).square() * (-logvar).exp() + logvar + c) * -0.5
+}
+
+/// Minibatch-weighted sampling (Chen et al. 2018): with a batch of `M` codes
+/// `z_i ~ q(z|x_i)` from a dataset of `N`, `log q(z_i) ≈ logsumexp_j log
+/// q(z_i|x_j) − log(NM)`, and the same per dimension for `log q(z_ij)`.
+pub fn mws_decomposition(z: &Tensor, mu: &Tensor, logvar: &Tensor, n: usize) -> Decomposition {
+    let m = z.size()[0];
+    // [M, M, L]: log q(z_i,l | x_j).
+    let pair = log_normal(&z.unsqueeze(1), &mu.unsqueeze(0), &logvar.unsqueeze(0));
+    let norm = ((n as f64) * (m as f64)).ln();
+    let log_qz = pair.sum_dim_intlist(2, false, None).logsumexp(1, false) - norm;
+    let log_prod_qzj = (pair.logsumexp(1, false) - norm).sum_dim_intlist(1, false, None);
+    let log_qz_x = log_normal(z, mu, logvar).sum_dim_intlist(1, false, None);
+    let log_pz = log_normal(z, &z.zeros_like(), &z.zeros_like()).sum_dim_intlist(1, false, None);
+    Decomposition {
+        mi: &log_qz_x - &log_qz,
+        tc: &log_qz - &log_prod_qzj,
+        dim_kl: log_prod_qzj - log_pz,
     }
 }
 
@@ -149,21 +236,69 @@ mod tests {
         assert!((got[1] as f64 - want1).abs() < 1e-6);
     }
 
+    fn objective(kind: ObjectiveKind) -> Objective {
+        Objective {
+            likelihood: Likelihood::Bernoulli,
+            kind,
+            beta: 4.0,
+            gamma: 2.0,
+            tc_weight: 3.0,
+            capacity_max: 10.0,
+            capacity_steps: 100,
+            capacity_weight: 5.0,
+            dataset_size: 1000,
+        }
+    }
+
     #[test]
-    fn objective_weights_terms() {
+    fn objectives_weight_their_terms() {
         let logits = t(&[0.3, -0.2], &[1, 1, 1, 2]);
         let x = t(&[1.0, 0.0], &[1, 1, 1, 2]);
         let mu = t(&[0.5], &[1, 1]);
         let lv = t(&[0.1], &[1, 1]);
-        let o = Objective {
-            likelihood: Likelihood::Bernoulli,
-            beta: 4.0,
-            gamma: 2.0,
-        };
-        let terms = o.terms(&logits, &x, &mu, &lv);
-        let want = terms.recon.double_value(&[0])
-            + 4.0 * terms.kl.double_value(&[0])
-            + 2.0 * squared_error(&logits, &x).double_value(&[0]);
-        assert!((terms.loss.double_value(&[0]) - want).abs() < 1e-5);
+        let z = t(&[0.7], &[1, 1]);
+        let f = Forward { x: &x, mu: &mu, logvar: &lv, z: &z, logits: &logits };
+        let v = |t: &Tensor| t.double_value(&[0]);
+        let mse = v(&squared_error(&logits, &x));
+        let terms = objective(ObjectiveKind::Vae).terms(&f, 0, None);
+        let want = v(&terms.recon) + 4.0 * v(&terms.kl) + 2.0 * mse;
+        assert!((v(&terms.loss) - want).abs() < 1e-5);
+        // Capacity at step 50 of 100 is 5 nats.
+        let terms = objective(ObjectiveKind::Capacity).terms(&f, 50, None);
+        let want = v(&terms.recon) + 5.0 * (v(&terms.kl) - 5.0).abs() + 2.0 * mse;
+        assert!((v(&terms.loss) - want).abs() < 1e-4);
+        let tc = t(&[0.25], &[1]);
+        let terms = objective(ObjectiveKind::Factor).terms(&f, 0, Some(&tc));
+        let want = v(&terms.recon) + v(&terms.kl) + 3.0 * 0.25 + 2.0 * mse;
+        assert!((v(&terms.loss) - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn mws_terms_add_up_to_the_kl_estimate_and_match_a_direct_computation() {
+        tch::manual_seed(3);
+        let (m, l, n) = (6i64, 3i64, 500usize);
+        let d = (Kind::Double, Device::Cpu);
+        let mu = Tensor::randn([m, l], d);
+        let lv = Tensor::randn([m, l], d) * 0.3;
+        let z = &mu + (&lv * 0.5).exp() * Tensor::randn([m, l], d);
+        let dec = mws_decomposition(&z, &mu, &lv, n);
+        let g = |t: &Tensor, i: i64| t.double_value(&[i]);
+        let ln_n = |mu: f64, lv: f64, z: f64| -0.5 * ((z - mu).powi(2) / lv.exp() + lv + (2.0 * std::f64::consts::PI).ln());
+        let norm = ((n * m as usize) as f64).ln();
+        for i in 0..m {
+            let zi: Vec<f64> = (0..l).map(|k| z.double_value(&[i, k])).collect();
+            let lq = |j: i64, k: i64| ln_n(mu.double_value(&[j, k]), lv.double_value(&[j, k]), zi[k as usize]);
+            let lse = |v: Vec<f64>| {
+                let mx = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                mx + v.iter().map(|x| (x - mx).exp()).sum::<f64>().ln()
+            };
+            let log_qz = lse((0..m).map(|j| (0..l).map(|k| lq(j, k)).sum()).collect()) - norm;
+            let log_prod: f64 = (0..l).map(|k| lse((0..m).map(|j| lq(j, k)).collect()) - norm).sum();
+            let log_qzx: f64 = (0..l).map(|k| lq(i, k)).sum();
+            let log_pz: f64 = zi.iter().map(|&v| ln_n(0.0, 0.0, v)).sum();
+            assert!((g(&dec.mi, i) - (log_qzx - log_qz)).abs() < 1e-9);
+            assert!((g(&dec.tc, i) - (log_qz - log_prod)).abs() < 1e-9);
+            assert!((g(&dec.dim_kl, i) - (log_prod - log_pz)).abs() < 1e-9);
+        }
     }
 }

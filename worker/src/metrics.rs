@@ -10,14 +10,21 @@ use crate::loss::Terms;
 pub const ACTIVE_THRESHOLD: f64 = 0.01;
 
 /// Sums over samples, laid out flat as
-/// `[n, loss, recon, kl, kl_dim[L], mu[L], mu²[L]]`.
+/// `[n, loss, recon, kl, tc, kl_dim[L], mu[L], mu²[L]]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sums {
     pub latent: usize,
     pub v: Vec<f64>,
 }
 
-/// The device-side sums of one batch, in the layout of [`Sums`], `[4 + 3L]`
+/// Length of the flat layout of [`Sums`] for `latent` dimensions.
+pub fn sums_len(latent: usize) -> i64 {
+    (HEAD + 3 * latent) as i64
+}
+
+const HEAD: usize = 5;
+
+/// The device-side sums of one batch, in the layout of [`Sums`], `[5 + 3L]`
 /// double: one concatenation and one reduction, added up on the device so a
 /// step needs no host sync.
 pub fn batch_sums(terms: &Terms, mu: &Tensor) -> Tensor {
@@ -28,6 +35,7 @@ pub fn batch_sums(terms: &Terms, mu: &Tensor) -> Tensor {
             terms.loss.detach().unsqueeze(1),
             terms.recon.detach().unsqueeze(1),
             terms.kl.detach().unsqueeze(1),
+            terms.tc.detach().unsqueeze(1),
             terms.kl_dim.detach(),
             mu.shallow_clone(),
             mu.square(),
@@ -58,16 +66,20 @@ impl Sums {
     pub fn kl(&self) -> f64 {
         self.mean(3)
     }
+    /// Total-correlation estimate (FactorVAE, β-TCVAE; 0 otherwise).
+    pub fn tc(&self) -> f64 {
+        self.mean(4)
+    }
     pub fn kl_per_dim(&self) -> Vec<f64> {
-        (0..self.latent).map(|j| self.mean(4 + j)).collect()
+        (0..self.latent).map(|j| self.mean(HEAD + j)).collect()
     }
     /// `Var_x(μ_j)` per dimension.
     pub fn mu_var(&self) -> Vec<f64> {
         let l = self.latent;
         (0..l)
             .map(|j| {
-                let m = self.mean(4 + l + j);
-                (self.mean(4 + 2 * l + j) - m * m).max(0.0)
+                let m = self.mean(HEAD + l + j);
+                (self.mean(HEAD + 2 * l + j) - m * m).max(0.0)
             })
             .collect()
     }
@@ -87,13 +99,13 @@ mod tests {
     fn active_units_on_known_case() {
         // Two dims: one varies with the data (±1), one is constant.
         let l = 2;
-        let mut v = vec![0.0; 4 + 3 * l];
+        let mut v = vec![0.0; HEAD + 3 * l];
         v[0] = 4.0;
         // mu rows: (1, 0.5), (-1, 0.5), (1, 0.5), (-1, 0.5)
-        v[4 + l] = 0.0;
-        v[4 + l + 1] = 2.0;
-        v[4 + 2 * l] = 4.0;
-        v[4 + 2 * l + 1] = 1.0;
+        v[HEAD + l] = 0.0;
+        v[HEAD + l + 1] = 2.0;
+        v[HEAD + 2 * l] = 4.0;
+        v[HEAD + 2 * l + 1] = 1.0;
         let s = Sums { latent: l, v };
         let var = s.mu_var();
         assert!((var[0] - 1.0).abs() < 1e-12 && var[1].abs() < 1e-12);

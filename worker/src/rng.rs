@@ -21,6 +21,12 @@ pub enum Stream {
     ShardPermutation = 5,
     /// Draws of the shuffle buffer (`shard` order).
     ShuffleBuffer = 6,
+    /// FactorVAE's dimension-wise permutations: counter = step.
+    PermuteDims = 7,
+    /// Reparameterisation noise of FactorVAE's second batch: counter = step.
+    SecondBatchNoise = 8,
+    /// Disentanglement metrics: which factors, votes and samples.
+    Metrics = 9,
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 use vae_proto::checkpoint::{CheckpointManifest, EarlyStoppingState, BEST_DIR, LATEST_POINTER};
-use vae_proto::config::{Config, DataOrder, DeviceChoice, Dtype};
+use vae_proto::config::{Config, DataOrder, DeviceChoice, Dtype, ObjectiveKind};
 
 use crate::checkpoint::{self, CheckpointError, Contents};
 use crate::comm::{Comm, CommError};
@@ -17,8 +17,9 @@ use crate::data::format::Dataset;
 use crate::data::sampler::{GlobalOrder, ShardOrder};
 use crate::data::DataError;
 use crate::images;
-use crate::loss::Objective;
-use crate::metrics::{batch_sums, Sums};
+use crate::loss::{Forward, Objective};
+use crate::model::discriminator::{self, Discriminator};
+use crate::metrics::{batch_sums, sums_len, Sums};
 use crate::model::{self, Vae};
 use crate::optim::{Adam, FlatParams};
 use crate::rng::{self, Stream};
@@ -157,6 +158,10 @@ pub struct Summary {
     pub test_kl: f64,
     pub test_kl_per_dim: Vec<f64>,
     pub test_active_units: usize,
+    /// Total-correlation estimate on the test split (FactorVAE, β-TCVAE).
+    pub test_tc: f64,
+    /// FactorVAE: the discriminator's accuracy over the last logging window.
+    pub disc_accuracy: Option<f64>,
     pub samples_per_sec: f64,
     pub best_test_loss: Option<f64>,
     pub best_step: Option<u64>,
@@ -271,9 +276,48 @@ struct Trainer<'a> {
     params: FlatParams,
     adam: Adam,
     objective: Objective,
+    /// FactorVAE's discriminator and its optimizer.
+    disc: Option<Disc>,
     device: Device,
     kind: Kind,
     latent: usize,
+}
+
+/// The discriminator's own parameters and Adam (a second optimizer).
+struct Disc {
+    _vs: nn::VarStore,
+    net: Discriminator,
+    params: FlatParams,
+    adam: Adam,
+    lr: f64,
+}
+
+impl Disc {
+    fn new(cfg: &Config, latent: i64, device: Device, kind: Kind, comm: &dyn Comm) -> Result<Disc, TrainError> {
+        let d = &cfg.discriminator;
+        let mut vs = nn::VarStore::new(device);
+        let net = Discriminator::new(&(vs.root() / "discriminator"), latent, d.hidden, d.layers);
+        if kind == Kind::Double {
+            vs.double();
+        }
+        let mut params = FlatParams::new(&vs);
+        comm.broadcast(&mut params.flat, 0)?;
+        let optim = vae_proto::config::OptimSection { lr: d.lr, beta1: d.beta1, beta2: d.beta2, ..cfg.optim.clone() };
+        let adam = Adam::new(&optim, &params);
+        Ok(Disc { _vs: vs, net, params, adam, lr: d.lr })
+    }
+
+    fn tensors(&self) -> Vec<(String, Tensor)> {
+        self.params.names.iter().cloned().zip(self.params.vars.iter().map(|v| v.detach())).collect()
+    }
+}
+
+/// What one training step reports, summed over this rank's samples:
+/// the objective's sums (layout of [`Sums`]) and, for FactorVAE, the
+/// discriminator's `[correct, loss sum, samples]`.
+struct StepSums {
+    sums: Tensor,
+    disc: Option<Tensor>,
 }
 
 impl Trainer<'_> {
@@ -287,34 +331,94 @@ impl Trainer<'_> {
     }
 
     fn load_model(&mut self, tensors: &[(String, Tensor)], from: &Path) -> Result<(), TrainError> {
-        let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        if map.len() != self.params.names.len() {
-            return Err(TrainError::Invalid(format!(
-                "{}: holds {} tensors, the model has {}: another architecture?",
-                from.display(),
-                map.len(),
-                self.params.names.len()
-            )));
-        }
-        for (name, var) in self.params.names.iter().zip(self.params.vars.iter_mut()) {
-            let src = map.get(name.as_str()).ok_or_else(|| {
-                TrainError::Invalid(format!("{}: has no tensor `{name}`", from.display()))
-            })?;
-            if src.size() != var.size() {
-                return Err(TrainError::Invalid(format!(
-                    "{}: tensor `{name}` is {:?}, the model wants {:?}",
-                    from.display(),
-                    src.size(),
-                    var.size()
-                )));
-            }
-            tch::no_grad(|| var.f_copy_(src)).map_err(tensor_err(format!("loading {name}")))?;
-        }
-        Ok(())
+        load_into(&mut self.params, tensors, from)
     }
 
     /// Evaluates `images` (the test split): sums over this rank's part, reduced
     /// over ranks, and `μ`, `log σ²` of this rank's part for histograms.
+    /// Global batches one step consumes: 2 for FactorVAE (the second feeds
+    /// the discriminator's permuted codes), else 1.
+    fn batches_per_step(&self) -> u64 {
+        if self.disc.is_some() {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// This rank's samples of global batch `b` of the epoch, as pixels.
+    fn batch(&self, data: &EpochData, b: u64) -> Tensor {
+        let at = b as usize * data.stride + data.offset;
+        let idx: Vec<i64> = data.order[at..at + data.local].iter().map(|&i| i as i64).collect();
+        gather(&data.images, &idx, self.kind)
+    }
+
+    /// One optimizer step (two for FactorVAE: the VAE's, then the
+    /// discriminator's), gradients averaged over ranks.
+    fn train_step(
+        &mut self,
+        data: &EpochData,
+        batch_in_epoch: u64,
+        step: u64,
+        slice: std::ops::Range<usize>,
+        global_batch: usize,
+    ) -> Result<StepSums, TrainError> {
+        let seed = self.cfg.train.seed;
+        let rows = slice.start as u64..slice.end as u64;
+        let x = self.batch(data, batch_in_epoch * self.batches_per_step());
+        let (mu, logvar) = self.model.encode(&x);
+        let z = sample_z(&mu, &logvar, seed, Stream::TrainNoise, step, rows.clone());
+        let logits = self.model.decode(&z);
+        let disc_tc = self.disc.as_ref().map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
+        let f = Forward { x: &x, mu: &mu, logvar: &logvar, z: &z, logits: &logits };
+        let terms = self.objective.terms(&f, step, disc_tc.as_ref());
+        let loss = terms.loss.sum(self.kind) / global_batch as f64;
+        self.params.zero_grad();
+        loss.backward();
+        let mut grad = self.params.flat_grad();
+        self.comm.all_reduce_sum(&mut grad)?;
+        self.adam.step(&mut self.params.flat, &grad, self.cfg.optim.lr);
+        let sums = batch_sums(&terms, &mu);
+
+        // The discriminator learns to tell codes of the first batch (class 0)
+        // from dimension-wise permuted codes of a second batch (class 1). Its
+        // inputs are detached, so the VAE's update above cannot invalidate
+        // any graph this step uses.
+        if self.disc.is_none() {
+            return Ok(StepSums { sums, disc: None });
+        }
+        let x2 = self.batch(data, batch_in_epoch * 2 + 1);
+        let z_perm = tch::no_grad(|| {
+            let (mu2, lv2) = self.model.encode(&x2);
+            let z2 = sample_z(&mu2, &lv2, seed, Stream::SecondBatchNoise, step, rows.clone());
+            discriminator::permute_dims(&z2, seed, step)
+        });
+        let Some(disc) = self.disc.as_mut() else {
+            return Ok(StepSums { sums, disc: None });
+        };
+        let real = disc.net.forward(&z.detach());
+        let fake = disc.net.forward(&z_perm);
+        let n = real.size()[0];
+        let zeros = Tensor::zeros([n], (Kind::Int64, self.device));
+        let ones = Tensor::ones([n], (Kind::Int64, self.device));
+        let ce = |logits: &Tensor, target: &Tensor| {
+            logits.log_softmax(1, self.kind).nll_loss_nd::<Tensor>(target, None, tch::Reduction::Sum, -100)
+        };
+        let d_sum = ce(&real, &zeros) + ce(&fake, &ones);
+        let d_loss = &d_sum * 0.5 / global_batch as f64;
+        disc.params.zero_grad();
+        d_loss.backward();
+        let mut dgrad = disc.params.flat_grad();
+        self.comm.all_reduce_sum(&mut dgrad)?;
+        disc.adam.step(&mut disc.params.flat, &dgrad, disc.lr);
+        let correct = real.argmax(1, false).eq(0).sum(Kind::Double) + fake.argmax(1, false).eq(1).sum(Kind::Double);
+        let disc_sums = Tensor::stack(
+            &[correct, d_sum.detach().to_kind(Kind::Double), Tensor::full([], 2.0 * n as f64, (Kind::Double, self.device))],
+            0,
+        );
+        Ok(StepSums { sums, disc: Some(disc_sums) })
+    }
+
     fn evaluate(
         &self,
         images: &Tensor,
@@ -323,7 +427,7 @@ impl Trainer<'_> {
         let n = images.size()[0] as usize;
         let (rank, world) = (self.comm.rank(), self.comm.world_size());
         let (lo, hi) = (n * rank / world, n * (rank + 1) / world);
-        let mut acc = Tensor::zeros([4 + 3 * self.latent as i64], (Kind::Double, self.device));
+        let mut acc = Tensor::zeros([sums_len(self.latent)], (Kind::Double, self.device));
         let (mut mus, mut lvs) = (Vec::new(), Vec::new());
         tch::no_grad(|| {
             let mut start = lo;
@@ -343,7 +447,9 @@ impl Trainer<'_> {
                     start as u64..end as u64,
                 );
                 let logits = self.model.decode(&z);
-                let terms = self.objective.terms(&logits, &x, &mu, &logvar);
+                let disc_tc = self.disc.as_ref().map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
+                let f = Forward { x: &x, mu: &mu, logvar: &logvar, z: &z, logits: &logits };
+                let terms = self.objective.terms(&f, self.adam.t, disc_tc.as_ref());
                 acc += batch_sums(&terms, &mu);
                 mus.push(mu);
                 lvs.push(logvar);
@@ -363,10 +469,40 @@ impl Trainer<'_> {
     }
 }
 
+/// Copies checkpoint tensors into `params` by name, checking names and shapes.
+fn load_into(params: &mut FlatParams, tensors: &[(String, Tensor)], from: &Path) -> Result<(), TrainError> {
+    let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    if map.len() != params.names.len() {
+        return Err(TrainError::Invalid(format!(
+            "{}: holds {} tensors, the model has {}: another architecture?",
+            from.display(),
+            map.len(),
+            params.names.len()
+        )));
+    }
+    for (name, var) in params.names.iter().zip(params.vars.iter_mut()) {
+        let src = map.get(name.as_str()).ok_or_else(|| {
+            TrainError::Invalid(format!("{}: has no tensor `{name}`", from.display()))
+        })?;
+        if src.size() != var.size() {
+            return Err(TrainError::Invalid(format!(
+                "{}: tensor `{name}` is {:?}, the model wants {:?}",
+                from.display(),
+                src.size(),
+                var.size()
+            )));
+        }
+        tch::no_grad(|| var.f_copy_(src)).map_err(tensor_err(format!("loading {name}")))?;
+    }
+    Ok(())
+}
+
 /// Rank-0-only outputs: TensorBoard, PNGs, summary.
 struct Outputs {
     board: Board,
     run_dir: PathBuf,
+    /// Whether the objective estimates a total correlation.
+    has_tc: bool,
 }
 
 fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
@@ -387,6 +523,9 @@ impl Outputs {
         b.scalar(&format!("{prefix}/loss"), s.loss(), step);
         b.scalar(&format!("{prefix}/recon"), s.recon(), step);
         b.scalar(&format!("{prefix}/kl"), s.kl(), step);
+        if self.has_tc {
+            b.scalar(&format!("{prefix}/tc"), s.tc(), step);
+        }
         b.scalar(
             &format!("{prefix}/active_units"),
             s.active_units() as f64,
@@ -536,6 +675,10 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     comm.broadcast(&mut params.flat, 0)?;
     let adam = Adam::new(&cfg.optim, &params);
     let latent = model.latent_dim() as usize;
+    let disc = match cfg.model.objective {
+        ObjectiveKind::Factor => Some(Disc::new(cfg, latent as i64, device, kind, comm)?),
+        _ => None,
+    };
     let mut t = Trainer {
         cfg,
         comm,
@@ -543,11 +686,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         model,
         params,
         adam,
-        objective: Objective {
-            likelihood: cfg.model.likelihood,
-            beta: cfg.model.beta,
-            gamma: cfg.model.gamma,
-        },
+        objective: Objective::from_config(&cfg.model, train_split.samples as usize),
+        disc,
         device,
         kind,
         latent,
@@ -588,6 +728,15 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         t.adam
             .load(&get("adam.m")?, &get("adam.v")?, m.step)
             .map_err(tensor_err("loading optimizer state"))?;
+        if let Some(d) = t.disc.as_mut() {
+            let saved = loaded.discriminator.as_ref().ok_or_else(|| {
+                TrainError::Invalid(format!("{}: no discriminator in this checkpoint", dir.display()))
+            })?;
+            load_into(&mut d.params, saved, &dir)?;
+            d.adam
+                .load(&get("disc.adam.m")?, &get("disc.adam.v")?, m.step)
+                .map_err(tensor_err("loading the discriminator's optimizer state"))?;
+        }
         (step, epoch, batch_in_epoch, es) =
             (m.step, m.epoch, m.batch_in_epoch, m.early_stopping.clone());
         if let Ok(text) = fs::read_to_string(args.run_dir.join("history.json")) {
@@ -604,6 +753,11 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         comm.broadcast(&mut t.params.flat, 0)?;
         comm.broadcast(&mut t.adam.m, 0)?;
         comm.broadcast(&mut t.adam.v, 0)?;
+        if let Some(d) = t.disc.as_mut() {
+            comm.broadcast(&mut d.params.flat, 0)?;
+            comm.broadcast(&mut d.adam.m, 0)?;
+            comm.broadcast(&mut d.adam.v, 0)?;
+        }
         let mut counters = Tensor::from_slice(&[
             step as f64,
             epoch as f64,
@@ -621,14 +775,19 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             bad_evals: c[5] as u64,
         };
         t.adam.t = step;
+        if let Some(d) = t.disc.as_mut() {
+            d.adam.t = step;
+        }
     }
 
     let mut out = (rank == 0).then(|| Outputs {
         board: Board::new(&args.run_dir.join("tensorboard")),
         run_dir: args.run_dir.clone(),
+        has_tc: matches!(cfg.model.objective, ObjectiveKind::Factor | ObjectiveKind::Btcvae),
     });
     let lr = cfg.optim.lr;
     let mut interrupted = false;
+    let mut last_disc_accuracy: Option<f64> = None;
     let fault_step: Option<u64> = std::env::var("VAE_FAULT_DESYNC_STEP")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -636,7 +795,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     let mut last_eval: Option<(Sums, EvalRecord)> = None;
     let mut last_ckpt_step = if args.resume { Some(step) } else { None };
     let mut total_samples_per_sec = 0.0;
-    let acc_len = 4 + 3 * latent as i64;
+    let acc_len = sums_len(latent);
 
     let save = |t: &Trainer,
                 step: u64,
@@ -660,10 +819,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 metrics,
                 files: vec![],
             };
-            let contents = Contents {
-                model: &t.model_tensors(),
-                optim: &t.adam.state(),
-            };
+            let disc = t.disc.as_ref().map(|d| d.tensors());
+            let mut optim = t.adam.state();
+            if let Some(d) = &t.disc {
+                optim.extend(d.adam.state().into_iter().map(|(n, v)| (format!("disc.{n}"), v)));
+            }
+            let contents = Contents { model: &t.model_tensors(), optim: &optim, discriminator: disc.as_deref() };
             checkpoint::write(&ckpt_dir, name, manifest, &contents)?;
         }
         t.comm.barrier()?;
@@ -675,7 +836,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             break;
         }
         let data = source.epoch(epoch, rank, world, device)?;
-        let steps_per_epoch = data.steps;
+        let steps_per_epoch = data.steps / t.batches_per_step();
         let slice = rank * data.local..(rank + 1) * data.local;
         let bar = progress_bar(
             cfg.train.progress && rank == 0,
@@ -684,6 +845,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             epoch,
         );
         let mut acc = Tensor::zeros([acc_len], (Kind::Double, device));
+        let mut disc_acc = Tensor::zeros([3], (Kind::Double, device));
         let mut epoch_acc = Tensor::zeros([acc_len], (Kind::Double, device));
         let (mut window_start, mut window_steps) = (Instant::now(), 0u64);
         let (mut train_time, mut train_samples) = (0.0f64, 0u64);
@@ -691,32 +853,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             if cfg.max_steps.is_some_and(|m| step >= m) {
                 break;
             }
-            let b = batch_in_epoch as usize * data.stride + data.offset;
-            let idx: Vec<i64> = data.order[b..b + data.local]
-                .iter()
-                .map(|&i| i as i64)
-                .collect();
-            let x = gather(&data.images, &idx, t.kind);
-            let (mu, logvar) = t.model.encode(&x);
-            let z = sample_z(
-                &mu,
-                &logvar,
-                cfg.train.seed,
-                Stream::TrainNoise,
-                step,
-                slice.start as u64..slice.end as u64,
-            );
-            let logits = t.model.decode(&z);
-            let terms = t.objective.terms(&logits, &x, &mu, &logvar);
-            let loss = terms.loss.sum(kind) / global_batch as f64;
-            t.params.zero_grad();
-            loss.backward();
-            let mut grad = t.params.flat_grad();
-            comm.all_reduce_sum(&mut grad)?;
-            t.adam.step(&mut t.params.flat, &grad, lr);
-            let sums = batch_sums(&terms, &mu);
-            acc += &sums;
-            epoch_acc += sums;
+            let step_sums = t.train_step(&data, batch_in_epoch, step, slice.clone(), global_batch)?;
+            acc += &step_sums.sums;
+            epoch_acc += step_sums.sums;
+            if let Some(d) = step_sums.disc {
+                disc_acc += d;
+            }
             step += 1;
             batch_in_epoch += 1;
             window_steps += 1;
@@ -737,12 +879,23 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 train_time += secs;
                 train_samples += window_steps * global_batch as u64;
                 bar.set_message(format!("loss {:.2}  {:.0} samples/s", s.loss(), sps));
+                let mut d = Vec::<f64>::try_from(disc_acc.to_device(Device::Cpu)).map_err(tensor_err("discriminator sums"))?;
+                comm.all_reduce_f64(&mut d)?;
                 if let Some(o) = out.as_mut() {
                     o.scalars("train", &s, step);
                     o.board.scalar("train/lr", lr, step);
                     o.board.scalar("train/samples_per_sec", sps, step);
+                    if t.disc.is_some() && d[2] > 0.0 {
+                        o.board.scalar("train/disc_accuracy", d[0] / d[2], step);
+                        o.board.scalar("train/disc_loss", d[1] / d[2], step);
+                        last_disc_accuracy = Some(d[0] / d[2]);
+                    }
+                    if cfg.model.objective == ObjectiveKind::Capacity {
+                        o.board.scalar("train/capacity", t.objective.capacity(step), step);
+                    }
                 }
                 acc = Tensor::zeros([acc_len], (Kind::Double, device));
+                disc_acc = Tensor::zeros([3], (Kind::Double, device));
                 (window_start, window_steps) = (Instant::now(), 0);
             }
             if fault_step == Some(step) && rank == world - 1 {
@@ -947,6 +1100,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         test_kl: test_s.kl(),
         test_kl_per_dim: test_s.kl_per_dim(),
         test_active_units: test_s.active_units(),
+        test_tc: test_s.tc(),
+        disc_accuracy: last_disc_accuracy,
         samples_per_sec: total_samples_per_sec,
         best_test_loss: es.best_loss,
         best_step: es.best_step,

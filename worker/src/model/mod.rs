@@ -3,6 +3,7 @@
 //! and latent codes `[B, L]` back to per-pixel logits `[B, C, H, W]`.
 //! Parameters live in a `tch::nn::VarStore` under PyTorch `state_dict` names.
 pub mod conv;
+pub mod discriminator;
 pub mod mlp;
 
 use tch::{nn, Tensor};
