@@ -185,7 +185,13 @@ pub struct DiscriminatorSection {
 
 impl Default for DiscriminatorSection {
     fn default() -> Self {
-        DiscriminatorSection { hidden: 1000, layers: 6, lr: 1e-4, beta1: 0.5, beta2: 0.9 }
+        DiscriminatorSection {
+            hidden: 1000,
+            layers: 6,
+            lr: 1e-4,
+            beta1: 0.5,
+            beta2: 0.9,
+        }
     }
 }
 
@@ -204,7 +210,11 @@ pub struct EvalSection {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        EvalSection { metrics: vec![], every_steps: 0, scale: 1.0 }
+        EvalSection {
+            metrics: vec![],
+            every_steps: 0,
+            scale: 1.0,
+        }
     }
 }
 
@@ -473,13 +483,22 @@ impl RawConfig {
         let max_steps = (t.max_steps > 0).then_some(t.max_steps);
         let d = &self.discriminator;
         if d.hidden < 1 {
-            return Err(key_err("discriminator.hidden", format!("must be at least 1, got {}", d.hidden)));
+            return Err(key_err(
+                "discriminator.hidden",
+                format!("must be at least 1, got {}", d.hidden),
+            ));
         }
         positive("discriminator.layers", d.layers)?;
         if !(d.lr.is_finite() && d.lr > 0.0) {
-            return Err(key_err("discriminator.lr", format!("must be > 0, got {}", d.lr)));
+            return Err(key_err(
+                "discriminator.lr",
+                format!("must be > 0, got {}", d.lr),
+            ));
         }
-        for (key, b) in [("discriminator.beta1", d.beta1), ("discriminator.beta2", d.beta2)] {
+        for (key, b) in [
+            ("discriminator.beta1", d.beta1),
+            ("discriminator.beta2", d.beta2),
+        ] {
             if !(0.0..1.0).contains(&b) {
                 return Err(key_err(key, format!("must be in [0, 1), got {b}")));
             }
@@ -497,7 +516,10 @@ impl RawConfig {
             }
         }
         if !(self.eval.scale.is_finite() && self.eval.scale > 0.0 && self.eval.scale <= 1.0) {
-            return Err(key_err("eval.scale", format!("must be in (0, 1], got {}", self.eval.scale)));
+            return Err(key_err(
+                "eval.scale",
+                format!("must be in (0, 1], got {}", self.eval.scale),
+            ));
         }
         Ok(Config {
             discriminator: self.discriminator.clone(),

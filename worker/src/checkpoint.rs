@@ -200,7 +200,11 @@ pub fn read(dir: &Path) -> Result<Loaded, CheckpointError> {
         dir: dir.to_path_buf(),
         model: read_tensors(&dir.join(MODEL_FILE))?,
         optim: read_tensors(&dir.join(OPTIM_FILE))?,
-        discriminator: if has_disc { Some(read_tensors(&dir.join(DISC_FILE))?) } else { None },
+        discriminator: if has_disc {
+            Some(read_tensors(&dir.join(DISC_FILE))?)
+        } else {
+            None
+        },
         manifest,
     })
 }

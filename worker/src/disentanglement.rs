@@ -39,7 +39,10 @@ struct Draw {
 impl Draw {
     fn below(&mut self, n: usize) -> usize {
         self.counter += 1;
-        rng::below(rng::bits(rng::key(self.seed, Stream::Metrics, 0, self.counter), 0), n as u64) as usize
+        rng::below(
+            rng::bits(rng::key(self.seed, Stream::Metrics, 0, self.counter), 0),
+            n as u64,
+        ) as usize
     }
     fn factors(&mut self, sizes: &[usize]) -> Vec<usize> {
         sizes.iter().map(|&s| self.below(s)).collect()
@@ -52,7 +55,10 @@ fn variances(reps: &[Vec<f32>]) -> Vec<f64> {
     (0..d)
         .map(|j| {
             let mean = reps.iter().map(|r| r[j] as f64).sum::<f64>() / n;
-            reps.iter().map(|r| (r[j] as f64 - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)
+            reps.iter()
+                .map(|r| (r[j] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / (n - 1.0).max(1.0)
         })
         .collect()
 }
@@ -65,9 +71,13 @@ fn variances(reps: &[Vec<f32>]) -> Vec<f64> {
 pub fn factorvae_score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let sizes = gt.factor_sizes();
     let mut draw = Draw { seed, counter: 0 };
-    let global: Vec<Vec<usize>> = (0..budget.n(10_000)).map(|_| draw.factors(&sizes)).collect();
+    let global: Vec<Vec<usize>> = (0..budget.n(10_000))
+        .map(|_| draw.factors(&sizes))
+        .collect();
     let global_var = variances(&gt.represent(&global));
-    let active: Vec<usize> = (0..global_var.len()).filter(|&j| global_var[j].sqrt() >= 0.05).collect();
+    let active: Vec<usize> = (0..global_var.len())
+        .filter(|&j| global_var[j].sqrt() >= 0.05)
+        .collect();
     if active.is_empty() {
         return 0.0;
     }
@@ -132,8 +142,13 @@ fn mutual_information(a: &[usize], b: &[usize]) -> f64 {
 /// between the two dimensions most informative about it, over its entropy.
 pub fn mig(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let sizes = gt.factor_sizes();
-    let mut draw = Draw { seed, counter: 1 << 40 };
-    let factors: Vec<Vec<usize>> = (0..budget.n(10_000)).map(|_| draw.factors(&sizes)).collect();
+    let mut draw = Draw {
+        seed,
+        counter: 1 << 40,
+    };
+    let factors: Vec<Vec<usize>> = (0..budget.n(10_000))
+        .map(|_| draw.factors(&sizes))
+        .collect();
     let reps = gt.represent(&factors);
     let d = reps.first().map_or(0, |r| r.len());
     if d < 2 {
@@ -142,9 +157,15 @@ pub fn mig(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let bins = 20;
     let codes: Vec<Vec<usize>> = (0..d)
         .map(|j| {
-            let (lo, hi) = reps.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), r| (l.min(r[j]), h.max(r[j])));
+            let (lo, hi) = reps
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), r| {
+                    (l.min(r[j]), h.max(r[j]))
+                });
             let width = ((hi - lo) / bins as f32).max(f32::MIN_POSITIVE);
-            reps.iter().map(|r| (((r[j] - lo) / width) as usize).min(bins - 1)).collect()
+            reps.iter()
+                .map(|r| (((r[j] - lo) / width) as usize).min(bins - 1))
+                .collect()
         })
         .collect();
     let mut total = 0.0;
@@ -172,7 +193,10 @@ pub fn mig(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
 /// points and scored on 5,000.
 pub fn betavae_score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let sizes = gt.factor_sizes();
-    let mut draw = Draw { seed, counter: 2 << 40 };
+    let mut draw = Draw {
+        seed,
+        counter: 2 << 40,
+    };
     let mut points = |count: usize, draw: &mut Draw| {
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for _ in 0..count {
@@ -189,7 +213,13 @@ pub fn betavae_score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64
             let (ra, rb) = (gt.represent(&a), gt.represent(&b));
             let d = ra[0].len();
             let feat: Vec<f32> = (0..d)
-                .map(|j| ra.iter().zip(&rb).map(|(x, y)| (x[j] - y[j]).abs()).sum::<f32>() / 64.0)
+                .map(|j| {
+                    ra.iter()
+                        .zip(&rb)
+                        .map(|(x, y)| (x[j] - y[j]).abs())
+                        .sum::<f32>()
+                        / 64.0
+                })
                 .collect();
             xs.push(feat);
             ys.push(k as i64);
@@ -203,10 +233,18 @@ pub fn betavae_score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64
 
 /// Trains a softmax regression on standardised features (Adam, full batch)
 /// and returns its accuracy on the evaluation set.
-pub fn linear_classifier_accuracy(xt: &[Vec<f32>], yt: &[i64], xe: &[Vec<f32>], ye: &[i64], classes: usize) -> f64 {
+pub fn linear_classifier_accuracy(
+    xt: &[Vec<f32>],
+    yt: &[i64],
+    xe: &[Vec<f32>],
+    ye: &[i64],
+    classes: usize,
+) -> f64 {
     let to = |x: &[Vec<f32>]| {
         let d = x[0].len() as i64;
-        Tensor::from_slice(&x.concat()).view([-1, d]).to_kind(Kind::Double)
+        Tensor::from_slice(&x.concat())
+            .view([-1, d])
+            .to_kind(Kind::Double)
     };
     let (xt, xe) = (to(xt), to(xe));
     let mean = xt.mean_dim(0, true, Kind::Double);
@@ -216,9 +254,17 @@ pub fn linear_classifier_accuracy(xt: &[Vec<f32>], yt: &[i64], xe: &[Vec<f32>], 
     let ye = Tensor::from_slice(ye);
     tch::manual_seed(0);
     let vs = tch::nn::VarStore::new(Device::Cpu);
-    let w = vs.root().zeros("w", &[xt.size()[1], classes as i64]).to_kind(Kind::Double).detach().set_requires_grad(true);
+    let w = vs
+        .root()
+        .zeros("w", &[xt.size()[1], classes as i64])
+        .to_kind(Kind::Double)
+        .detach()
+        .set_requires_grad(true);
     let b = Tensor::zeros([classes as i64], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-    let mut opt_state = [(w.zeros_like(), w.zeros_like()), (b.zeros_like(), b.zeros_like())];
+    let mut opt_state = [
+        (w.zeros_like(), w.zeros_like()),
+        (b.zeros_like(), b.zeros_like()),
+    ];
     let (lr, b1, b2) = (0.05, 0.9, 0.999);
     let (mut w, mut b) = (w, b);
     for t in 1..=500 {
@@ -239,7 +285,10 @@ pub fn linear_classifier_accuracy(xt: &[Vec<f32>], yt: &[i64], xe: &[Vec<f32>], 
         });
     }
     let pred = (xe.matmul(&w) + &b).argmax(1, false);
-    pred.eq_tensor(&ye).to_kind(Kind::Double).mean(Kind::Double).double_value(&[])
+    pred.eq_tensor(&ye)
+        .to_kind(Kind::Double)
+        .mean(Kind::Double)
+        .double_value(&[])
 }
 
 #[cfg(test)]
@@ -262,7 +311,10 @@ mod tests {
 
     /// The factors themselves, each scaled to [0, 1].
     fn truth(f: &[usize]) -> Vec<f32> {
-        f.iter().zip(SIZES).map(|(&v, n)| v as f32 / (n - 1) as f32).collect()
+        f.iter()
+            .zip(SIZES)
+            .map(|(&v, n)| v as f32 / (n - 1) as f32)
+            .collect()
     }
 
     /// A fixed random rotation of the (centred) true factors.
@@ -329,4 +381,62 @@ mod tests {
         assert!(mutual_information(&[0, 1, 0, 1, 0, 1], &[0, 0, 0, 1, 1, 1]).abs() < 0.2);
         assert!((mutual_information(&b, &b) - 3f64.ln()).abs() < 1e-12);
     }
+}
+
+/// dSprites rendered by the generator for any factor values, encoded by a
+/// model to its mean codes `μ`.
+pub struct EncoderOnDsprites<'a> {
+    pub model: &'a dyn crate::model::Vae,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl GroundTruth for EncoderOnDsprites<'_> {
+    fn factor_sizes(&self) -> Vec<usize> {
+        crate::data::dsprites::FACTOR_SIZES.to_vec()
+    }
+
+    fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
+        use crate::data::dsprites::{render, SIDE};
+        let mut out = Vec::with_capacity(factors.len());
+        let mut img = vec![0u8; SIDE * SIDE];
+        for chunk in factors.chunks(512) {
+            let mut pixels = Vec::with_capacity(chunk.len() * SIDE * SIDE);
+            for f in chunk {
+                render([f[0], f[1], f[2], f[3], f[4]], &mut img);
+                pixels.extend_from_slice(&img);
+            }
+            let x = Tensor::from_slice(&pixels)
+                .view([chunk.len() as i64, 1, SIDE as i64, SIDE as i64])
+                .to_device(self.device)
+                .to_kind(self.kind);
+            let mu = tch::no_grad(|| self.model.encode(&x).0)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            let d = mu.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
+            out.extend(flat.chunks(d.max(1)).map(|r| r.to_vec()));
+        }
+        out
+    }
+}
+
+/// Computes the named metrics (`factorvae`, `mig`, `betavae`).
+pub fn compute(
+    names: &[String],
+    gt: &mut dyn GroundTruth,
+    budget: Budget,
+    seed: u64,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in names {
+        let (key, v) = match name.as_str() {
+            "factorvae" => ("factorvae_score", factorvae_score(gt, budget, seed)),
+            "mig" => ("mig", mig(gt, budget, seed)),
+            "betavae" => ("betavae_score", betavae_score(gt, budget, seed)),
+            _ => continue,
+        };
+        out.insert(key.to_string(), v);
+    }
+    out
 }

@@ -81,3 +81,24 @@ pub fn pairs(inputs: &Tensor, recons: &Tensor) -> Tensor {
     let s = inputs.size();
     Tensor::stack(&[inputs, recons], 1).view([-1, s[1], s[2], s[3]])
 }
+
+/// Latent traversals: for the mean code `μ` `[1, L]` of a seed image, each
+/// dimension in turn swept over `μ_j + linspace(−3, 3, steps)` with the others
+/// held, decoded by `decode`. Returns `[L·steps, C, H, W]`, one row per
+/// dimension.
+pub fn traversal(mu: &Tensor, steps: i64, decode: impl Fn(&Tensor) -> Tensor) -> Tensor {
+    let l = mu.size()[1];
+    let offsets = Tensor::linspace(-3.0, 3.0, steps, (mu.kind(), mu.device()));
+    let mut rows = Vec::new();
+    for j in 0..l {
+        let z = mu.repeat([steps, 1]);
+        let col = z.select(1, j) + &offsets;
+        let z = z.index_copy(
+            1,
+            &Tensor::from_slice(&[j]).to_device(mu.device()),
+            &col.unsqueeze(1),
+        );
+        rows.push(decode(&z));
+    }
+    Tensor::cat(&rows, 0)
+}

@@ -113,7 +113,13 @@ impl Objective {
         if self.gamma > 0.0 {
             loss += squared_error(f.logits, f.x) * self.gamma;
         }
-        Terms { loss, recon, kl, kl_dim, tc }
+        Terms {
+            loss,
+            recon,
+            kl,
+            kl_dim,
+            tc,
+        }
     }
 }
 
@@ -257,7 +263,13 @@ mod tests {
         let mu = t(&[0.5], &[1, 1]);
         let lv = t(&[0.1], &[1, 1]);
         let z = t(&[0.7], &[1, 1]);
-        let f = Forward { x: &x, mu: &mu, logvar: &lv, z: &z, logits: &logits };
+        let f = Forward {
+            x: &x,
+            mu: &mu,
+            logvar: &lv,
+            z: &z,
+            logits: &logits,
+        };
         let v = |t: &Tensor| t.double_value(&[0]);
         let mse = v(&squared_error(&logits, &x));
         let terms = objective(ObjectiveKind::Vae).terms(&f, 0, None);
@@ -283,17 +295,27 @@ mod tests {
         let z = &mu + (&lv * 0.5).exp() * Tensor::randn([m, l], d);
         let dec = mws_decomposition(&z, &mu, &lv, n);
         let g = |t: &Tensor, i: i64| t.double_value(&[i]);
-        let ln_n = |mu: f64, lv: f64, z: f64| -0.5 * ((z - mu).powi(2) / lv.exp() + lv + (2.0 * std::f64::consts::PI).ln());
+        let ln_n = |mu: f64, lv: f64, z: f64| {
+            -0.5 * ((z - mu).powi(2) / lv.exp() + lv + (2.0 * std::f64::consts::PI).ln())
+        };
         let norm = ((n * m as usize) as f64).ln();
         for i in 0..m {
             let zi: Vec<f64> = (0..l).map(|k| z.double_value(&[i, k])).collect();
-            let lq = |j: i64, k: i64| ln_n(mu.double_value(&[j, k]), lv.double_value(&[j, k]), zi[k as usize]);
+            let lq = |j: i64, k: i64| {
+                ln_n(
+                    mu.double_value(&[j, k]),
+                    lv.double_value(&[j, k]),
+                    zi[k as usize],
+                )
+            };
             let lse = |v: Vec<f64>| {
                 let mx = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 mx + v.iter().map(|x| (x - mx).exp()).sum::<f64>().ln()
             };
             let log_qz = lse((0..m).map(|j| (0..l).map(|k| lq(j, k)).sum()).collect()) - norm;
-            let log_prod: f64 = (0..l).map(|k| lse((0..m).map(|j| lq(j, k)).collect()) - norm).sum();
+            let log_prod: f64 = (0..l)
+                .map(|k| lse((0..m).map(|j| lq(j, k)).collect()) - norm)
+                .sum();
             let log_qzx: f64 = (0..l).map(|k| lq(i, k)).sum();
             let log_pz: f64 = zi.iter().map(|&v| ln_n(0.0, 0.0, v)).sum();
             assert!((g(&dec.mi, i) - (log_qzx - log_qz)).abs() < 1e-9);

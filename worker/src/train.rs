@@ -16,10 +16,11 @@ use crate::comm::{Comm, CommError};
 use crate::data::format::Dataset;
 use crate::data::sampler::{GlobalOrder, ShardOrder};
 use crate::data::DataError;
+use crate::disentanglement::{Budget, EncoderOnDsprites};
 use crate::images;
 use crate::loss::{Forward, Objective};
-use crate::model::discriminator::{self, Discriminator};
 use crate::metrics::{batch_sums, sums_len, Sums};
+use crate::model::discriminator::{self, Discriminator};
 use crate::model::{self, Vae};
 use crate::optim::{Adam, FlatParams};
 use crate::rng::{self, Stream};
@@ -162,6 +163,8 @@ pub struct Summary {
     pub test_tc: f64,
     /// FactorVAE: the discriminator's accuracy over the last logging window.
     pub disc_accuracy: Option<f64>,
+    /// The last disentanglement metrics (`eval.metrics`), with their `step`.
+    pub metrics: BTreeMap<String, f64>,
     pub samples_per_sec: f64,
     pub best_test_loss: Option<f64>,
     pub best_step: Option<u64>,
@@ -271,7 +274,7 @@ fn sample_z(
 struct Trainer<'a> {
     cfg: &'a Config,
     comm: &'a dyn Comm,
-    vs: nn::VarStore,
+    _vs: nn::VarStore,
     model: Box<dyn Vae>,
     params: FlatParams,
     adam: Adam,
@@ -293,7 +296,13 @@ struct Disc {
 }
 
 impl Disc {
-    fn new(cfg: &Config, latent: i64, device: Device, kind: Kind, comm: &dyn Comm) -> Result<Disc, TrainError> {
+    fn new(
+        cfg: &Config,
+        latent: i64,
+        device: Device,
+        kind: Kind,
+        comm: &dyn Comm,
+    ) -> Result<Disc, TrainError> {
         let d = &cfg.discriminator;
         let mut vs = nn::VarStore::new(device);
         let net = Discriminator::new(&(vs.root() / "discriminator"), latent, d.hidden, d.layers);
@@ -302,13 +311,29 @@ impl Disc {
         }
         let mut params = FlatParams::new(&vs);
         comm.broadcast(&mut params.flat, 0)?;
-        let optim = vae_proto::config::OptimSection { lr: d.lr, beta1: d.beta1, beta2: d.beta2, ..cfg.optim.clone() };
+        let optim = vae_proto::config::OptimSection {
+            lr: d.lr,
+            beta1: d.beta1,
+            beta2: d.beta2,
+            ..cfg.optim.clone()
+        };
         let adam = Adam::new(&optim, &params);
-        Ok(Disc { _vs: vs, net, params, adam, lr: d.lr })
+        Ok(Disc {
+            _vs: vs,
+            net,
+            params,
+            adam,
+            lr: d.lr,
+        })
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.params.names.iter().cloned().zip(self.params.vars.iter().map(|v| v.detach())).collect()
+        self.params
+            .names
+            .iter()
+            .cloned()
+            .zip(self.params.vars.iter().map(|v| v.detach()))
+            .collect()
     }
 }
 
@@ -320,7 +345,89 @@ struct StepSums {
     disc: Option<Tensor>,
 }
 
-impl Trainer<'_> {
+impl<'a> Trainer<'a> {
+    /// Builds the model (and FactorVAE's discriminator) from the seed; every
+    /// rank then takes rank 0's parameters.
+    fn new(
+        cfg: &'a Config,
+        comm: &'a dyn Comm,
+        device: Device,
+        shape: [usize; 3],
+        dataset_size: usize,
+    ) -> Result<Trainer<'a>, TrainError> {
+        tch::manual_seed(cfg.train.seed as i64);
+        let mut vs = nn::VarStore::new(device);
+        let model = model::build(&vs.root(), &cfg.model, shape);
+        let kind = kind_of(cfg.train.dtype);
+        if kind == Kind::Double {
+            vs.double();
+        }
+        let mut params = FlatParams::new(&vs);
+        comm.broadcast(&mut params.flat, 0)?;
+        let adam = Adam::new(&cfg.optim, &params);
+        let latent = model.latent_dim() as usize;
+        let disc = match cfg.model.objective {
+            ObjectiveKind::Factor => Some(Disc::new(cfg, latent as i64, device, kind, comm)?),
+            _ => None,
+        };
+        Ok(Trainer {
+            cfg,
+            comm,
+            _vs: vs,
+            model,
+            params,
+            adam,
+            objective: Objective::from_config(&cfg.model, dataset_size),
+            disc,
+            device,
+            kind,
+            latent,
+        })
+    }
+
+    /// Loads a checkpoint's model, discriminator and optimizer states.
+    fn load(&mut self, loaded: &checkpoint::Loaded) -> Result<(), TrainError> {
+        let (dir, m) = (&loaded.dir, &loaded.manifest);
+        if m.model_kind != self.cfg.model.kind.as_str() {
+            return Err(TrainError::Invalid(format!(
+                "{}: a `{}` model, the config says `{}`",
+                dir.display(),
+                m.model_kind,
+                self.cfg.model.kind.as_str()
+            )));
+        }
+        load_into(&mut self.params, &loaded.model, dir)?;
+        let get = |name: &str| {
+            loaded
+                .optim
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| {
+                    TrainError::Invalid(format!(
+                        "{}: optimizer state has no `{name}`",
+                        dir.display()
+                    ))
+                })
+        };
+        self.adam
+            .load(&get("adam.m")?, &get("adam.v")?, m.step)
+            .map_err(tensor_err("loading optimizer state"))?;
+        if let Some(d) = self.disc.as_mut() {
+            let saved = loaded.discriminator.as_ref().ok_or_else(|| {
+                TrainError::Invalid(format!(
+                    "{}: no discriminator in this checkpoint",
+                    dir.display()
+                ))
+            })?;
+            load_into(&mut d.params, saved, dir)?;
+            d.adam
+                .load(&get("disc.adam.m")?, &get("disc.adam.v")?, m.step)
+                .map_err(tensor_err("loading the discriminator's optimizer state"))?;
+        }
+        Ok(())
+    }
+
     fn model_tensors(&self) -> Vec<(String, Tensor)> {
         self.params
             .names
@@ -328,10 +435,6 @@ impl Trainer<'_> {
             .cloned()
             .zip(self.params.vars.iter().map(|v| v.detach()))
             .collect()
-    }
-
-    fn load_model(&mut self, tensors: &[(String, Tensor)], from: &Path) -> Result<(), TrainError> {
-        load_into(&mut self.params, tensors, from)
     }
 
     /// Evaluates `images` (the test split): sums over this rank's part, reduced
@@ -349,7 +452,10 @@ impl Trainer<'_> {
     /// This rank's samples of global batch `b` of the epoch, as pixels.
     fn batch(&self, data: &EpochData, b: u64) -> Tensor {
         let at = b as usize * data.stride + data.offset;
-        let idx: Vec<i64> = data.order[at..at + data.local].iter().map(|&i| i as i64).collect();
+        let idx: Vec<i64> = data.order[at..at + data.local]
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
         gather(&data.images, &idx, self.kind)
     }
 
@@ -369,15 +475,25 @@ impl Trainer<'_> {
         let (mu, logvar) = self.model.encode(&x);
         let z = sample_z(&mu, &logvar, seed, Stream::TrainNoise, step, rows.clone());
         let logits = self.model.decode(&z);
-        let disc_tc = self.disc.as_ref().map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
-        let f = Forward { x: &x, mu: &mu, logvar: &logvar, z: &z, logits: &logits };
+        let disc_tc = self
+            .disc
+            .as_ref()
+            .map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
+        let f = Forward {
+            x: &x,
+            mu: &mu,
+            logvar: &logvar,
+            z: &z,
+            logits: &logits,
+        };
         let terms = self.objective.terms(&f, step, disc_tc.as_ref());
         let loss = terms.loss.sum(self.kind) / global_batch as f64;
         self.params.zero_grad();
         loss.backward();
         let mut grad = self.params.flat_grad();
         self.comm.all_reduce_sum(&mut grad)?;
-        self.adam.step(&mut self.params.flat, &grad, self.cfg.optim.lr);
+        self.adam
+            .step(&mut self.params.flat, &grad, self.cfg.optim.lr);
         let sums = batch_sums(&terms, &mu);
 
         // The discriminator learns to tell codes of the first batch (class 0)
@@ -390,7 +506,14 @@ impl Trainer<'_> {
         let x2 = self.batch(data, batch_in_epoch * 2 + 1);
         let z_perm = tch::no_grad(|| {
             let (mu2, lv2) = self.model.encode(&x2);
-            let z2 = sample_z(&mu2, &lv2, seed, Stream::SecondBatchNoise, step, rows.clone());
+            let z2 = sample_z(
+                &mu2,
+                &lv2,
+                seed,
+                Stream::SecondBatchNoise,
+                step,
+                rows.clone(),
+            );
             discriminator::permute_dims(&z2, seed, step)
         });
         let Some(disc) = self.disc.as_mut() else {
@@ -402,7 +525,12 @@ impl Trainer<'_> {
         let zeros = Tensor::zeros([n], (Kind::Int64, self.device));
         let ones = Tensor::ones([n], (Kind::Int64, self.device));
         let ce = |logits: &Tensor, target: &Tensor| {
-            logits.log_softmax(1, self.kind).nll_loss_nd::<Tensor>(target, None, tch::Reduction::Sum, -100)
+            logits.log_softmax(1, self.kind).nll_loss_nd::<Tensor>(
+                target,
+                None,
+                tch::Reduction::Sum,
+                -100,
+            )
         };
         let d_sum = ce(&real, &zeros) + ce(&fake, &ones);
         let d_loss = &d_sum * 0.5 / global_batch as f64;
@@ -411,12 +539,20 @@ impl Trainer<'_> {
         let mut dgrad = disc.params.flat_grad();
         self.comm.all_reduce_sum(&mut dgrad)?;
         disc.adam.step(&mut disc.params.flat, &dgrad, disc.lr);
-        let correct = real.argmax(1, false).eq(0).sum(Kind::Double) + fake.argmax(1, false).eq(1).sum(Kind::Double);
+        let correct = real.argmax(1, false).eq(0).sum(Kind::Double)
+            + fake.argmax(1, false).eq(1).sum(Kind::Double);
         let disc_sums = Tensor::stack(
-            &[correct, d_sum.detach().to_kind(Kind::Double), Tensor::full([], 2.0 * n as f64, (Kind::Double, self.device))],
+            &[
+                correct,
+                d_sum.detach().to_kind(Kind::Double),
+                Tensor::full([], 2.0 * n as f64, (Kind::Double, self.device)),
+            ],
             0,
         );
-        Ok(StepSums { sums, disc: Some(disc_sums) })
+        Ok(StepSums {
+            sums,
+            disc: Some(disc_sums),
+        })
     }
 
     fn evaluate(
@@ -447,8 +583,17 @@ impl Trainer<'_> {
                     start as u64..end as u64,
                 );
                 let logits = self.model.decode(&z);
-                let disc_tc = self.disc.as_ref().map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
-                let f = Forward { x: &x, mu: &mu, logvar: &logvar, z: &z, logits: &logits };
+                let disc_tc = self
+                    .disc
+                    .as_ref()
+                    .map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
+                let f = Forward {
+                    x: &x,
+                    mu: &mu,
+                    logvar: &logvar,
+                    z: &z,
+                    logits: &logits,
+                };
                 let terms = self.objective.terms(&f, self.adam.t, disc_tc.as_ref());
                 acc += batch_sums(&terms, &mu);
                 mus.push(mu);
@@ -470,7 +615,11 @@ impl Trainer<'_> {
 }
 
 /// Copies checkpoint tensors into `params` by name, checking names and shapes.
-fn load_into(params: &mut FlatParams, tensors: &[(String, Tensor)], from: &Path) -> Result<(), TrainError> {
+fn load_into(
+    params: &mut FlatParams,
+    tensors: &[(String, Tensor)],
+    from: &Path,
+) -> Result<(), TrainError> {
     let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     if map.len() != params.names.len() {
         return Err(TrainError::Invalid(format!(
@@ -547,7 +696,7 @@ impl Outputs {
         if k == 0 {
             return Ok(());
         }
-        let (recon, prior) = tch::no_grad(|| {
+        let (recon, prior, traversal) = tch::no_grad(|| {
             let x = test.narrow(0, 0, k).to_kind(t.kind) / 255.0;
             let (mu, _) = t.model.encode(&x);
             let recon = images::pairs(&x, &t.model.decode(&mu).sigmoid());
@@ -559,12 +708,17 @@ impl Outputs {
                 t.latent,
             ))
             .view([k, t.latent as i64])
-            .to_device(t.device);
-            (recon, t.model.decode(&z).sigmoid())
+            .to_device(t.device)
+            .to_kind(t.kind);
+            let prior = t.model.decode(&z).sigmoid();
+            let traversal =
+                images::traversal(&mu.narrow(0, 0, 1), 10, |z| t.model.decode(z).sigmoid());
+            (recon, prior, traversal)
         });
         for (tag, file, imgs, per_row) in [
             ("test/reconstructions", "recon", recon, 16),
             ("samples/prior", "prior", prior, 8),
+            ("latent/traversals", "traversal", traversal, 10),
         ] {
             let g = images::grid(&imgs, per_row).map_err(tensor_err("image grid"))?;
             let path = self
@@ -613,6 +767,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     // this rank needs: all of them in `global` order, its own in `shard` order.
     let dataset = Dataset::open(&cfg.data.url)?;
     let shape = dataset.manifest.sample_shape;
+    if !cfg.eval.metrics.is_empty() && dataset.manifest.name != "dsprites" {
+        return Err(TrainError::Invalid(format!(
+            "config key `eval.metrics`: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
+            cfg.data.url, dataset.manifest.name
+        )));
+    }
     let train_split = dataset.split("train")?.clone();
     if train_split.samples < global_batch as u64 {
         return Err(TrainError::Invalid(format!(
@@ -662,37 +822,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         }
     };
 
-    // Model and optimizer; parameters start from the seed and rank 0's copy.
-    tch::manual_seed(cfg.train.seed as i64);
-    let vs = nn::VarStore::new(device);
-    let mut vs = vs;
-    let model = model::build(&vs.root(), &cfg.model, shape);
-    let kind = kind_of(cfg.train.dtype);
-    if kind == Kind::Double {
-        vs.double();
-    }
-    let mut params = FlatParams::new(&vs);
-    comm.broadcast(&mut params.flat, 0)?;
-    let adam = Adam::new(&cfg.optim, &params);
-    let latent = model.latent_dim() as usize;
-    let disc = match cfg.model.objective {
-        ObjectiveKind::Factor => Some(Disc::new(cfg, latent as i64, device, kind, comm)?),
-        _ => None,
-    };
-    let mut t = Trainer {
-        cfg,
-        comm,
-        vs,
-        model,
-        params,
-        adam,
-        objective: Objective::from_config(&cfg.model, train_split.samples as usize),
-        disc,
-        device,
-        kind,
-        latent,
-    };
-    let _ = &t.vs;
+    let mut t = Trainer::new(cfg, comm, device, shape, train_split.samples as usize)?;
+    let latent = t.latent;
 
     let (mut step, mut epoch, mut batch_in_epoch) = (0u64, 0u64, 0u64);
     let mut es = EarlyStoppingState::default();
@@ -702,41 +833,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     if args.resume && rank == 0 {
         let dir = checkpoint::resolve(&ckpt_dir)?;
         let loaded = checkpoint::read(&dir)?;
+        t.load(&loaded)?;
         let m = &loaded.manifest;
-        if m.model_kind != cfg.model.kind.as_str() {
-            return Err(TrainError::Invalid(format!(
-                "{}: a `{}` model, the config says `{}`",
-                dir.display(),
-                m.model_kind,
-                cfg.model.kind.as_str()
-            )));
-        }
-        t.load_model(&loaded.model, &dir)?;
-        let get = |name: &str| {
-            loaded
-                .optim
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.shallow_clone())
-                .ok_or_else(|| {
-                    TrainError::Invalid(format!(
-                        "{}: optimizer state has no `{name}`",
-                        dir.display()
-                    ))
-                })
-        };
-        t.adam
-            .load(&get("adam.m")?, &get("adam.v")?, m.step)
-            .map_err(tensor_err("loading optimizer state"))?;
-        if let Some(d) = t.disc.as_mut() {
-            let saved = loaded.discriminator.as_ref().ok_or_else(|| {
-                TrainError::Invalid(format!("{}: no discriminator in this checkpoint", dir.display()))
-            })?;
-            load_into(&mut d.params, saved, &dir)?;
-            d.adam
-                .load(&get("disc.adam.m")?, &get("disc.adam.v")?, m.step)
-                .map_err(tensor_err("loading the discriminator's optimizer state"))?;
-        }
         (step, epoch, batch_in_epoch, es) =
             (m.step, m.epoch, m.batch_in_epoch, m.early_stopping.clone());
         if let Ok(text) = fs::read_to_string(args.run_dir.join("history.json")) {
@@ -783,11 +881,15 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     let mut out = (rank == 0).then(|| Outputs {
         board: Board::new(&args.run_dir.join("tensorboard")),
         run_dir: args.run_dir.clone(),
-        has_tc: matches!(cfg.model.objective, ObjectiveKind::Factor | ObjectiveKind::Btcvae),
+        has_tc: matches!(
+            cfg.model.objective,
+            ObjectiveKind::Factor | ObjectiveKind::Btcvae
+        ),
     });
     let lr = cfg.optim.lr;
     let mut interrupted = false;
     let mut last_disc_accuracy: Option<f64> = None;
+    let mut last_metrics: BTreeMap<String, f64> = BTreeMap::new();
     let fault_step: Option<u64> = std::env::var("VAE_FAULT_DESYNC_STEP")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -822,9 +924,18 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             let disc = t.disc.as_ref().map(|d| d.tensors());
             let mut optim = t.adam.state();
             if let Some(d) = &t.disc {
-                optim.extend(d.adam.state().into_iter().map(|(n, v)| (format!("disc.{n}"), v)));
+                optim.extend(
+                    d.adam
+                        .state()
+                        .into_iter()
+                        .map(|(n, v)| (format!("disc.{n}"), v)),
+                );
             }
-            let contents = Contents { model: &t.model_tensors(), optim: &optim, discriminator: disc.as_deref() };
+            let contents = Contents {
+                model: &t.model_tensors(),
+                optim: &optim,
+                discriminator: disc.as_deref(),
+            };
             checkpoint::write(&ckpt_dir, name, manifest, &contents)?;
         }
         t.comm.barrier()?;
@@ -853,7 +964,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             if cfg.max_steps.is_some_and(|m| step >= m) {
                 break;
             }
-            let step_sums = t.train_step(&data, batch_in_epoch, step, slice.clone(), global_batch)?;
+            let step_sums =
+                t.train_step(&data, batch_in_epoch, step, slice.clone(), global_batch)?;
             acc += &step_sums.sums;
             epoch_acc += step_sums.sums;
             if let Some(d) = step_sums.disc {
@@ -879,7 +991,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 train_time += secs;
                 train_samples += window_steps * global_batch as u64;
                 bar.set_message(format!("loss {:.2}  {:.0} samples/s", s.loss(), sps));
-                let mut d = Vec::<f64>::try_from(disc_acc.to_device(Device::Cpu)).map_err(tensor_err("discriminator sums"))?;
+                let mut d = Vec::<f64>::try_from(disc_acc.to_device(Device::Cpu))
+                    .map_err(tensor_err("discriminator sums"))?;
                 comm.all_reduce_f64(&mut d)?;
                 if let Some(o) = out.as_mut() {
                     o.scalars("train", &s, step);
@@ -891,7 +1004,8 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                         last_disc_accuracy = Some(d[0] / d[2]);
                     }
                     if cfg.model.objective == ObjectiveKind::Capacity {
-                        o.board.scalar("train/capacity", t.objective.capacity(step), step);
+                        o.board
+                            .scalar("train/capacity", t.objective.capacity(step), step);
                     }
                 }
                 acc = Tensor::zeros([acc_len], (Kind::Double, device));
@@ -903,6 +1017,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 // rank's parameters drift from the others'.
                 let _ = tch::no_grad(|| t.params.flat.f_add_scalar_(1e-3))
                     .map_err(tensor_err("fault injection"))?;
+            }
+            if cfg.eval.every_steps > 0
+                && step % cfg.eval.every_steps == 0
+                && !cfg.eval.metrics.is_empty()
+            {
+                last_metrics = disentanglement(&t, step, out.as_mut(), &args.run_dir)?;
             }
             if cfg.dist.check_every > 0 && step % cfg.dist.check_every == 0 {
                 check_replicas(&t, step)?;
@@ -1089,6 +1209,10 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         set_latest(rank, &ckpt_dir, step, cfg)?;
     }
 
+    if !cfg.eval.metrics.is_empty() && !last_metrics.get("step").is_some_and(|s| *s == step as f64)
+    {
+        last_metrics = disentanglement(&t, step, out.as_mut(), &args.run_dir)?;
+    }
     let (test_s, rec) =
         last_eval.ok_or_else(|| TrainError::Invalid("no evaluation was run".into()))?;
     let summary = Summary {
@@ -1102,6 +1226,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         test_active_units: test_s.active_units(),
         test_tc: test_s.tc(),
         disc_accuracy: last_disc_accuracy,
+        metrics: last_metrics,
         samples_per_sec: total_samples_per_sec,
         best_test_loss: es.best_loss,
         best_step: es.best_step,
@@ -1114,6 +1239,55 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         write_json_atomic(&args.run_dir.join("summary.json"), &summary)?;
     }
     Ok(Some(summary))
+}
+
+/// Disentanglement metrics of the current model (`eval.metrics`), computed
+/// by rank 0 while the others wait; logged to TensorBoard and appended to
+/// `metrics.json`.
+fn disentanglement(
+    t: &Trainer,
+    step: u64,
+    out: Option<&mut Outputs>,
+    run_dir: &Path,
+) -> Result<BTreeMap<String, f64>, TrainError> {
+    let mut values = BTreeMap::new();
+    if let Some(o) = out {
+        let mut gt = EncoderOnDsprites {
+            model: t.model.as_ref(),
+            device: t.device,
+            kind: t.kind,
+        };
+        let started = Instant::now();
+        values = crate::disentanglement::compute(
+            &t.cfg.eval.metrics,
+            &mut gt,
+            Budget {
+                scale: t.cfg.eval.scale,
+            },
+            t.cfg.train.seed,
+        );
+        for (k, v) in &values {
+            o.board.scalar(&format!("metrics/{k}"), *v, step);
+        }
+        o.board.flush();
+        let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+        println!(
+            "step {step}: {} ({:.0} s)",
+            shown.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+        values.insert("step".into(), step as f64);
+        let path = run_dir.join("metrics.json");
+        let mut all: Vec<BTreeMap<String, f64>> = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        all.retain(|m| m.get("step").is_some_and(|s| *s < step as f64));
+        all.push(values.clone());
+        write_json_atomic(&path, &all)?;
+    }
+    t.comm.barrier()?;
+    Ok(values)
 }
 
 /// Whether any rank was asked to stop (all ranks get the same answer).
@@ -1167,4 +1341,143 @@ fn progress_bar(show: bool, len: u64, pos: u64, epoch: u64) -> indicatif::Progre
     bar.set_prefix(format!("epoch {}", epoch + 1));
     bar.set_position(pos);
     bar
+}
+
+/// What `vae-worker eval` was asked to do.
+pub struct EvalArgs {
+    pub checkpoint: PathBuf,
+    /// Metrics to compute (the run's `eval.metrics` when empty).
+    pub metrics: Vec<String>,
+    pub scale: Option<f64>,
+    /// Config overrides on top of the run's resolved config (e.g. `data.url`).
+    pub set: Vec<String>,
+    pub out: Option<PathBuf>,
+}
+
+/// Evaluates a checkpoint on the test split (reconstruction, KL, TC estimate,
+/// active units, the discriminator's accuracy) and, on data with known
+/// factors, the disentanglement metrics; writes them as JSON and to the run's
+/// TensorBoard log. Returns the figures.
+pub fn eval_checkpoint(args: EvalArgs) -> Result<BTreeMap<String, f64>, TrainError> {
+    let dir = checkpoint::resolve(&args.checkpoint)?;
+    let run_dir = dir
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            TrainError::Invalid(format!("{}: not inside a run directory", dir.display()))
+        })?;
+    let mut sets = args.set.clone();
+    if !args.metrics.is_empty() {
+        sets.push(format!(
+            "eval.metrics=[{}]",
+            args.metrics
+                .iter()
+                .map(|m| format!("\"{m}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if let Some(s) = args.scale {
+        sets.push(format!("eval.scale={s}"));
+    }
+    let cfg_path = run_dir.join("config.toml");
+    let cfg = vae_proto::config::load(&cfg_path, &sets)
+        .map_err(|e| TrainError::Invalid(format!("{}: {e}", cfg_path.display())))?;
+    let device = pick_device(cfg.train.device, 0)?;
+    let dataset = Dataset::open(&cfg.data.url)?;
+    let shape = dataset.manifest.sample_shape;
+    let n_train = dataset.split("train")?.samples as usize;
+    let test = dataset.read_split("test", None)?;
+    let test_images = to_tensor(&test.images, test.n, shape, device)?;
+    let comm = crate::comm::Single;
+    let mut t = Trainer::new(&cfg, &comm, device, shape, n_train)?;
+    let loaded = checkpoint::read(&dir)?;
+    t.load(&loaded)?;
+    let step = loaded.manifest.step;
+    let (s, _, _) = t.evaluate(&test_images, cfg.train.eval_batch_size as usize)?;
+    let mut out = BTreeMap::new();
+    out.insert("step".to_string(), step as f64);
+    out.insert("test_loss".to_string(), s.loss());
+    out.insert("test_recon".to_string(), s.recon());
+    out.insert("test_kl".to_string(), s.kl());
+    out.insert("test_tc".to_string(), s.tc());
+    out.insert("test_active_units".to_string(), s.active_units() as f64);
+    if let Some(acc) = t.disc_accuracy_on(&test_images)? {
+        out.insert("disc_accuracy".to_string(), acc);
+    }
+    if !cfg.eval.metrics.is_empty() {
+        if dataset.manifest.name != "dsprites" {
+            return Err(TrainError::Invalid(format!(
+                "--metrics: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
+                cfg.data.url, dataset.manifest.name
+            )));
+        }
+        let mut gt = EncoderOnDsprites {
+            model: t.model.as_ref(),
+            device,
+            kind: t.kind,
+        };
+        out.extend(crate::disentanglement::compute(
+            &cfg.eval.metrics,
+            &mut gt,
+            Budget {
+                scale: cfg.eval.scale,
+            },
+            cfg.train.seed,
+        ));
+    }
+    let json_path = args
+        .out
+        .unwrap_or_else(|| run_dir.join(format!("eval-step-{step:010}.json")));
+    write_json_atomic(&json_path, &out)?;
+    let tb = run_dir.join("tensorboard");
+    if tb.is_dir() {
+        let mut board = Board::new(&tb);
+        for (k, v) in out.iter().filter(|(k, _)| k.as_str() != "step") {
+            board.scalar(&format!("eval/{k}"), *v, step);
+        }
+        board.flush();
+    }
+    Ok(out)
+}
+
+impl Trainer<'_> {
+    /// FactorVAE: the discriminator's accuracy on codes of the test split
+    /// against dimension-wise permuted codes of its other half.
+    fn disc_accuracy_on(&self, images: &Tensor) -> Result<Option<f64>, TrainError> {
+        let Some(disc) = &self.disc else {
+            return Ok(None);
+        };
+        let half = (images.size()[0] / 2).min(1000);
+        if half < 2 {
+            return Ok(None);
+        }
+        let acc = tch::no_grad(|| {
+            let code = |start: i64| {
+                let x = images.narrow(0, start, half).to_kind(self.kind) / 255.0;
+                let (mu, lv) = self.model.encode(&x);
+                sample_z(
+                    &mu,
+                    &lv,
+                    self.cfg.train.seed,
+                    Stream::EvalNoise,
+                    1,
+                    start as u64..(start + half) as u64,
+                )
+            };
+            let real = disc.net.forward(&code(0)).argmax(1, false).eq(0);
+            let fake = disc
+                .net
+                .forward(&discriminator::permute_dims(
+                    &code(half),
+                    self.cfg.train.seed,
+                    u64::MAX,
+                ))
+                .argmax(1, false)
+                .eq(1);
+            (real.sum(Kind::Double) + fake.sum(Kind::Double)).double_value(&[]) / (2 * half) as f64
+        });
+        Ok(Some(acc))
+    }
 }

@@ -63,7 +63,10 @@ pub fn permute_dims(z: &Tensor, seed: u64, step: u64) -> Tensor {
         .map(|j| {
             let mut perm: Vec<i64> = (0..b as i64).collect();
             for i in (1..b).rev() {
-                let bits = rng::bits(rng::key(seed, Stream::PermuteDims, step, (j as u64) << 32 | i as u64), 0);
+                let bits = rng::bits(
+                    rng::key(seed, Stream::PermuteDims, step, (j as u64) << 32 | i as u64),
+                    0,
+                );
                 perm.swap(i, rng::below(bits, i as u64 + 1) as usize);
             }
             let idx = Tensor::from_slice(&perm).to_device(z.device());
