@@ -385,3 +385,66 @@ fn early_stopping_keeps_the_best_checkpoint() {
             < 1e-9
     );
 }
+
+fn prepare_dsprites(out: &Path, args: &[&str]) {
+    let mut c = worker();
+    c.args(["data", "prepare", "dsprites", "--out"])
+        .arg(out)
+        .args(args);
+    run_ok(c);
+}
+
+#[test]
+fn dsprites_generator_writes_the_factors_in_order_and_deterministically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let sub = [
+        "--scales",
+        "2",
+        "--orientations",
+        "3",
+        "--positions",
+        "4",
+        "--test-samples",
+        "50",
+        "--shard-size",
+        "100",
+    ];
+    prepare_dsprites(&a, &sub);
+    prepare_dsprites(&b, &sub);
+    let script = repo().join("tests/python/check_dsprites.py");
+    let ra = py(&[script.to_str().unwrap(), a.to_str().unwrap()]);
+    let rb = py(&[script.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(
+        ra["sha256"], rb["sha256"],
+        "generation is not deterministic"
+    );
+    assert_eq!(ra["n"], 3 * 2 * 3 * 4 * 4);
+    assert_eq!(ra["dtype"], "u1");
+    assert_eq!(
+        ra["targets"],
+        serde_json::json!(["shape", "scale", "orientation", "posX", "posY"])
+    );
+    assert_eq!(ra["values"], serde_json::json!([0, 255]));
+    // Original order: posY fastest, then posX, orientation, scale, shape;
+    // kept values are evenly spaced and include both ends.
+    let f = ra["factors"].as_array().unwrap();
+    assert_eq!(f[0], serde_json::json!([0, 0, 0, 0, 0]));
+    assert_eq!(f[1], serde_json::json!([0, 0, 0, 0, 10]));
+    assert_eq!(f[3], serde_json::json!([0, 0, 0, 0, 31]));
+    assert_eq!(f[4], serde_json::json!([0, 0, 0, 10, 0]));
+    assert_eq!(f[16], serde_json::json!([0, 0, 19, 0, 0]));
+    assert_eq!(f[48], serde_json::json!([0, 5, 0, 0, 0]));
+    assert_eq!(f[95], serde_json::json!([0, 5, 39, 31, 31]));
+    assert_eq!(f[96], serde_json::json!([1, 0, 0, 0, 0]));
+    // Every image has a shape, and no shape touches the frame.
+    assert_eq!(ra["empty"], 0);
+    assert!(
+        ra["min_row"].as_i64().unwrap() > 0 && ra["max_row"].as_i64().unwrap() < 63,
+        "{ra}"
+    );
+    assert!(
+        ra["min_col"].as_i64().unwrap() > 0 && ra["max_col"].as_i64().unwrap() < 63,
+        "{ra}"
+    );
+}

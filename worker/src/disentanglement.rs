@@ -291,6 +291,64 @@ pub fn linear_classifier_accuracy(
         .double_value(&[])
 }
 
+/// dSprites rendered by the generator for any factor values, encoded by a
+/// model to its mean codes `μ`.
+pub struct EncoderOnDsprites<'a> {
+    pub model: &'a dyn crate::model::Vae,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl GroundTruth for EncoderOnDsprites<'_> {
+    fn factor_sizes(&self) -> Vec<usize> {
+        crate::data::dsprites::FACTOR_SIZES.to_vec()
+    }
+
+    fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
+        use crate::data::dsprites::{render, SIDE};
+        let mut out = Vec::with_capacity(factors.len());
+        let mut img = vec![0u8; SIDE * SIDE];
+        for chunk in factors.chunks(512) {
+            let mut pixels = Vec::with_capacity(chunk.len() * SIDE * SIDE);
+            for f in chunk {
+                render([f[0], f[1], f[2], f[3], f[4]], &mut img);
+                pixels.extend_from_slice(&img);
+            }
+            let x = Tensor::from_slice(&pixels)
+                .view([chunk.len() as i64, 1, SIDE as i64, SIDE as i64])
+                .to_device(self.device)
+                .to_kind(self.kind);
+            let mu = tch::no_grad(|| self.model.encode(&x).0)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            let d = mu.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
+            out.extend(flat.chunks(d.max(1)).map(|r| r.to_vec()));
+        }
+        out
+    }
+}
+
+/// Computes the named metrics (`factorvae`, `mig`, `betavae`).
+pub fn compute(
+    names: &[String],
+    gt: &mut dyn GroundTruth,
+    budget: Budget,
+    seed: u64,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in names {
+        let (key, v) = match name.as_str() {
+            "factorvae" => ("factorvae_score", factorvae_score(gt, budget, seed)),
+            "mig" => ("mig", mig(gt, budget, seed)),
+            "betavae" => ("betavae_score", betavae_score(gt, budget, seed)),
+            _ => continue,
+        };
+        out.insert(key.to_string(), v);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,62 +439,4 @@ mod tests {
         assert!(mutual_information(&[0, 1, 0, 1, 0, 1], &[0, 0, 0, 1, 1, 1]).abs() < 0.2);
         assert!((mutual_information(&b, &b) - 3f64.ln()).abs() < 1e-12);
     }
-}
-
-/// dSprites rendered by the generator for any factor values, encoded by a
-/// model to its mean codes `μ`.
-pub struct EncoderOnDsprites<'a> {
-    pub model: &'a dyn crate::model::Vae,
-    pub device: Device,
-    pub kind: Kind,
-}
-
-impl GroundTruth for EncoderOnDsprites<'_> {
-    fn factor_sizes(&self) -> Vec<usize> {
-        crate::data::dsprites::FACTOR_SIZES.to_vec()
-    }
-
-    fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
-        use crate::data::dsprites::{render, SIDE};
-        let mut out = Vec::with_capacity(factors.len());
-        let mut img = vec![0u8; SIDE * SIDE];
-        for chunk in factors.chunks(512) {
-            let mut pixels = Vec::with_capacity(chunk.len() * SIDE * SIDE);
-            for f in chunk {
-                render([f[0], f[1], f[2], f[3], f[4]], &mut img);
-                pixels.extend_from_slice(&img);
-            }
-            let x = Tensor::from_slice(&pixels)
-                .view([chunk.len() as i64, 1, SIDE as i64, SIDE as i64])
-                .to_device(self.device)
-                .to_kind(self.kind);
-            let mu = tch::no_grad(|| self.model.encode(&x).0)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
-            let d = mu.size()[1] as usize;
-            let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
-            out.extend(flat.chunks(d.max(1)).map(|r| r.to_vec()));
-        }
-        out
-    }
-}
-
-/// Computes the named metrics (`factorvae`, `mig`, `betavae`).
-pub fn compute(
-    names: &[String],
-    gt: &mut dyn GroundTruth,
-    budget: Budget,
-    seed: u64,
-) -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    for name in names {
-        let (key, v) = match name.as_str() {
-            "factorvae" => ("factorvae_score", factorvae_score(gt, budget, seed)),
-            "mig" => ("mig", mig(gt, budget, seed)),
-            "betavae" => ("betavae_score", betavae_score(gt, budget, seed)),
-            _ => continue,
-        };
-        out.insert(key.to_string(), v);
-    }
-    out
 }

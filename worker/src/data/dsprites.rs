@@ -311,6 +311,24 @@ mod tests {
     }
 
     #[test]
+    fn the_full_set_is_every_combination_once_in_order() {
+        let all = Subsample::all().combinations();
+        assert_eq!(all.len(), 737_280);
+        for (i, f) in all.iter().enumerate().step_by(997) {
+            assert_eq!(index_of(*f), i);
+        }
+        assert_eq!(all[737_279], [2, 5, 39, 31, 31]);
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        let (mut a, mut b) = (vec![0u8; SIDE * SIDE], vec![0u8; SIDE * SIDE]);
+        render([2, 3, 17, 9, 20], &mut a);
+        render([2, 3, 17, 9, 20], &mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
     fn subsets_keep_the_ends() {
         let s = Subsample {
             keep: [None, Some(2), Some(4), Some(1), None],
