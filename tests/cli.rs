@@ -2,24 +2,12 @@
 //! real readers: PyTorch (pytorch/examples' VAE), TensorBoard's
 //! EventAccumulator. `scripts/setup.sh` (run by `scripts/test.sh`) provides
 //! the dataset in `data/mnist` and the Python venv.
-use std::path::{Path, PathBuf};
+#[path = "common/mod.rs"]
+mod common;
+use common::{mnist, python, repo};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn mnist() -> String {
-    repo().join("data/mnist").display().to_string()
-}
-
-fn python() -> String {
-    std::env::var("VAE_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_default();
-        format!("{home}/.cache/vaedp/torch-venv/bin/python")
-    })
-}
 
 /// The real binary, without LD_LIBRARY_PATH (it must find libtorch by rpath).
 fn worker() -> Command {

@@ -1,31 +1,12 @@
 //! Data-parallel end-to-end tests: real `mpirun` with 2 processes of the real
 //! `vae-worker`, supervised by the real `vae-launch`, on real MNIST.
+#[path = "common/mod.rs"]
+mod common;
+use common::{mnist, python, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn mnist() -> String {
-    repo()
-        .join("data/mnist")
-        .canonicalize()
-        .unwrap()
-        .display()
-        .to_string()
-}
-
-fn python() -> String {
-    std::env::var("VAE_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/vaedp/torch-venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
 
 fn launch_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vae-launch"))

@@ -18,7 +18,7 @@ use crate::data::sampler::{GlobalOrder, ShardOrder};
 use crate::data::DataError;
 use crate::disentanglement::{Budget, EncoderOnDsprites};
 use crate::images;
-use crate::loss::{Forward, Objective};
+use crate::loss::{Forward, Objective, Terms};
 use crate::metrics::{batch_sums, sums_len, Sums};
 use crate::model::discriminator::{self, Discriminator};
 use crate::model::{self, Vae};
@@ -281,6 +281,9 @@ struct Trainer<'a> {
     objective: Objective,
     /// FactorVAE's discriminator and its optimizer.
     disc: Option<Disc>,
+    /// Wall time spent in the gradient all-reduce since the last log line
+    /// (CPU/MPI; with NCCL the call only enqueues work).
+    comm_secs: f64,
     device: Device,
     kind: Kind,
     latent: usize,
@@ -337,6 +340,14 @@ impl Disc {
     }
 }
 
+/// One forward pass: the objective's terms, the posterior and the codes.
+struct Pass {
+    terms: Terms,
+    mu: Tensor,
+    logvar: Tensor,
+    z: Tensor,
+}
+
 /// What one training step reports, summed over this rank's samples:
 /// the objective's sums (layout of [`Sums`]) and, for FactorVAE, the
 /// discriminator's `[correct, loss sum, samples]`.
@@ -379,6 +390,7 @@ impl<'a> Trainer<'a> {
             adam,
             objective: Objective::from_config(&cfg.model, dataset_size),
             disc,
+            comm_secs: 0.0,
             device,
             kind,
             latent,
@@ -459,6 +471,39 @@ impl<'a> Trainer<'a> {
         gather(&data.images, &idx, self.kind)
     }
 
+    /// Encodes `x`, samples codes with noise rows `rows` of `(stream,
+    /// counter)`, decodes, and computes the objective's terms at `step`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        stream: Stream,
+        counter: u64,
+        rows: std::ops::Range<u64>,
+        step: u64,
+    ) -> Pass {
+        let (mu, logvar) = self.model.encode(x);
+        let z = sample_z(&mu, &logvar, self.cfg.train.seed, stream, counter, rows);
+        let logits = self.model.decode(&z);
+        let disc_tc = self
+            .disc
+            .as_ref()
+            .map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
+        let f = Forward {
+            x,
+            mu: &mu,
+            logvar: &logvar,
+            z: &z,
+            logits: &logits,
+        };
+        let terms = self.objective.terms(&f, step, disc_tc.as_ref());
+        Pass {
+            terms,
+            mu,
+            logvar,
+            z,
+        }
+    }
+
     /// One optimizer step (two for FactorVAE: the VAE's, then the
     /// discriminator's), gradients averaged over ranks.
     fn train_step(
@@ -472,26 +517,15 @@ impl<'a> Trainer<'a> {
         let seed = self.cfg.train.seed;
         let rows = slice.start as u64..slice.end as u64;
         let x = self.batch(data, batch_in_epoch * self.batches_per_step());
-        let (mu, logvar) = self.model.encode(&x);
-        let z = sample_z(&mu, &logvar, seed, Stream::TrainNoise, step, rows.clone());
-        let logits = self.model.decode(&z);
-        let disc_tc = self
-            .disc
-            .as_ref()
-            .map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
-        let f = Forward {
-            x: &x,
-            mu: &mu,
-            logvar: &logvar,
-            z: &z,
-            logits: &logits,
-        };
-        let terms = self.objective.terms(&f, step, disc_tc.as_ref());
+        let Pass { terms, mu, z, .. } =
+            self.forward(&x, Stream::TrainNoise, step, rows.clone(), step);
         let loss = terms.loss.sum(self.kind) / global_batch as f64;
         self.params.zero_grad();
         loss.backward();
         let mut grad = self.params.flat_grad();
+        let t0 = Instant::now();
         self.comm.all_reduce_sum(&mut grad)?;
+        self.comm_secs += t0.elapsed().as_secs_f64();
         self.adam
             .step(&mut self.params.flat, &grad, self.cfg.optim.lr);
         let sums = batch_sums(&terms, &mu);
@@ -573,28 +607,15 @@ impl<'a> Trainer<'a> {
                     .narrow(0, start as i64, (end - start) as i64)
                     .to_kind(self.kind)
                     / 255.0;
-                let (mu, logvar) = self.model.encode(&x);
-                let z = sample_z(
-                    &mu,
-                    &logvar,
-                    self.cfg.train.seed,
+                let Pass {
+                    terms, mu, logvar, ..
+                } = self.forward(
+                    &x,
                     Stream::EvalNoise,
                     0,
                     start as u64..end as u64,
+                    self.adam.t,
                 );
-                let logits = self.model.decode(&z);
-                let disc_tc = self
-                    .disc
-                    .as_ref()
-                    .map(|d| discriminator::tc_estimate(&d.net.forward(&z)));
-                let f = Forward {
-                    x: &x,
-                    mu: &mu,
-                    logvar: &logvar,
-                    z: &z,
-                    logits: &logits,
-                };
-                let terms = self.objective.terms(&f, self.adam.t, disc_tc.as_ref());
                 acc += batch_sums(&terms, &mu);
                 mus.push(mu);
                 lvs.push(logvar);
@@ -998,6 +1019,13 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                     o.scalars("train", &s, step);
                     o.board.scalar("train/lr", lr, step);
                     o.board.scalar("train/samples_per_sec", sps, step);
+                    if world > 1 {
+                        o.board.scalar(
+                            "train/allreduce_ms_per_step",
+                            1e3 * t.comm_secs / window_steps.max(1) as f64,
+                            step,
+                        );
+                    }
                     if t.disc.is_some() && d[2] > 0.0 {
                         o.board.scalar("train/disc_accuracy", d[0] / d[2], step);
                         o.board.scalar("train/disc_loss", d[1] / d[2], step);
@@ -1010,6 +1038,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 }
                 acc = Tensor::zeros([acc_len], (Kind::Double, device));
                 disc_acc = Tensor::zeros([3], (Kind::Double, device));
+                t.comm_secs = 0.0;
                 (window_start, window_steps) = (Instant::now(), 0);
             }
             if fault_step == Some(step) && rank == world - 1 {
