@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The tests: set up (idempotent), then formatting, lints and every test.
 set -euo pipefail
+shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Set-up is idempotent: a second run must find everything in place.
@@ -12,4 +13,9 @@ fi
 source scripts/env.sh
 cargo fmt --all --check
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
-cargo test --release --workspace
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace 2>&1 | tee "$log"
+# One closing line over every test binary: N passed, N failed.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
