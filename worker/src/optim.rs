@@ -45,13 +45,16 @@ impl FlatParams {
         self.flat.numel() as i64
     }
 
-    /// All gradients in one flat tensor (zeros for a variable without one).
-    pub fn flat_grad(&self) -> Tensor {
-        let parts: Vec<Tensor> = self
-            .vars
+    /// The gradient of `loss` with respect to every variable, as one flat
+    /// tensor (zeros where `loss` does not depend on a variable). The graph is
+    /// freed; nothing accumulates in the variables' `.grad`, so there is
+    /// nothing to zero between steps.
+    pub fn gradient(&self, loss: &Tensor) -> Result<Tensor, tch::TchError> {
+        let grads = Tensor::f_run_backward(&[loss], &self.vars, false, false)?;
+        let parts: Vec<Tensor> = grads
             .iter()
-            .map(|v| {
-                let g = v.grad();
+            .zip(&self.vars)
+            .map(|(g, v)| {
                 if g.defined() {
                     g.view([-1])
                 } else {
@@ -59,13 +62,7 @@ impl FlatParams {
                 }
             })
             .collect();
-        Tensor::cat(&parts, 0)
-    }
-
-    pub fn zero_grad(&mut self) {
-        for v in &mut self.vars {
-            v.zero_grad();
-        }
+        Tensor::f_cat(&parts, 0)
     }
 }
 
@@ -149,7 +146,19 @@ mod tests {
         for v in vs.variables().values() {
             assert_eq!(v.mean(Kind::Float).double_value(&[]), 0.5);
         }
-        p.zero_grad();
+    }
+
+    #[test]
+    fn gradient_is_flat_in_variable_order() {
+        let vs = VarStore::new(Device::Cpu);
+        let lin = nn::linear(vs.root() / "fc", 2, 1, Default::default());
+        let p = FlatParams::new(&vs);
+        // loss = Σ (w·x + b) over two samples: d/db = 2, d/dw = Σ x.
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
+        let loss = nn::Module::forward(&lin, &x).sum(Kind::Float);
+        let g = Vec::<f32>::try_from(p.gradient(&loss).unwrap()).unwrap();
+        assert_eq!(p.names, vec!["fc.bias", "fc.weight"]);
+        assert_eq!(g, vec![2.0, 4.0, 6.0]);
     }
 
     #[test]

@@ -520,9 +520,10 @@ impl<'a> Trainer<'a> {
         let Pass { terms, mu, z, .. } =
             self.forward(&x, Stream::TrainNoise, step, rows.clone(), step);
         let loss = terms.loss.sum(self.kind) / global_batch as f64;
-        self.params.zero_grad();
-        loss.backward();
-        let mut grad = self.params.flat_grad();
+        let mut grad = self
+            .params
+            .gradient(&loss)
+            .map_err(tensor_err(format!("gradient at step {step}")))?;
         let t0 = Instant::now();
         self.comm.all_reduce_sum(&mut grad)?;
         self.comm_secs += t0.elapsed().as_secs_f64();
@@ -568,9 +569,10 @@ impl<'a> Trainer<'a> {
         };
         let d_sum = ce(&real, &zeros) + ce(&fake, &ones);
         let d_loss = &d_sum * 0.5 / global_batch as f64;
-        disc.params.zero_grad();
-        d_loss.backward();
-        let mut dgrad = disc.params.flat_grad();
+        let mut dgrad = disc
+            .params
+            .gradient(&d_loss)
+            .map_err(tensor_err(format!("discriminator gradient at step {step}")))?;
         self.comm.all_reduce_sum(&mut dgrad)?;
         disc.adam.step(&mut disc.params.flat, &dgrad, disc.lr);
         let correct = real.argmax(1, false).eq(0).sum(Kind::Double)
