@@ -252,38 +252,27 @@ pub fn linear_classifier_accuracy(
     let (xt, xe) = ((&xt - &mean) / &std, (&xe - &mean) / &std);
     let yt = Tensor::from_slice(yt);
     let ye = Tensor::from_slice(ye);
-    tch::manual_seed(0);
-    let vs = tch::nn::VarStore::new(Device::Cpu);
-    let w = vs
-        .root()
-        .zeros("w", &[xt.size()[1], classes as i64])
-        .to_kind(Kind::Double)
-        .detach()
-        .set_requires_grad(true);
-    let b = Tensor::zeros([classes as i64], (Kind::Double, Device::Cpu)).set_requires_grad(true);
-    let mut opt_state = [
-        (w.zeros_like(), w.zeros_like()),
-        (b.zeros_like(), b.zeros_like()),
-    ];
-    let (lr, b1, b2) = (0.05, 0.9, 0.999);
-    let (mut w, mut b) = (w, b);
-    for t in 1..=500 {
-        let logits = xt.matmul(&w) + &b;
-        let loss = logits.cross_entropy_for_logits(&yt);
-        w.zero_grad();
-        b.zero_grad();
-        loss.backward();
-        tch::no_grad(|| {
-            for (p, (m, v)) in [&mut w, &mut b].into_iter().zip(opt_state.iter_mut()) {
-                let g = p.grad();
-                *m = &*m * b1 + &g * (1.0 - b1);
-                *v = &*v * b2 + g.square() * (1.0 - b2);
-                let mh = &*m / (1.0 - b1.powi(t));
-                let vh = &*v / (1.0 - b2.powi(t));
-                let _ = p.g_sub_(&(mh / (vh.sqrt() + 1e-8) * lr));
-            }
-        });
+    // Weights and bias in one flat tensor, trained with the project's Adam.
+    let (d, k) = (xt.size()[1], classes as i64);
+    let mut flat = Tensor::zeros([d * k + k], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    let cfg = vae_proto::config::OptimSection {
+        lr: 0.05,
+        ..Default::default()
+    };
+    let mut adam = crate::optim::Adam::for_tensor(&cfg, &flat);
+    let split = |flat: &Tensor| {
+        (
+            flat.narrow(0, 0, d * k).view([d, k]),
+            flat.narrow(0, d * k, k),
+        )
+    };
+    for _ in 0..500 {
+        let (w, b) = split(&flat);
+        let loss = (xt.matmul(&w) + b).cross_entropy_for_logits(&yt);
+        let grad = Tensor::run_backward(&[loss], &[&flat], false, false).remove(0);
+        adam.step(&mut flat, &grad, cfg.lr);
     }
+    let (w, b) = split(&flat.detach());
     let pred = (xe.matmul(&w) + &b).argmax(1, false);
     pred.eq_tensor(&ye)
         .to_kind(Kind::Double)

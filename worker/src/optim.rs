@@ -79,10 +79,15 @@ pub struct Adam {
 
 impl Adam {
     pub fn new(cfg: &OptimSection, params: &FlatParams) -> Adam {
+        Adam::for_tensor(cfg, &params.flat)
+    }
+
+    /// Adam for one flat parameter tensor of `params`' shape and kind.
+    pub fn for_tensor(cfg: &OptimSection, params: &Tensor) -> Adam {
         Adam {
             cfg: cfg.clone(),
-            m: params.flat.zeros_like(),
-            v: params.flat.zeros_like(),
+            m: params.zeros_like(),
+            v: params.zeros_like(),
             t: 0,
         }
     }
