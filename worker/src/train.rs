@@ -1058,33 +1058,17 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             if cfg.dist.check_every > 0 && step % cfg.dist.check_every == 0 {
                 check_replicas(&t, step)?;
             }
-            if stop_requested(&args.stop, comm)? {
-                bar.finish_and_clear();
-                save(
-                    &t,
-                    step,
-                    epoch,
-                    batch_in_epoch,
-                    &es,
-                    &checkpoint::step_name(step),
-                    BTreeMap::new(),
-                )?;
-                set_latest(rank, &ckpt_dir, step, cfg)?;
-                interrupted = true;
-                break 'epochs;
-            }
-            if cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0 {
-                save(
-                    &t,
-                    step,
-                    epoch,
-                    batch_in_epoch,
-                    &es,
-                    &checkpoint::step_name(step),
-                    BTreeMap::new(),
-                )?;
+            let stop = stop_requested(&args.stop, comm)?;
+            if stop || (cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0) {
+                let name = checkpoint::step_name(step);
+                save(&t, step, epoch, batch_in_epoch, &es, &name, BTreeMap::new())?;
                 set_latest(rank, &ckpt_dir, step, cfg)?;
                 last_ckpt_step = Some(step);
+            }
+            if stop {
+                bar.finish_and_clear();
+                interrupted = true;
+                break 'epochs;
             }
         }
         bar.finish_and_clear();
