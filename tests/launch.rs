@@ -476,3 +476,74 @@ fn factorvae_discriminator_learns_to_tell_codes_from_permuted_codes() {
     assert!(acc > 0.55, "discriminator accuracy {acc}");
     finite(&s, "test_tc");
 }
+
+#[test]
+fn resume_with_another_number_of_workers_continues_the_same_run() {
+    // In float64 the result of 2 ranks then 1 rank equals 1 rank throughout.
+    let dir = tempfile::tempdir().unwrap();
+    let (straight, mixed) = (dir.path().join("straight"), dir.path().join("mixed"));
+    let run = |run_dir: &Path, n: &str, steps: u32, resume: bool| {
+        let max = format!("train.max_steps={steps}");
+        let mut c = Command::new(launch_bin());
+        env(&mut c)
+            .args(["--nproc-per-node", n, "--"])
+            .args(worker_args(run_dir, &[&max, "train.dtype=float64"]));
+        if resume {
+            c.arg("--resume");
+        }
+        ok(c)
+    };
+    run(&straight, "1", 60, false);
+    run(&mixed, "2", 30, false);
+    let out = run(&mixed, "1", 60, true);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed from"));
+    params(&straight);
+    params(&mixed);
+    let d = max_diff(
+        &straight.join("exported.safetensors"),
+        &mixed.join("exported.safetensors"),
+    );
+    assert!(d <= 1e-10, "2 then 1 worker(s) differ from 1 worker by {d}");
+}
+
+#[test]
+fn a_second_signal_stops_everything_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("twice");
+    let mut child = launch(&run, &["train.max_steps=100000", EVERY], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&run.join("checkpoints/latest"), "a first checkpoint");
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !status.success() || status.code() == Some(143),
+        "{status:?}"
+    );
+    assert_no_process_left(&run);
+    // Whatever happened, `latest` names a complete checkpoint.
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert!(run
+        .join("checkpoints")
+        .join(latest.trim())
+        .join("checkpoint.json")
+        .is_file());
+}
