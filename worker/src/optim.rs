@@ -41,6 +41,15 @@ impl FlatParams {
         FlatParams { names, vars, flat }
     }
 
+    /// `(name, detached variable)` pairs, as checkpoints store them.
+    pub fn named(&self) -> Vec<(String, Tensor)> {
+        self.names
+            .iter()
+            .cloned()
+            .zip(self.vars.iter().map(|v| v.detach()))
+            .collect()
+    }
+
     pub fn numel(&self) -> i64 {
         self.flat.numel() as i64
     }

@@ -331,12 +331,7 @@ impl Disc {
     }
 
     fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .names
-            .iter()
-            .cloned()
-            .zip(self.params.vars.iter().map(|v| v.detach()))
-            .collect()
+        self.params.named()
     }
 }
 
@@ -441,12 +436,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn model_tensors(&self) -> Vec<(String, Tensor)> {
-        self.params
-            .names
-            .iter()
-            .cloned()
-            .zip(self.params.vars.iter().map(|v| v.detach()))
-            .collect()
+        self.params.named()
     }
 
     /// Evaluates `images` (the test split): sums over this rank's part, reduced
