@@ -81,17 +81,12 @@ pub struct Plan {
     pub config: Config,
 }
 
+/// The first value of `flag` (`--flag V` or `--flag=V`).
 fn value_of(args: &[String], flag: &str) -> Option<String> {
-    let eq = format!("{flag}=");
-    args.iter().enumerate().find_map(|(i, a)| {
-        if a == flag {
-            args.get(i + 1).cloned()
-        } else {
-            a.strip_prefix(&eq).map(str::to_string)
-        }
-    })
+    values_of(args, flag).into_iter().next()
 }
 
+/// Every value of `flag` (`--flag V` or `--flag=V`), in order.
 fn values_of(args: &[String], flag: &str) -> Vec<String> {
     let eq = format!("{flag}=");
     let mut out = Vec::new();

@@ -8,7 +8,7 @@ use crate::comm::{self, Comm, Dist, Single};
 use crate::signals::StopFlag;
 use crate::train::{self, TrainArgs};
 
-use vae_proto::config::{Backend, DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
+use vae_proto::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_NAME};
 
 #[derive(Parser)]
 #[command(
@@ -152,9 +152,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let local_rank = dist.as_ref().map_or(0, |d| d.local_rank());
             let device = train::pick_device(cfg.train.device, local_rank)?;
-            if cfg.dist.backend == Backend::Nccl && !device.is_cuda() {
-                anyhow::bail!("config key `dist.backend`: \"nccl\" needs CUDA devices; this worker runs on the CPU");
-            }
+            // Checked here too for a worker outside MPI, which has no Dist.
+            comm::uses_nccl(cfg.dist.backend, device).map_err(anyhow::Error::msg)?;
             if let Some(d) = dist.as_mut() {
                 d.setup_backend(cfg.dist.backend, device)?;
             }

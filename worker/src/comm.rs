@@ -91,6 +91,20 @@ fn local_rank_from_env() -> usize {
     .unwrap_or(0)
 }
 
+/// Whether `backend` puts gradients on NCCL for a worker on `device`; an
+/// error when it asks for NCCL on a CPU worker.
+pub fn uses_nccl(backend: Backend, device: Device) -> Result<bool, String> {
+    match backend {
+        Backend::Mpi => Ok(false),
+        Backend::Auto => Ok(device.is_cuda()),
+        Backend::Nccl if device.is_cuda() => Ok(true),
+        Backend::Nccl => Err(
+            "config key `dist.backend`: \"nccl\" needs CUDA devices; this worker runs on the CPU"
+                .into(),
+        ),
+    }
+}
+
 /// Ends every process of the job (after a fatal error or a panic on one rank,
 /// so the others never wait forever in a collective). No-op outside MPI.
 pub fn abort_job(code: i32) {
@@ -131,18 +145,10 @@ impl Dist {
 
     /// Chooses the gradient data plane for `device` as `backend` asks.
     pub fn setup_backend(&mut self, backend: Backend, device: Device) -> Result<(), CommError> {
-        let cuda = device.is_cuda();
-        let use_nccl = match backend {
-            Backend::Mpi => false,
-            Backend::Auto => cuda,
-            Backend::Nccl if cuda => true,
-            Backend::Nccl => {
-                return Err(CommError::Setup {
-                    rank: self.rank,
-                    message: "config key `dist.backend`: \"nccl\" needs CUDA devices; this worker runs on the CPU".into(),
-                })
-            }
-        };
+        let use_nccl = uses_nccl(backend, device).map_err(|message| CommError::Setup {
+            rank: self.rank,
+            message,
+        })?;
         if use_nccl {
             let Device::Cuda(ordinal) = device else {
                 unreachable!("checked above")

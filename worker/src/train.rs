@@ -114,8 +114,7 @@ impl Source {
                 let shards = order.assignment(epoch, rank, world);
                 if loaded.as_ref().is_none_or(|(s, _)| *s != shards) {
                     *loaded = None; // free the previous epoch's shards first
-                    let data = dataset.read_split("train", Some(&shards))?;
-                    let t = to_tensor(&data.images, data.n, dataset.manifest.sample_shape, device)?;
+                    let t = split_tensor(dataset, "train", Some(&shards), device)?;
                     *loaded = Some((shards, t));
                 }
                 let local = order.batch / world;
@@ -219,16 +218,18 @@ fn prepare_run_dir(args: &TrainArgs) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Images of a split as one `u8` tensor `[N, C, H, W]` on `device`.
-fn to_tensor(
-    images: &[u8],
-    n: usize,
-    shape: [usize; 3],
+/// Reads the shards `which` (all when `None`) of a split and returns their
+/// images as one `u8` tensor `[N, C, H, W]` on `device`.
+fn split_tensor(
+    dataset: &Dataset,
+    split: &str,
+    which: Option<&[usize]>,
     device: Device,
 ) -> Result<Tensor, TrainError> {
-    let [c, h, w] = shape.map(|d| d as i64);
-    Tensor::from_slice(images)
-        .f_view([n as i64, c, h, w])
+    let data = dataset.read_split(split, which)?;
+    let [c, h, w] = dataset.manifest.sample_shape.map(|d| d as i64);
+    Tensor::from_slice(&data.images)
+        .f_view([data.n as i64, c, h, w])
         .and_then(|t| t.f_to_device(device))
         .map_err(tensor_err("loading the dataset onto the device"))
 }
@@ -289,13 +290,27 @@ struct Trainer<'a> {
     latent: usize,
 }
 
+/// The variables of `vs` in `kind`, gathered into one flat buffer holding
+/// rank 0's values on every rank.
+fn shared_params(
+    vs: &mut nn::VarStore,
+    kind: Kind,
+    comm: &dyn Comm,
+) -> Result<FlatParams, TrainError> {
+    if kind == Kind::Double {
+        vs.double();
+    }
+    let mut params = FlatParams::new(vs);
+    comm.broadcast(&mut params.flat, 0)?;
+    Ok(params)
+}
+
 /// The discriminator's own parameters and Adam (a second optimizer).
 struct Disc {
     _vs: nn::VarStore,
     net: Discriminator,
     params: FlatParams,
     adam: Adam,
-    lr: f64,
 }
 
 impl Disc {
@@ -309,11 +324,7 @@ impl Disc {
         let d = &cfg.discriminator;
         let mut vs = nn::VarStore::new(device);
         let net = Discriminator::new(&(vs.root() / "discriminator"), latent, d.hidden, d.layers);
-        if kind == Kind::Double {
-            vs.double();
-        }
-        let mut params = FlatParams::new(&vs);
-        comm.broadcast(&mut params.flat, 0)?;
+        let params = shared_params(&mut vs, kind, comm)?;
         let optim = vae_proto::config::OptimSection {
             lr: d.lr,
             beta1: d.beta1,
@@ -326,12 +337,7 @@ impl Disc {
             net,
             params,
             adam,
-            lr: d.lr,
         })
-    }
-
-    fn tensors(&self) -> Vec<(String, Tensor)> {
-        self.params.named()
     }
 }
 
@@ -365,11 +371,7 @@ impl<'a> Trainer<'a> {
         let mut vs = nn::VarStore::new(device);
         let model = model::build(&vs.root(), &cfg.model, shape);
         let kind = kind_of(cfg.train.dtype);
-        if kind == Kind::Double {
-            vs.double();
-        }
-        let mut params = FlatParams::new(&vs);
-        comm.broadcast(&mut params.flat, 0)?;
+        let params = shared_params(&mut vs, kind, comm)?;
         let adam = Adam::new(&cfg.optim, &params);
         let latent = model.latent_dim() as usize;
         let disc = match cfg.model.objective {
@@ -435,12 +437,6 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn model_tensors(&self) -> Vec<(String, Tensor)> {
-        self.params.named()
-    }
-
-    /// Evaluates `images` (the test split): sums over this rank's part, reduced
-    /// over ranks, and `μ`, `log σ²` of this rank's part for histograms.
     /// Global batches one step consumes: 2 for FactorVAE (the second feeds
     /// the discriminator's permuted codes), else 1.
     fn batches_per_step(&self) -> u64 {
@@ -564,7 +560,8 @@ impl<'a> Trainer<'a> {
             .gradient(&d_loss)
             .map_err(tensor_err(format!("discriminator gradient at step {step}")))?;
         self.comm.all_reduce_sum(&mut dgrad)?;
-        disc.adam.step(&mut disc.params.flat, &dgrad, disc.lr);
+        let lr = disc.adam.cfg.lr;
+        disc.adam.step(&mut disc.params.flat, &dgrad, lr);
         let correct = real.argmax(1, false).eq(0).sum(Kind::Double)
             + fake.argmax(1, false).eq(1).sum(Kind::Double);
         let disc_sums = Tensor::stack(
@@ -581,6 +578,8 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// Evaluates `images` (the test split): sums over this rank's part, reduced
+    /// over ranks, and `μ`, `log σ²` of this rank's part for histograms.
     fn evaluate(
         &self,
         images: &Tensor,
@@ -780,12 +779,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     // this rank needs: all of them in `global` order, its own in `shard` order.
     let dataset = Dataset::open(&cfg.data.url)?;
     let shape = dataset.manifest.sample_shape;
-    if !cfg.eval.metrics.is_empty() && dataset.manifest.name != "dsprites" {
-        return Err(TrainError::Invalid(format!(
-            "config key `eval.metrics`: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
-            cfg.data.url, dataset.manifest.name
-        )));
-    }
+    require_factors(cfg, &dataset, "config key `eval.metrics`")?;
     let train_split = dataset.split("train")?.clone();
     if train_split.samples < global_batch as u64 {
         return Err(TrainError::Invalid(format!(
@@ -793,20 +787,17 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             train_split.samples
         )));
     }
-    let test_data = dataset.read_split("test", None)?;
-    let test_images = to_tensor(&test_data.images, test_data.n, shape, device)?;
-    drop(test_data);
+    let test_images = split_tensor(&dataset, "test", None, device)?;
     let mut source = match cfg.data.order {
         DataOrder::Global => {
-            let data = dataset.read_split("train", None)?;
-            let images = to_tensor(&data.images, data.n, shape, device)?;
+            let images = split_tensor(&dataset, "train", None, device)?;
             Source::Global {
-                images,
                 order: GlobalOrder {
-                    n: data.n,
+                    n: images.size()[0] as usize,
                     batch: global_batch,
                     seed: cfg.train.seed,
                 },
+                images,
             }
         }
         DataOrder::Shard => {
@@ -934,7 +925,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 metrics,
                 files: vec![],
             };
-            let disc = t.disc.as_ref().map(|d| d.tensors());
+            let disc = t.disc.as_ref().map(|d| d.params.named());
             let mut optim = t.adam.state();
             if let Some(d) = &t.disc {
                 optim.extend(
@@ -945,7 +936,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 );
             }
             let contents = Contents {
-                model: &t.model_tensors(),
+                model: &t.params.named(),
                 optim: &optim,
                 discriminator: disc.as_deref(),
             };
@@ -1004,9 +995,12 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                 train_time += secs;
                 train_samples += window_steps * global_batch as u64;
                 bar.set_message(format!("loss {:.2}  {:.0} samples/s", s.loss(), sps));
-                let mut d = Vec::<f64>::try_from(disc_acc.to_device(Device::Cpu))
-                    .map_err(tensor_err("discriminator sums"))?;
-                comm.all_reduce_f64(&mut d)?;
+                let mut d = Vec::new();
+                if t.disc.is_some() {
+                    d = Vec::<f64>::try_from(disc_acc.to_device(Device::Cpu))
+                        .map_err(tensor_err("discriminator sums"))?;
+                    comm.all_reduce_f64(&mut d)?;
+                }
                 if let Some(o) = out.as_mut() {
                     o.scalars("train", &s, step);
                     o.board.scalar("train/lr", lr, step);
@@ -1018,7 +1012,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
                             step,
                         );
                     }
-                    if t.disc.is_some() && d[2] > 0.0 {
+                    if d.len() == 3 && d[2] > 0.0 {
                         o.board.scalar("train/disc_accuracy", d[0] / d[2], step);
                         o.board.scalar("train/disc_loss", d[1] / d[2], step);
                         last_disc_accuracy = Some(d[0] / d[2]);
@@ -1257,20 +1251,8 @@ fn disentanglement(
 ) -> Result<BTreeMap<String, f64>, TrainError> {
     let mut values = BTreeMap::new();
     if let Some(o) = out {
-        let mut gt = EncoderOnDsprites {
-            model: t.model.as_ref(),
-            device: t.device,
-            kind: t.kind,
-        };
         let started = Instant::now();
-        values = crate::disentanglement::compute(
-            &t.cfg.eval.metrics,
-            &mut gt,
-            Budget {
-                scale: t.cfg.eval.scale,
-            },
-            t.cfg.train.seed,
-        );
+        values = t.factor_metrics();
         for (k, v) in &values {
             o.board.scalar(&format!("metrics/{k}"), *v, step);
         }
@@ -1393,8 +1375,7 @@ pub fn eval_checkpoint(args: EvalArgs) -> Result<BTreeMap<String, f64>, TrainErr
     let dataset = Dataset::open(&cfg.data.url)?;
     let shape = dataset.manifest.sample_shape;
     let n_train = dataset.split("train")?.samples as usize;
-    let test = dataset.read_split("test", None)?;
-    let test_images = to_tensor(&test.images, test.n, shape, device)?;
+    let test_images = split_tensor(&dataset, "test", None, device)?;
     let comm = crate::comm::Single;
     let mut t = Trainer::new(&cfg, &comm, device, shape, n_train)?;
     let loaded = checkpoint::read(&dir)?;
@@ -1411,27 +1392,8 @@ pub fn eval_checkpoint(args: EvalArgs) -> Result<BTreeMap<String, f64>, TrainErr
     if let Some(acc) = t.disc_accuracy_on(&test_images)? {
         out.insert("disc_accuracy".to_string(), acc);
     }
-    if !cfg.eval.metrics.is_empty() {
-        if dataset.manifest.name != "dsprites" {
-            return Err(TrainError::Invalid(format!(
-                "--metrics: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
-                cfg.data.url, dataset.manifest.name
-            )));
-        }
-        let mut gt = EncoderOnDsprites {
-            model: t.model.as_ref(),
-            device,
-            kind: t.kind,
-        };
-        out.extend(crate::disentanglement::compute(
-            &cfg.eval.metrics,
-            &mut gt,
-            Budget {
-                scale: cfg.eval.scale,
-            },
-            cfg.train.seed,
-        ));
-    }
+    require_factors(&cfg, &dataset, "--metrics")?;
+    out.extend(t.factor_metrics());
     let json_path = args
         .out
         .unwrap_or_else(|| run_dir.join(format!("eval-step-{step:010}.json")));
@@ -1447,7 +1409,38 @@ pub fn eval_checkpoint(args: EvalArgs) -> Result<BTreeMap<String, f64>, TrainErr
     Ok(out)
 }
 
+/// Disentanglement metrics need a dataset with known factors: refuses
+/// `eval.metrics` on any other (`what` names the setting in the message).
+fn require_factors(cfg: &Config, dataset: &Dataset, what: &str) -> Result<(), TrainError> {
+    if !cfg.eval.metrics.is_empty() && dataset.manifest.name != "dsprites" {
+        return Err(TrainError::Invalid(format!(
+            "{what}: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
+            cfg.data.url, dataset.manifest.name
+        )));
+    }
+    Ok(())
+}
+
 impl Trainer<'_> {
+    /// The configured disentanglement metrics (`eval.metrics`, empty for
+    /// none) of the model's mean codes on dSprites rendered by the generator.
+    fn factor_metrics(&self) -> BTreeMap<String, f64> {
+        let mut gt = EncoderOnDsprites {
+            model: self.model.as_ref(),
+            device: self.device,
+            kind: self.kind,
+        };
+        let budget = Budget {
+            scale: self.cfg.eval.scale,
+        };
+        crate::disentanglement::compute(
+            &self.cfg.eval.metrics,
+            &mut gt,
+            budget,
+            self.cfg.train.seed,
+        )
+    }
+
     /// FactorVAE: the discriminator's accuracy on codes of the test split
     /// against dimension-wise permuted codes of its other half.
     fn disc_accuracy_on(&self, images: &Tensor) -> Result<Option<f64>, TrainError> {
