@@ -12,10 +12,14 @@ setup: ready" ]; then
 fi
 source scripts/env.sh
 cargo fmt --all --check
+# The tests run the binaries built with test-only fault injection
+# (worker/src/train/faults.rs); lint both builds.
+TEST_FEATURES=(--features vae-worker/fault-injection)
 cargo clippy --release --workspace --all-targets --quiet -- -D warnings
+cargo clippy --release --workspace --all-targets --quiet "${TEST_FEATURES[@]}" -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --release --workspace 2>&1 | tee "$log"
+cargo test --release --workspace "${TEST_FEATURES[@]}" 2>&1 | tee "$log"
 # One closing line over every test binary: N passed, N failed.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

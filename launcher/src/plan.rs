@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use vae_proto::cli::{self, parse_worker_args};
 use vae_proto::config::{self, Config};
 
 #[derive(Debug, thiserror::Error)]
@@ -81,27 +82,6 @@ pub struct Plan {
     pub config: Config,
 }
 
-/// The first value of `flag` (`--flag V` or `--flag=V`).
-fn value_of(args: &[String], flag: &str) -> Option<String> {
-    values_of(args, flag).into_iter().next()
-}
-
-/// Every value of `flag` (`--flag V` or `--flag=V`), in order.
-fn values_of(args: &[String], flag: &str) -> Vec<String> {
-    let eq = format!("{flag}=");
-    let mut out = Vec::new();
-    for (i, a) in args.iter().enumerate() {
-        if a == flag {
-            if let Some(v) = args.get(i + 1) {
-                out.push(v.clone());
-            }
-        } else if let Some(v) = a.strip_prefix(&eq) {
-            out.push(v.to_string());
-        }
-    }
-    out
-}
-
 /// Plans the job for `worker_args` (what follows `--`).
 pub fn plan(nproc: Nproc, worker_args: &[String], devices: &Devices) -> Result<Plan, PlanError> {
     if worker_args.first().map(String::as_str) != Some("train") {
@@ -109,12 +89,15 @@ pub fn plan(nproc: Nproc, worker_args: &[String], devices: &Devices) -> Result<P
             "expected the worker's `train` command after `--`, e.g. vae-launch -- train --config configs/mnist_vae.toml".into(),
         ));
     }
-    let sets = values_of(worker_args, "--set");
-    let config_path = value_of(worker_args, "--config");
-    let config = match &config_path {
-        Some(p) => config::load(Path::new(p), &sets)?,
-        None => config::parse(config::DEFAULT_CONFIG, config::DEFAULT_CONFIG_NAME, &sets)?,
+    // The worker's own parser reads the arguments the workers will get.
+    let parsed = parse_worker_args(worker_args)
+        .map_err(|e| PlanError::Usage(format!("worker arguments after `--`: {e}")))?;
+    let cli::Command::Train(train) = parsed.command else {
+        return Err(PlanError::Usage(
+            "expected the worker's `train` command".into(),
+        ));
     };
+    let config = train.load_config()?;
     let gpus = devices.gpus > 0 && config.train.device != config::DeviceChoice::Cpu;
     let n = match nproc {
         Nproc::Exactly(n) => n,
@@ -134,24 +117,11 @@ pub fn plan(nproc: Nproc, worker_args: &[String], devices: &Devices) -> Result<P
         )));
     }
     let mut args = worker_args.to_vec();
-    let run_dir = match value_of(worker_args, "--run-dir") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let stem = config_path
-                .as_deref()
-                .and_then(|p| Path::new(p).file_stem())
-                .map_or("mnist_vae".to_string(), |s| {
-                    s.to_string_lossy().into_owned()
-                });
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let d = PathBuf::from("runs").join(format!("{stem}-{secs}"));
-            args.push("--run-dir".into());
-            args.push(d.display().to_string());
-            d
-        }
-    };
+    let run_dir = train.run_dir_or_default();
+    if train.run_dir.is_none() {
+        args.push("--run-dir".into());
+        args.push(run_dir.display().to_string());
+    }
     let threads = if config.train.threads > 0 {
         config.train.threads as usize
     } else {
@@ -237,6 +207,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train"), "{e}");
+        // The worker's own parser: what a worker would refuse, the plan refuses.
+        let e = plan(Nproc::Auto, &args("train --confg c.toml"), &cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--confg") && !e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! pointer file (`latest` or `best`) replaced, itself by write-and-rename. A
 //! crash at any point leaves the previous checkpoint named as the latest.
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 use vae_proto::checkpoint::{
@@ -12,6 +11,7 @@ use vae_proto::checkpoint::{
     LATEST_POINTER,
 };
 
+use crate::atomic;
 use crate::data::format::sha256_hex;
 
 pub const MODEL_FILE: &str = "model.safetensors";
@@ -40,24 +40,17 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), CheckpointError> {
-    fs::File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io(dir))
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    let mut f = fs::File::create(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+fn synced(path: &Path) -> Result<(), CheckpointError> {
+    atomic::sync_dir(path).map_err(io(path))
 }
 
 /// What goes into a checkpoint besides the manifest's counters.
 pub struct Contents<'a> {
     pub model: &'a [(String, Tensor)],
     pub optim: &'a [(String, Tensor)],
-    /// FactorVAE's discriminator, when the model has one.
-    pub discriminator: Option<&'a [(String, Tensor)]>,
+    /// A regulariser's network (FactorVAE's discriminator), when the
+    /// objective has one; stored as [`DISC_FILE`].
+    pub regularizer: Option<&'a [(String, Tensor)]>,
 }
 
 /// A checkpoint read back and verified.
@@ -106,41 +99,40 @@ pub fn write(
     contents: &Contents,
 ) -> Result<PathBuf, CheckpointError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    fs::create_dir(&tmp).map_err(io(&tmp))?;
+    // Built in a hidden temporary directory, removed again if anything fails.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".tmp-{name}-"))
+        .tempdir_in(dir)
+        .map_err(io(dir))?;
+    let tmp = staging.path();
     manifest.format = CHECKPOINT_FORMAT.into();
     manifest.files = vec![
         write_tensors(&tmp.join(MODEL_FILE), contents.model)?,
         write_tensors(&tmp.join(OPTIM_FILE), contents.optim)?,
     ];
-    if let Some(d) = contents.discriminator {
+    if let Some(d) = contents.regularizer {
         manifest.files.push(write_tensors(&tmp.join(DISC_FILE), d)?);
     }
     let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Corrupt {
-        path: tmp.clone(),
+        path: tmp.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_synced(&tmp.join(CHECKPOINT_MANIFEST), &json)?;
-    sync_dir(&tmp)?;
+    let mpath = tmp.join(CHECKPOINT_MANIFEST);
+    atomic::write(&mpath, &json).map_err(io(&mpath))?;
     let dest = dir.join(name);
     if dest.exists() {
         fs::remove_dir_all(&dest).map_err(io(&dest))?;
     }
+    let tmp = staging.keep();
     fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    sync_dir(dir)?;
+    synced(dir)?;
     Ok(dest)
 }
 
 /// Points `dir/<pointer>` at checkpoint `name`, atomically.
 pub fn set_pointer(dir: &Path, pointer: &str, name: &str) -> Result<(), CheckpointError> {
-    let tmp = dir.join(format!(".{pointer}.tmp"));
-    write_synced(&tmp, format!("{name}\n").as_bytes())?;
     let dest = dir.join(pointer);
-    fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    sync_dir(dir)
+    atomic::write(&dest, format!("{name}\n").as_bytes()).map_err(io(&dest))
 }
 
 /// The checkpoint directory `dir/<pointer>` names, if the pointer exists.

@@ -7,7 +7,9 @@
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use tch::{Device, Tensor};
-use vae_proto::config::Backend;
+use vae_proto::config::{Backend, DeviceChoice};
+
+use crate::device::{self, DeviceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
@@ -19,6 +21,10 @@ pub enum CommError {
     },
     #[error("rank {rank}: {message}")]
     Setup { rank: usize, message: String },
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error("{0}")]
+    Config(String),
 }
 
 pub trait Comm {
@@ -36,6 +42,8 @@ pub trait Comm {
     fn min_max_f64(&self, v: f64) -> Result<(f64, f64), CommError>;
     /// Copies rank `root`'s `t` to every rank, in place.
     fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), CommError>;
+    /// Copies rank `root`'s bytes to every rank (the length too).
+    fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<(), CommError>;
     fn barrier(&self) -> Result<(), CommError>;
     /// Name of the gradient data plane, for logs.
     fn backend(&self) -> &'static str;
@@ -63,12 +71,50 @@ impl Comm for Single {
     fn broadcast(&self, _t: &mut Tensor, _root: usize) -> Result<(), CommError> {
         Ok(())
     }
+    fn broadcast_bytes(&self, _bytes: &mut Vec<u8>, _root: usize) -> Result<(), CommError> {
+        Ok(())
+    }
     fn barrier(&self) -> Result<(), CommError> {
         Ok(())
     }
     fn backend(&self) -> &'static str {
         "none"
     }
+}
+
+/// A worker's place in the job: its collectives (MPI and NCCL under an MPI
+/// launcher, [`Single`] otherwise) and its device.
+pub struct Connection {
+    dist: Option<Dist>,
+    pub device: Device,
+}
+
+impl Connection {
+    pub fn comm(&self) -> &dyn Comm {
+        match &self.dist {
+            Some(d) => d,
+            None => &Single,
+        }
+    }
+}
+
+/// Joins the job this process was started in: initialises MPI when an MPI
+/// launcher started it, picks the device (on GPU, the node-local rank's)
+/// and sets up the gradient data plane `backend` asks for.
+pub fn connect(choice: DeviceChoice, backend: Backend) -> Result<Connection, CommError> {
+    let mut dist = if launched_by_mpi() {
+        Some(Dist::init()?)
+    } else {
+        None
+    };
+    let local_rank = dist.as_ref().map_or(0, |d| d.local_rank());
+    let device = device::pick(choice, local_rank)?;
+    // Checked here too for a worker outside MPI, which has no Dist.
+    uses_nccl(backend, device).map_err(CommError::Config)?;
+    if let Some(d) = dist.as_mut() {
+        d.setup_backend(backend, device)?;
+    }
+    Ok(Connection { dist, device })
 }
 
 /// Whether an MPI launcher started this process (Open MPI's mpirun, or a
@@ -275,6 +321,14 @@ impl Comm for Dist {
             op: "broadcast",
             message: e.to_string(),
         })?;
+        Ok(())
+    }
+    fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<(), CommError> {
+        let from = self.world.process_at_rank(root as i32);
+        let mut len = bytes.len() as u64;
+        from.broadcast_into(&mut len);
+        bytes.resize(len as usize, 0);
+        from.broadcast_into(&mut bytes[..]);
         Ok(())
     }
     fn barrier(&self) -> Result<(), CommError> {

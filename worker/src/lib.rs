@@ -1,14 +1,20 @@
 //! The VAE training worker: one process per GPU (or CPU slot). Modules, one
 //! concern each: [`model`] (architectures), [`loss`] (the objective), [`optim`]
 //! (flat parameters and Adam), [`data`] (dataset format, object storage,
-//! sample order), [`rng`] (counter-based randomness), [`comm`] (collectives),
-//! [`checkpoint`], [`metrics`], [`tensorboard`], [`images`], [`train`] (the
-//! loop), [`export`], and [`cli`] (the command line the binary runs).
+//! sample order), [`rng`] (counter-based randomness), [`comm`] (joining the
+//! job, collectives), [`device`], [`checkpoint`] (the on-disk format),
+//! [`metrics`], [`disentanglement`], [`tensorboard`], [`images`], [`atomic`]
+//! (file writes), [`train`] (the training loop, a folder of its parts),
+//! [`evaluate`] and [`export`] (the `eval` and `export` commands), and
+//! [`cli`] (runs the command line the binary parses).
+pub mod atomic;
 pub mod checkpoint;
 pub mod cli;
 pub mod comm;
 pub mod data;
+pub mod device;
 pub mod disentanglement;
+pub mod evaluate;
 pub mod export;
 pub mod images;
 pub mod loss;

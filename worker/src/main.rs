@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
         default_hook(info);
         vae_worker::comm::abort_job(101);
     }));
-    let cli = vae_worker::cli::Cli::parse();
+    let cli = vae_proto::cli::WorkerCli::parse();
     match vae_worker::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

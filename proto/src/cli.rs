@@ -1,0 +1,216 @@
+//! The `vae-worker` command line as types (clap). The worker runs them; the
+//! launcher parses the arguments it passes on to the workers with the same
+//! parser, so both read `--config`, `--set` and `--run-dir` identically.
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vae-worker",
+    version,
+    about = "Train VAEs on libtorch: one worker process"
+)]
+pub struct WorkerCli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model (the built-in MNIST VAE config when no --config is given).
+    Train(TrainCmd),
+    /// Prepare datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Evaluate a checkpoint: test loss, KL, TC, active units, discriminator
+    /// accuracy, and disentanglement metrics on data with known factors.
+    Eval(EvalCmd),
+    /// Write a checkpoint's weights as safetensors under PyTorch state_dict names.
+    Export(ExportCmd),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct TrainCmd {
+    /// TOML config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. --set model.beta=4 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Run directory (default: runs/<config name>-<unix time>).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Continue from the latest checkpoint in --run-dir.
+    #[arg(long, requires = "run_dir")]
+    pub resume: bool,
+}
+
+impl TrainCmd {
+    /// The config file (or the built-in default) with the `--set` overrides, validated.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        match &self.config {
+            Some(path) => config::load(path, &self.set),
+            None => config::parse(
+                config::DEFAULT_CONFIG,
+                config::DEFAULT_CONFIG_NAME,
+                &self.set,
+            ),
+        }
+    }
+
+    /// `--run-dir`, or `runs/<config name>-<unix time>` when none was given.
+    pub fn run_dir_or_default(&self) -> PathBuf {
+        if let Some(d) = &self.run_dir {
+            return d.clone();
+        }
+        let stem = self
+            .config
+            .as_deref()
+            .and_then(Path::file_stem)
+            .map_or("mnist_vae".to_string(), |s| {
+                s.to_string_lossy().into_owned()
+            });
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        PathBuf::from("runs").join(format!("{stem}-{secs}"))
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalCmd {
+    /// A checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Metrics, comma-separated: factorvae, mig, betavae (default: the run's eval.metrics).
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<String>,
+    /// Scale of the metrics' sample counts (1 = the published 10,000 / 5,000).
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Override a key of the run's config, e.g. --set data.url=... (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Where to write the JSON (default: <run-dir>/eval-step-<N>.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ExportCmd {
+    /// A checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Convert a dataset into the project's format.
+    Prepare {
+        #[command(subcommand)]
+        dataset: PrepareDataset,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PrepareDataset {
+    /// dSprites, generated (all 737,280 images, or a subset for small runs).
+    Dsprites {
+        /// Where to write: a file:// URL or a path.
+        #[arg(long)]
+        out: String,
+        /// Keep this many evenly spaced scales (of 6).
+        #[arg(long)]
+        scales: Option<usize>,
+        /// Keep this many evenly spaced orientations (of 40).
+        #[arg(long)]
+        orientations: Option<usize>,
+        /// Keep this many evenly spaced positions per axis (of 32).
+        #[arg(long)]
+        positions: Option<usize>,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 32_768)]
+        shard_size: usize,
+        /// Images in the `test` split (a fixed random subset of the images).
+        #[arg(long, default_value_t = 10_000)]
+        test_samples: usize,
+    },
+    /// MNIST from its original IDX files.
+    Mnist {
+        /// Directory with train-images-idx3-ubyte, t10k-labels-idx1-ubyte, ...
+        #[arg(long)]
+        idx_dir: PathBuf,
+        /// Where to write: a file:// URL or a path.
+        #[arg(long)]
+        out: String,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 10_000)]
+        shard_size: usize,
+    },
+}
+
+/// Parses the worker arguments `args` (without the program name) as
+/// `vae-worker` would; the error is clap's message on one line (its first
+/// paragraph, without the usage text).
+pub fn parse_worker_args(args: &[String]) -> Result<WorkerCli, String> {
+    let argv = std::iter::once("vae-worker".to_string()).chain(args.iter().cloned());
+    WorkerCli::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let first: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        let line = first.join(" ");
+        line.strip_prefix("error: ").unwrap_or(&line).to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn train_arguments_parse_in_both_spellings() {
+        let cli = parse_worker_args(&args(
+            "train --config c.toml --set a=1 --set=b=2 --run-dir=/r --resume",
+        ))
+        .unwrap();
+        let Command::Train(t) = cli.command else {
+            panic!("not train")
+        };
+        assert_eq!(t.config, Some(PathBuf::from("c.toml")));
+        assert_eq!(t.set, vec!["a=1", "b=2"]);
+        assert_eq!(t.run_dir_or_default(), PathBuf::from("/r"));
+        assert!(t.resume);
+    }
+
+    #[test]
+    fn the_default_run_dir_is_named_after_the_config() {
+        let cli = parse_worker_args(&args("train --config configs/x_vae.toml")).unwrap();
+        let Command::Train(t) = cli.command else {
+            panic!("not train")
+        };
+        let d = t.run_dir_or_default().display().to_string();
+        assert!(d.starts_with("runs/x_vae-"), "{d}");
+    }
+
+    #[test]
+    fn unknown_arguments_are_one_line() {
+        let e = parse_worker_args(&args("train --bogus")).unwrap_err();
+        assert!(e.contains("--bogus") && !e.contains('\n'), "{e}");
+        let e = parse_worker_args(&args("train --resume")).unwrap_err();
+        assert!(e.contains("--run-dir"), "{e}");
+    }
+}

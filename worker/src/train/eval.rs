@@ -1,0 +1,136 @@
+//! Evaluation of the current model: the test split's sums (each rank
+//! evaluates its part; the sums are reduced over ranks), the pictures rank 0
+//! reports (reconstructions, prior samples, latent traversals), the
+//! regulariser's figures, and the disentanglement metrics on data with known
+//! factors. Shared by the training loop and `vae-worker eval`.
+use std::collections::BTreeMap;
+
+use tch::{Device, Kind, Tensor};
+use vae_proto::config::Config;
+
+use super::step::{Pass, Trainer};
+use super::{tensor_err, TrainError};
+use crate::data::format::Dataset;
+use crate::disentanglement::{self, Budget, EncoderOnDsprites};
+use crate::images;
+use crate::metrics::{batch_sums, sums_len, Sums};
+use crate::rng::{self, Stream};
+
+/// The test split's figures: sums over all ranks, and `μ`, `log σ²` of this
+/// rank's part `[n, L]` (for histograms).
+pub struct TestEval {
+    pub sums: Sums,
+    pub mu: Tensor,
+    pub logvar: Tensor,
+}
+
+/// Evaluates `images` (`u8`, `[N, C, H, W]`) in batches of
+/// `train.eval_batch_size`, with the evaluation noise indexed by sample.
+pub fn test_split(t: &Trainer, images: &Tensor) -> Result<TestEval, TrainError> {
+    let batch = t.cfg.train.eval_batch_size as usize;
+    let comm = t.comm();
+    let n = images.size()[0] as usize;
+    let (rank, world) = (comm.rank(), comm.world_size());
+    let (lo, hi) = (n * rank / world, n * (rank + 1) / world);
+    let mut acc = Tensor::zeros([sums_len(t.latent)], (Kind::Double, t.device));
+    let (mut mus, mut lvs) = (Vec::new(), Vec::new());
+    tch::no_grad(|| {
+        let mut start = lo;
+        while start < hi {
+            let end = (start + batch).min(hi);
+            let x = t.pixels(&images.narrow(0, start as i64, (end - start) as i64));
+            let rows = start as u64..end as u64;
+            let Pass {
+                terms, mu, logvar, ..
+            } = t.forward(&x, Stream::EvalNoise, 0, rows, t.weights.adam.t);
+            acc += batch_sums(&terms, &mu);
+            mus.push(mu);
+            lvs.push(logvar);
+            start = end;
+        }
+    });
+    let mut sums = Sums::from_tensor(&acc, t.latent).map_err(tensor_err("evaluation"))?;
+    comm.all_reduce_f64(&mut sums.v)?;
+    let cat = |v: &[Tensor]| {
+        if v.is_empty() {
+            Tensor::zeros([0], (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::cat(v, 0)
+        }
+    };
+    Ok(TestEval {
+        sums,
+        mu: cat(&mus),
+        logvar: cat(&lvs),
+    })
+}
+
+/// Images for the report, each `[n, C, H, W]` in [0, 1], with the number per
+/// grid row.
+pub struct Pictures {
+    /// The first test images above their reconstructions from `μ`.
+    pub reconstructions: Tensor,
+    /// Decoded draws from the prior (fixed noise).
+    pub prior: Tensor,
+    /// Each latent dimension swept over ±3 around the first test image's `μ`.
+    pub traversal: Tensor,
+}
+
+/// The pictures of the current model from the first `log.images` test
+/// images; `None` when there are none to show.
+pub fn pictures(t: &Trainer, test: &Tensor) -> Option<Pictures> {
+    let k = (t.cfg.log.images as i64).min(test.size()[0]);
+    if k == 0 {
+        return None;
+    }
+    Some(tch::no_grad(|| {
+        let x = t.pixels(&test.narrow(0, 0, k));
+        let (mu, _) = t.model.encode(&x);
+        let reconstructions = images::pairs(&x, &t.model.decode(&mu).sigmoid());
+        let noise = rng::normals(t.cfg.train.seed, Stream::Prior, 0, 0..k as u64, t.latent);
+        let z = Tensor::from_slice(&noise)
+            .view([k, t.latent as i64])
+            .to_device(t.device)
+            .to_kind(t.kind);
+        let prior = t.model.decode(&z).sigmoid();
+        let traversal = images::traversal(&mu.narrow(0, 0, 1), 10, |z| t.model.decode(z).sigmoid());
+        Pictures {
+            reconstructions,
+            prior,
+            traversal,
+        }
+    }))
+}
+
+/// The configured disentanglement metrics (`eval.metrics`; empty for none)
+/// of the model's mean codes on dSprites rendered by the generator.
+pub fn factor_metrics(t: &Trainer) -> BTreeMap<String, f64> {
+    let mut gt = EncoderOnDsprites {
+        model: t.model.as_ref(),
+        device: t.device,
+        kind: t.kind,
+    };
+    let budget = Budget {
+        scale: t.cfg.eval.scale,
+    };
+    disentanglement::compute(&t.cfg.eval.metrics, &mut gt, budget, t.cfg.train.seed)
+}
+
+/// The regulariser's figures on `images` (FactorVAE: the discriminator's accuracy).
+pub fn regularizer_figures(t: &Trainer, images: &Tensor) -> Vec<(&'static str, f64)> {
+    t.regularizer.as_ref().map_or_else(Vec::new, |r| {
+        r.evaluate(t.model.as_ref(), images, t.cfg.train.seed)
+    })
+}
+
+/// Disentanglement metrics need a dataset with known factors: refuses
+/// `eval.metrics` on any other (`what` names the setting in the message).
+pub fn require_factors(cfg: &Config, dataset: &Dataset, what: &str) -> Result<(), TrainError> {
+    if !cfg.eval.metrics.is_empty() && dataset.manifest.name != "dsprites" {
+        return Err(TrainError::Invalid(format!(
+            "{what}: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
+            cfg.data.url, dataset.manifest.name
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! Fault injection for the tests, compiled in only with the cargo feature
+//! `fault-injection` (`scripts/test.sh` builds with it; release builds
+//! without it have nothing here but no-ops). Faults are asked for through
+//! the environment of the worker under test:
+//! - `VAE_FAULT_DESYNC_STEP=N`: after step N the last rank's parameters drift
+//!   from the others' (what the replica check, `dist.check_every`, must catch).
+use super::step::Trainer;
+use super::TrainError;
+
+/// Called after every step, with the step count.
+#[cfg(feature = "fault-injection")]
+pub fn after_step(t: &mut Trainer, step: u64) -> Result<(), TrainError> {
+    use std::sync::OnceLock;
+    static DESYNC: OnceLock<Option<u64>> = OnceLock::new();
+    let desync = DESYNC.get_or_init(|| {
+        std::env::var("VAE_FAULT_DESYNC_STEP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    let comm = t.comm();
+    if *desync == Some(step) && comm.rank() + 1 == comm.world_size() {
+        let flat = &mut t.weights.params.flat;
+        let _ = tch::no_grad(|| flat.f_add_scalar_(1e-3))
+            .map_err(super::tensor_err("fault injection"))?;
+    }
+    Ok(())
+}
+
+/// Called after every step; without the `fault-injection` feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn after_step(_t: &mut Trainer, _step: u64) -> Result<(), TrainError> {
+    Ok(())
+}

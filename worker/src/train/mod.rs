@@ -1,0 +1,366 @@
+//! The training loop, read as the algorithm: set up → for each step: feed a
+//! batch → step → report → act on the schedule → finish. Each part is a
+//! module of its own:
+//! - [`feed`]: this rank's batches in the configured data order;
+//! - [`step`]: the [`step::Trainer`] (model, flat parameters, Adam, forward,
+//!   the VAE update), with [`regularizer`]s (FactorVAE's discriminator) for
+//!   objectives that train a second network;
+//! - [`eval`]: the test split, pictures, disentanglement metrics;
+//! - [`report`]: what rank 0 writes (TensorBoard, PNG, console, JSON);
+//! - [`schedule`]: when to log, evaluate, checkpoint and stop (pure);
+//! - [`state`]: the run's position, checkpoints and resume;
+//! - `rundir`: the run directory; `faults`: test-only fault injection.
+pub mod eval;
+mod factorvae;
+mod faults;
+pub mod feed;
+pub mod regularizer;
+pub mod report;
+mod rundir;
+pub mod schedule;
+pub mod state;
+pub mod step;
+pub mod weights;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use tch::{Device, Tensor};
+use vae_proto::config::Config;
+
+use crate::checkpoint::CheckpointError;
+use crate::comm::{Comm, CommError};
+use crate::data::format::Dataset;
+use crate::data::DataError;
+use crate::device::kind_of;
+use crate::metrics::Sums;
+use crate::signals::StopFlag;
+use feed::Feed;
+use report::{EvalRecord, Meter, Outcome, Reporter, Summary};
+use schedule::Schedule;
+use state::{Checkpointer, TrainState};
+use step::{StepOutcome, Trainer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Comm(#[from] CommError),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+    #[error("run directory {path}: {message}", path = path.display())]
+    RunDir { path: PathBuf, message: String },
+    #[error("{context}: {source}")]
+    Tensor {
+        context: String,
+        source: tch::TchError,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub(crate) fn tensor_err(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> TrainError {
+    let context = context.into();
+    move |source| TrainError::Tensor { context, source }
+}
+
+/// What `vae-worker train` was asked to do.
+pub struct TrainArgs {
+    pub config: Config,
+    pub run_dir: PathBuf,
+    pub resume: bool,
+    pub device: Device,
+    /// Raised by SIGINT/SIGTERM/SIGUSR1: checkpoint and stop.
+    pub stop: StopFlag,
+}
+
+/// Trains as `args` says and returns the summary (also written to
+/// `summary.json`), or `None` when a signal stopped the run.
+pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainError> {
+    let mut run = Run::set_up(&args, comm)?;
+    let s = run.schedule.clone();
+    while s.more_epochs(run.state.epoch, run.state.batch_in_epoch, run.state.step) {
+        let per_step = run.trainer.batches_per_step();
+        let mut epoch = run
+            .feed
+            .epoch(run.state.epoch, run.state.batch_in_epoch, per_step)?;
+        run.begin_epoch(epoch.steps);
+        while !s.step_limit_reached(run.state.step) {
+            let Some(batch) = epoch.next() else { break };
+            let outcome = run.trainer.step(&batch, run.state.step)?;
+            if run.after_step(outcome, epoch.steps)? == Flow::Stop {
+                return run.interrupted();
+            }
+        }
+        let complete = run.end_epoch(epoch.steps);
+        if !complete || run.after_epoch()? == Flow::Stop {
+            break; // max_steps reached mid-epoch, or early stopping
+        }
+    }
+    run.finish().map(Some)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Everything one run holds. Every rank holds the same counters, so every
+/// branch below is taken by all ranks together.
+struct Run<'a> {
+    comm: &'a dyn Comm,
+    schedule: Schedule,
+    trainer: Trainer<'a>,
+    feed: Feed,
+    test_images: Tensor,
+    ckpt: Checkpointer<'a>,
+    report: Reporter,
+    meter: Meter,
+    state: TrainState,
+    stop: &'a StopFlag,
+    /// The last evaluation: test sums and record.
+    last_eval: Option<(Sums, EvalRecord)>,
+    last_ckpt_step: Option<u64>,
+    last_metrics_step: Option<u64>,
+    stopped_early: bool,
+}
+
+impl<'a> Run<'a> {
+    /// Checks what can fail early, prepares the run directory (rank 0),
+    /// opens the data, builds the model and, on `--resume`, restores it.
+    fn set_up(args: &'a TrainArgs, comm: &'a dyn Comm) -> Result<Run<'a>, TrainError> {
+        let cfg = &args.config;
+        let (rank, world) = (comm.rank(), comm.world_size());
+        let global_batch = cfg.train.batch_size as usize;
+        if !global_batch.is_multiple_of(world) {
+            return Err(TrainError::Invalid(format!(
+                "config key `train.batch_size`: {global_batch} does not divide by the {world} workers"
+            )));
+        }
+        if cfg.train.threads > 0 {
+            tch::set_num_threads(cfg.train.threads as i32);
+        }
+        report::banner(&args.run_dir, comm, args.device);
+        // Rank 0 owns the run directory; the others wait until it is ready
+        // (if rank 0 fails, it aborts the job).
+        if rank == 0 {
+            rundir::prepare(&args.run_dir, cfg, args.resume)?;
+        }
+        comm.barrier()?;
+        // Data: manifest first (cheap, fails fast on a bad URL), then the
+        // test split and this rank's training data.
+        let dataset = Dataset::open(&cfg.data.url)?;
+        eval::require_factors(cfg, &dataset, "config key `eval.metrics`")?;
+        let shape = dataset.manifest.sample_shape;
+        let n_train = dataset.split("train")?.samples as usize;
+        let test_images = feed::load_split(&dataset, "test", None, args.device)?;
+        let kind = kind_of(cfg.train.dtype);
+        let feed = Feed::open(cfg, dataset, rank, world, args.device, kind)?;
+        let mut trainer = Trainer::new(cfg, comm, args.device, shape, n_train)?;
+        let ckpt = Checkpointer::new(&args.run_dir, cfg, comm);
+        let mut report = Reporter::new(cfg, &args.run_dir, rank);
+        let mut state = TrainState::default();
+        if args.resume {
+            let (resumed, from) = ckpt.resume(&mut trainer)?;
+            if let Some(from) = from {
+                report.resumed(&from, resumed.step, resumed.epoch);
+            }
+            state = resumed;
+        }
+        Ok(Run {
+            comm,
+            schedule: Schedule::from_config(cfg),
+            meter: Meter::new(&trainer),
+            trainer,
+            feed,
+            test_images,
+            ckpt,
+            report,
+            last_ckpt_step: args.resume.then_some(state.step),
+            state,
+            stop: &args.stop,
+            last_eval: None,
+            last_metrics_step: None,
+            stopped_early: false,
+        })
+    }
+
+    fn begin_epoch(&mut self, steps: u64) {
+        self.meter.begin_epoch();
+        let s = &self.state;
+        self.report.begin_epoch(steps, s.batch_in_epoch, s.epoch);
+    }
+
+    /// After a step: count it, report, and act on the schedule (logging
+    /// window, metrics, replica check, checkpoint, stop on a signal).
+    fn after_step(
+        &mut self,
+        outcome: StepOutcome,
+        steps_in_epoch: u64,
+    ) -> Result<Flow, TrainError> {
+        self.state.finish_step();
+        self.meter.add(outcome);
+        self.report.tick();
+        let step = self.state.step;
+        let todo = self
+            .schedule
+            .after_step(step, self.state.batch_in_epoch, steps_in_epoch);
+        if todo.log {
+            let window = self.meter.window(self.comm, step)?;
+            let scalars = report::train_scalars(&window, &self.trainer, step);
+            self.report.window(&window, scalars, step);
+        }
+        faults::after_step(&mut self.trainer, step)?;
+        if todo.metrics {
+            self.metrics()?;
+        }
+        if todo.check_replicas {
+            self.trainer.check_replicas(step)?;
+        }
+        let stop = stop_requested(self.stop, self.comm)?;
+        if todo.checkpoint_if(stop) {
+            self.ckpt
+                .save_step(&self.trainer, &self.state, BTreeMap::new())?;
+            self.last_ckpt_step = Some(step);
+        }
+        Ok(if stop { Flow::Stop } else { Flow::Continue })
+    }
+
+    /// Ends an epoch's steps; whether all of them ran.
+    fn end_epoch(&mut self, steps: u64) -> bool {
+        self.report.end_epoch();
+        self.meter.end_epoch();
+        self.state.batch_in_epoch == steps
+    }
+
+    /// After a complete epoch: evaluate, report, early stopping, checkpoints.
+    fn after_epoch(&mut self) -> Result<Flow, TrainError> {
+        let train = self.meter.epoch_sums(self.comm)?;
+        let test = eval::test_split(&self.trainer, &self.test_images)?;
+        let step = self.state.step;
+        let train_loss = if train.n() > 0.0 {
+            train.loss()
+        } else {
+            self.last_eval.as_ref().map_or(f64::NAN, |e| e.1.train_loss)
+        };
+        let rec = EvalRecord::new(
+            self.state.epoch + 1,
+            step,
+            train_loss,
+            &test.sums,
+            self.meter.samples_per_sec,
+        );
+        let pictures = self
+            .report
+            .wants_pictures()
+            .then(|| eval::pictures(&self.trainer, &self.test_images))
+            .flatten();
+        self.report
+            .epoch(&rec, &test, self.trainer.latent, pictures)?;
+        let es = &mut self.state.early_stopping;
+        let verdict = self
+            .schedule
+            .early_stopping
+            .observe(es, rec.test_loss, step);
+        self.state.finish_epoch();
+        let metrics = BTreeMap::from([
+            ("test_loss".to_string(), rec.test_loss),
+            ("train_loss".to_string(), rec.train_loss),
+        ]);
+        self.last_eval = Some((test.sums, rec));
+        if verdict.keep_best {
+            self.ckpt
+                .save_best(&self.trainer, &self.state, metrics.clone())?;
+        }
+        let epochs_done = self.state.epoch;
+        if self
+            .schedule
+            .checkpoint_after_epoch(epochs_done, step, verdict.stop)
+        {
+            self.ckpt.save_step(&self.trainer, &self.state, metrics)?;
+            self.last_ckpt_step = Some(step);
+        }
+        if verdict.stop {
+            self.stopped_early = true;
+            let bad = self.state.early_stopping.bad_evals;
+            self.report.say(&format!(
+                "early stopping: no improvement of the test loss in {bad} evaluations"
+            ));
+            return Ok(Flow::Stop);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Disentanglement metrics, computed by rank 0 while the others wait.
+    fn metrics(&mut self) -> Result<(), TrainError> {
+        let step = self.state.step;
+        if self.report.is_active() {
+            let started = Instant::now();
+            let values = eval::factor_metrics(&self.trainer);
+            self.report.metrics(step, values, started.elapsed())?;
+        }
+        self.last_metrics_step = Some(step);
+        self.comm.barrier()?;
+        Ok(())
+    }
+
+    /// A signal stopped the run; its checkpoint is written.
+    fn interrupted(self) -> Result<Option<Summary>, TrainError> {
+        self.report.end_epoch();
+        let step = self.state.step;
+        self.report.say(&format!(
+            "stopped by a signal at step {step}: checkpoint written to {}; continue with --resume",
+            self.ckpt.step_path(step).display()
+        ));
+        Ok(None)
+    }
+
+    /// The end of training: a run that ended mid-epoch (`train.max_steps`) is
+    /// evaluated and checkpointed there; final metrics; the summary.
+    fn finish(mut self) -> Result<Summary, TrainError> {
+        let step = self.state.step;
+        if self.last_eval.as_ref().is_none_or(|e| e.1.step != step) {
+            let test = eval::test_split(&self.trainer, &self.test_images)?;
+            let epoch = self.state.epoch + u64::from(self.state.batch_in_epoch > 0);
+            let train_loss = self.report.last_train_loss();
+            let sps = self.meter.samples_per_sec;
+            let rec = EvalRecord::new(epoch, step, train_loss, &test.sums, sps);
+            self.report.final_eval(&rec, &test.sums);
+            self.last_eval = Some((test.sums, rec));
+        }
+        let (test, last) = self
+            .last_eval
+            .take()
+            .ok_or_else(|| TrainError::Invalid("no evaluation was run".into()))?;
+        if self.last_ckpt_step != Some(step) {
+            let metrics = BTreeMap::from([("test_loss".to_string(), last.test_loss)]);
+            self.ckpt.save_step(&self.trainer, &self.state, metrics)?;
+        }
+        if self.schedule.metrics_at_end(step, self.last_metrics_step) {
+            self.metrics()?;
+        }
+        let end = Outcome {
+            test: &test,
+            last: &last,
+            early_stopping: &self.state.early_stopping,
+            stopped_early: self.stopped_early,
+            world_size: self.comm.world_size(),
+            device: self.trainer.device,
+        };
+        self.report.summary(end, self.meter.samples_per_sec)
+    }
+}
+
+/// Whether any rank was asked to stop (all ranks get the same answer).
+fn stop_requested(stop: &StopFlag, comm: &dyn Comm) -> Result<bool, TrainError> {
+    let mut v = [if stop.raised() { 1.0 } else { 0.0 }];
+    if comm.world_size() > 1 {
+        comm.all_reduce_f64(&mut v)?;
+    }
+    Ok(v[0] > 0.0)
+}

@@ -1,0 +1,76 @@
+//! Objectives that train a network of their own beside the VAE (FactorVAE's
+//! discriminator) plug in through [`Regularizer`]: it adds a per-sample
+//! penalty to the VAE's loss, takes its own update after the VAE's in every
+//! step (reading extra batches if it needs them), names the scalars it
+//! reports, and hands its [`Weights`] to checkpoints and resume. A new one
+//! implements the trait and is built in [`build`].
+use std::ops::Range;
+
+use tch::{Device, Kind, Tensor};
+use vae_proto::config::{Config, ObjectiveKind};
+
+use super::factorvae::FactorDiscriminator;
+use super::weights::Weights;
+use super::TrainError;
+use crate::comm::Comm;
+use crate::model::Vae;
+
+/// What a regulariser's update sees of the step.
+pub struct RegularizerStep<'a> {
+    /// The model, after this step's VAE update.
+    pub model: &'a dyn Vae,
+    /// This step's codes of the VAE's batch on this rank, detached, `[b, L]`.
+    pub z: &'a Tensor,
+    /// The extra batches of this step on this rank, pixels `[b, C, H, W]`.
+    pub extra: &'a [Tensor],
+    pub seed: u64,
+    pub step: u64,
+    /// This rank's rows of the global batch (for counter-based noise).
+    pub rows: Range<u64>,
+    pub global_batch: usize,
+}
+
+pub trait Regularizer {
+    /// Per-sample penalty `[B]` on codes `z` `[B, L]`, which the objective
+    /// weighs into the VAE's loss (FactorVAE: the TC estimate `D(z)₀ − D(z)₁`).
+    fn penalty(&self, z: &Tensor) -> Tensor;
+
+    /// Global batches it reads per step besides the VAE's own.
+    fn extra_batches(&self) -> u64;
+
+    /// Its own update after the VAE's (gradients averaged over ranks through
+    /// `comm`). Returns sums over this rank's samples, `[sums_len]` double,
+    /// which are added up over steps and ranks for [`Regularizer::scalars`].
+    fn update(&mut self, s: &RegularizerStep, comm: &dyn Comm) -> Result<Tensor, TrainError>;
+
+    /// Length of the sums [`Regularizer::update`] returns.
+    fn sums_len(&self) -> usize;
+
+    /// Training scalars (TensorBoard tags under `train/`) from the sums added
+    /// up over a logging window and all ranks.
+    fn scalars(&self, sums: &[f64]) -> Vec<(&'static str, f64)>;
+
+    /// Figures on held-out images, for `vae-worker eval`.
+    fn evaluate(&self, model: &dyn Vae, images: &Tensor, seed: u64) -> Vec<(&'static str, f64)>;
+
+    /// Its network and optimizer.
+    fn weights(&self) -> &Weights;
+    fn weights_mut(&mut self) -> &mut Weights;
+}
+
+/// The regulariser the configured objective trains, if any. Its network is
+/// initialised after the VAE's, from the same torch seed.
+pub fn build(
+    cfg: &Config,
+    latent: i64,
+    device: Device,
+    kind: Kind,
+    comm: &dyn Comm,
+) -> Result<Option<Box<dyn Regularizer>>, TrainError> {
+    Ok(match cfg.model.objective {
+        ObjectiveKind::Factor => Some(Box::new(FactorDiscriminator::new(
+            cfg, latent, device, kind, comm,
+        )?)),
+        ObjectiveKind::Vae | ObjectiveKind::Capacity | ObjectiveKind::Btcvae => None,
+    })
+}

@@ -1,0 +1,531 @@
+//! What a run reports. [`Meter`] adds up the steps' sums on the device and
+//! reduces them over ranks (every rank takes part); [`Reporter`] writes:
+//! TensorBoard scalars, images and histograms, PNGs, the console line and
+//! progress bar, `history.json`, `metrics.json` and `summary.json`. The
+//! reporter writes on rank 0 only and is a no-op elsewhere. The scalars of a
+//! logging window are listed in [`train_scalars`], those of an evaluation in
+//! [`sums_scalars`]: adding one means adding it there.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+use vae_proto::checkpoint::EarlyStoppingState;
+use vae_proto::config::{Config, ObjectiveKind};
+
+use super::eval::{Pictures, TestEval};
+use super::step::{StepOutcome, Trainer};
+use super::{tensor_err, TrainError};
+use crate::comm::Comm;
+use crate::metrics::{sums_len, Sums};
+use crate::tensorboard::Board;
+use crate::{atomic, images};
+
+/// One evaluation, as reported in `history.json` and `summary.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_recon: f64,
+    pub test_kl: f64,
+    pub test_active_units: usize,
+    pub samples_per_sec: f64,
+}
+
+impl EvalRecord {
+    pub fn new(epoch: u64, step: u64, train_loss: f64, test: &Sums, samples_per_sec: f64) -> Self {
+        EvalRecord {
+            epoch,
+            step,
+            train_loss,
+            test_loss: test.loss(),
+            test_recon: test.recon(),
+            test_kl: test.kl(),
+            test_active_units: test.active_units(),
+            samples_per_sec,
+        }
+    }
+}
+
+/// `summary.json`: the last evaluation's figures at the top level, and all of them in `history`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub epoch: u64,
+    pub step: u64,
+    pub train_loss: f64,
+    pub test_loss: f64,
+    pub test_recon: f64,
+    pub test_kl: f64,
+    pub test_kl_per_dim: Vec<f64>,
+    pub test_active_units: usize,
+    /// Total-correlation estimate on the test split (FactorVAE, β-TCVAE).
+    pub test_tc: f64,
+    /// FactorVAE: the discriminator's accuracy over the last logging window.
+    pub disc_accuracy: Option<f64>,
+    /// The last disentanglement metrics (`eval.metrics`), with their `step`.
+    pub metrics: BTreeMap<String, f64>,
+    pub samples_per_sec: f64,
+    pub best_test_loss: Option<f64>,
+    pub best_step: Option<u64>,
+    pub stopped_early: bool,
+    pub world_size: usize,
+    pub device: String,
+    pub history: Vec<EvalRecord>,
+}
+
+/// What the end of a run knows, for [`Reporter::summary`].
+pub struct Outcome<'a> {
+    pub test: &'a Sums,
+    pub last: &'a EvalRecord,
+    pub early_stopping: &'a EarlyStoppingState,
+    pub stopped_early: bool,
+    pub world_size: usize,
+    pub device: Device,
+}
+
+/// A logging window's figures, reduced over ranks.
+pub struct Window {
+    pub sums: Sums,
+    /// The regulariser's sums (empty without one).
+    pub regularizer: Vec<f64>,
+    pub samples_per_sec: f64,
+    /// Mean seconds per step in the gradient all-reduce, on this rank.
+    pub allreduce_secs: f64,
+}
+
+/// Adds up what the steps report, on the device (no host sync per step).
+pub struct Meter {
+    latent: usize,
+    device: Device,
+    global_batch: u64,
+    reg_len: usize,
+    window: Tensor,
+    regularizer: Tensor,
+    epoch: Tensor,
+    comm_secs: f64,
+    window_start: Instant,
+    window_steps: u64,
+    epoch_secs: f64,
+    epoch_samples: u64,
+    /// Training throughput of the last epoch that trained (samples/s).
+    pub samples_per_sec: f64,
+}
+
+impl Meter {
+    pub fn new(t: &Trainer) -> Meter {
+        let zeros = || Tensor::zeros([0], (Kind::Double, t.device));
+        Meter {
+            latent: t.latent,
+            device: t.device,
+            global_batch: t.cfg.train.batch_size,
+            reg_len: t.regularizer.as_ref().map_or(0, |r| r.sums_len()),
+            window: zeros(),
+            regularizer: zeros(),
+            epoch: zeros(),
+            comm_secs: 0.0,
+            window_start: Instant::now(),
+            window_steps: 0,
+            epoch_secs: 0.0,
+            epoch_samples: 0,
+            samples_per_sec: 0.0,
+        }
+    }
+
+    fn zeros(&self, n: usize) -> Tensor {
+        Tensor::zeros([n as i64], (Kind::Double, self.device))
+    }
+
+    /// Starts an epoch: every sum and clock from zero.
+    pub fn begin_epoch(&mut self) {
+        self.epoch = self.zeros(sums_len(self.latent) as usize);
+        (self.epoch_secs, self.epoch_samples) = (0.0, 0);
+        self.reset_window();
+    }
+
+    fn reset_window(&mut self) {
+        self.window = self.zeros(sums_len(self.latent) as usize);
+        self.regularizer = self.zeros(self.reg_len);
+        self.comm_secs = 0.0;
+        (self.window_start, self.window_steps) = (Instant::now(), 0);
+    }
+
+    pub fn add(&mut self, o: StepOutcome) {
+        self.window += &o.sums;
+        self.epoch += o.sums;
+        if let Some(r) = o.regularizer {
+            self.regularizer += r;
+        }
+        self.comm_secs += o.comm_secs;
+        self.window_steps += 1;
+    }
+
+    /// Reduces the window over ranks (every rank calls this) and starts the
+    /// next one. A loss that is not finite ends the run, naming the step.
+    pub fn window(&mut self, comm: &dyn Comm, step: u64) -> Result<Window, TrainError> {
+        let mut sums = Sums::from_tensor(&self.window, self.latent)
+            .map_err(tensor_err(format!("step {step}")))?;
+        comm.all_reduce_f64(&mut sums.v)?;
+        if !sums.loss().is_finite() {
+            return Err(TrainError::Invalid(format!(
+                "loss is {} at step {step}: training diverged",
+                sums.loss()
+            )));
+        }
+        let secs = self.window_start.elapsed().as_secs_f64();
+        let samples = self.window_steps * self.global_batch;
+        self.epoch_secs += secs;
+        self.epoch_samples += samples;
+        let mut regularizer = Vec::new();
+        if self.reg_len > 0 {
+            regularizer = Vec::<f64>::try_from(self.regularizer.to_device(Device::Cpu))
+                .map_err(tensor_err("regulariser sums"))?;
+            comm.all_reduce_f64(&mut regularizer)?;
+        }
+        let w = Window {
+            sums,
+            regularizer,
+            samples_per_sec: samples as f64 / secs.max(1e-9),
+            allreduce_secs: self.comm_secs / self.window_steps.max(1) as f64,
+        };
+        self.reset_window();
+        Ok(w)
+    }
+
+    /// Ends an epoch (complete or cut short): its throughput becomes the run's.
+    pub fn end_epoch(&mut self) {
+        if self.epoch_samples > 0 {
+            self.samples_per_sec = self.epoch_samples as f64 / self.epoch_secs.max(1e-9);
+        }
+    }
+
+    /// The epoch's training sums, reduced over ranks (every rank calls this).
+    pub fn epoch_sums(&self, comm: &dyn Comm) -> Result<Sums, TrainError> {
+        let mut s =
+            Sums::from_tensor(&self.epoch, self.latent).map_err(tensor_err("epoch sums"))?;
+        comm.all_reduce_f64(&mut s.v)?;
+        Ok(s)
+    }
+}
+
+/// The scalars of an evaluation or a window under `prefix` (`train`, `test`).
+pub fn sums_scalars(prefix: &str, s: &Sums, has_tc: bool) -> Vec<(String, f64)> {
+    let mut v = vec![
+        (format!("{prefix}/loss"), s.loss()),
+        (format!("{prefix}/recon"), s.recon()),
+        (format!("{prefix}/kl"), s.kl()),
+    ];
+    if has_tc {
+        v.push((format!("{prefix}/tc"), s.tc()));
+    }
+    v.push((format!("{prefix}/active_units"), s.active_units() as f64));
+    for (j, x) in s.kl_per_dim().iter().enumerate() {
+        v.push((format!("{prefix}/kl_per_dim/{j:02}"), *x));
+    }
+    v
+}
+
+/// Every training scalar of a logging window at `step`.
+pub fn train_scalars(w: &Window, t: &Trainer, step: u64) -> Vec<(String, f64)> {
+    let mut v = sums_scalars("train", &w.sums, has_tc(t.cfg));
+    v.push(("train/lr".into(), t.cfg.optim.lr));
+    v.push(("train/samples_per_sec".into(), w.samples_per_sec));
+    if t.comm().world_size() > 1 {
+        v.push(("train/allreduce_ms_per_step".into(), 1e3 * w.allreduce_secs));
+    }
+    if let Some(r) = &t.regularizer {
+        v.extend(
+            r.scalars(&w.regularizer)
+                .into_iter()
+                .map(|(k, x)| (k.into(), x)),
+        );
+    }
+    if t.cfg.model.objective == ObjectiveKind::Capacity {
+        v.push(("train/capacity".into(), t.objective.capacity(step)));
+    }
+    v
+}
+
+/// The first line of a run (rank 0): where it writes, on how many workers,
+/// on which device, and how gradients travel.
+pub fn banner(run_dir: &Path, comm: &dyn Comm, device: Device) {
+    if comm.rank() != 0 {
+        return;
+    }
+    let world = comm.world_size();
+    println!(
+        "run directory: {} ({world} worker{}, {device:?}, gradients over {})",
+        run_dir.display(),
+        if world == 1 { "" } else { "s" },
+        comm.backend()
+    );
+}
+
+/// Whether the objective estimates a total correlation.
+pub fn has_tc(cfg: &Config) -> bool {
+    matches!(
+        cfg.model.objective,
+        ObjectiveKind::Factor | ObjectiveKind::Btcvae
+    )
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
+    let fail = |message: String| TrainError::RunDir {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| fail(e.to_string()))?;
+    atomic::write(path, &bytes).map_err(|e| fail(e.to_string()))
+}
+
+/// Rank 0's outputs in the run directory.
+struct Outputs {
+    board: Board,
+    run_dir: PathBuf,
+}
+
+/// The run's reporter: writes on rank 0, does nothing on the others.
+pub struct Reporter {
+    out: Option<Outputs>,
+    show_progress: bool,
+    bar: indicatif::ProgressBar,
+    has_tc: bool,
+    log_images: bool,
+    histograms: bool,
+    history: Vec<EvalRecord>,
+    /// The last value of every training scalar.
+    last: BTreeMap<String, f64>,
+    /// The last disentanglement metrics, with their `step`.
+    metrics: BTreeMap<String, f64>,
+}
+
+impl Reporter {
+    pub fn new(cfg: &Config, run_dir: &Path, rank: usize) -> Reporter {
+        let out = (rank == 0).then(|| Outputs {
+            board: Board::new(&run_dir.join("tensorboard")),
+            run_dir: run_dir.to_path_buf(),
+        });
+        Reporter {
+            show_progress: cfg.train.progress && out.is_some(),
+            out,
+            bar: indicatif::ProgressBar::hidden(),
+            has_tc: has_tc(cfg),
+            log_images: cfg.log.images > 0,
+            histograms: cfg.log.histograms,
+            history: Vec::new(),
+            last: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+        }
+    }
+
+    /// Whether this rank writes (rank 0).
+    pub fn is_active(&self) -> bool {
+        self.out.is_some()
+    }
+
+    /// Whether the next evaluation's pictures will be shown (compute them only then).
+    pub fn wants_pictures(&self) -> bool {
+        self.is_active() && self.log_images
+    }
+
+    /// A console line (rank 0).
+    pub fn say(&self, line: &str) {
+        if self.is_active() {
+            println!("{line}");
+        }
+    }
+
+    /// A resumed run continues its history (evaluations up to `state`'s step).
+    pub fn resumed(&mut self, from: &Path, step: u64, epoch: u64) {
+        let Some(o) = &self.out else { return };
+        let path = o.run_dir.join("history.json");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            self.history = serde_json::from_str(&text).unwrap_or_default();
+            self.history.retain(|r| r.step <= step);
+        }
+        println!(
+            "resumed from {} (step {step}, epoch {})",
+            from.display(),
+            epoch + 1
+        );
+    }
+
+    pub fn begin_epoch(&mut self, steps: u64, done: u64, epoch: u64) {
+        if !self.show_progress {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(steps);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("epoch {}", epoch + 1));
+        bar.set_position(done);
+        self.bar = bar;
+    }
+
+    pub fn tick(&self) {
+        self.bar.inc(1);
+    }
+
+    pub fn end_epoch(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    /// A logging window: progress message and the scalars of [`train_scalars`].
+    pub fn window(&mut self, w: &Window, scalars: Vec<(String, f64)>, step: u64) {
+        let Some(o) = self.out.as_mut() else { return };
+        self.bar.set_message(format!(
+            "loss {:.2}  {:.0} samples/s",
+            w.sums.loss(),
+            w.samples_per_sec
+        ));
+        for (tag, v) in scalars {
+            o.board.scalar(&tag, v, step);
+            self.last.insert(tag, v);
+        }
+    }
+
+    /// The end-of-epoch evaluation: console line, test scalars, histograms,
+    /// pictures, and `history.json`.
+    pub fn epoch(
+        &mut self,
+        rec: &EvalRecord,
+        test: &TestEval,
+        latent: usize,
+        pictures: Option<Pictures>,
+    ) -> Result<(), TrainError> {
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
+        println!(
+            "epoch {:>3}  step {:>7}  train loss {:.4}  test loss {:.4} (recon {:.4}, kl {:.4}, active {}/{})  {:.0} samples/s",
+            rec.epoch, rec.step, rec.train_loss, rec.test_loss, rec.test_recon, rec.test_kl, rec.test_active_units, latent, rec.samples_per_sec
+        );
+        for (tag, v) in sums_scalars("test", &test.sums, self.has_tc) {
+            o.board.scalar(&tag, v, rec.step);
+        }
+        if self.histograms {
+            for (tag, v) in [("test/mu", &test.mu), ("test/logvar", &test.logvar)] {
+                let vals = Vec::<f32>::try_from(v.to_device(Device::Cpu).view([-1]))
+                    .map_err(tensor_err("histogram"))?;
+                o.board.histogram(tag, &vals, rec.step);
+            }
+        }
+        if let Some(p) = pictures {
+            o.pictures(p, rec.epoch, rec.step)?;
+        }
+        o.board.flush();
+        self.history.push(rec.clone());
+        write_json(&o.run_dir.join("history.json"), &self.history)
+    }
+
+    /// The evaluation where a run ends mid-epoch (`train.max_steps`).
+    pub fn final_eval(&mut self, rec: &EvalRecord, test: &Sums) {
+        let Some(o) = self.out.as_mut() else { return };
+        println!(
+            "stopped at step {}: test loss {:.4} (recon {:.4}, kl {:.4})",
+            rec.step, rec.test_loss, rec.test_recon, rec.test_kl
+        );
+        for (tag, v) in sums_scalars("test", test, self.has_tc) {
+            o.board.scalar(&tag, v, rec.step);
+        }
+        o.board.flush();
+    }
+
+    /// The training loss of the last evaluation reported (NaN before any).
+    pub fn last_train_loss(&self) -> f64 {
+        self.history.last().map_or(f64::NAN, |r| r.train_loss)
+    }
+
+    /// Disentanglement metrics at `step`: TensorBoard `metrics/*`, the
+    /// console, and `metrics.json` (one entry per step).
+    pub fn metrics(
+        &mut self,
+        step: u64,
+        mut values: BTreeMap<String, f64>,
+        took: Duration,
+    ) -> Result<(), TrainError> {
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
+        for (k, v) in &values {
+            o.board.scalar(&format!("metrics/{k}"), *v, step);
+        }
+        o.board.flush();
+        let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+        println!(
+            "step {step}: {} ({:.0} s)",
+            shown.join(", "),
+            took.as_secs_f64()
+        );
+        values.insert("step".into(), step as f64);
+        let path = o.run_dir.join("metrics.json");
+        let mut all: Vec<BTreeMap<String, f64>> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        all.retain(|m| m.get("step").is_some_and(|s| *s < step as f64));
+        all.push(values.clone());
+        self.metrics = values;
+        write_json(&path, &all)
+    }
+
+    /// Builds the run's summary and writes `summary.json` (rank 0).
+    pub fn summary(&mut self, end: Outcome, samples_per_sec: f64) -> Result<Summary, TrainError> {
+        let summary = Summary {
+            epoch: end.last.epoch,
+            step: end.last.step,
+            train_loss: end.last.train_loss,
+            test_loss: end.test.loss(),
+            test_recon: end.test.recon(),
+            test_kl: end.test.kl(),
+            test_kl_per_dim: end.test.kl_per_dim(),
+            test_active_units: end.test.active_units(),
+            test_tc: end.test.tc(),
+            disc_accuracy: self.last.get("train/disc_accuracy").copied(),
+            metrics: self.metrics.clone(),
+            samples_per_sec,
+            best_test_loss: end.early_stopping.best_loss,
+            best_step: end.early_stopping.best_step,
+            stopped_early: end.stopped_early,
+            world_size: end.world_size,
+            device: format!("{:?}", end.device),
+            history: std::mem::take(&mut self.history),
+        };
+        if let Some(o) = &self.out {
+            write_json(&o.run_dir.join("summary.json"), &summary)?;
+        }
+        Ok(summary)
+    }
+}
+
+impl Outputs {
+    /// The pictures as PNGs under `images/` and TensorBoard images.
+    fn pictures(&mut self, p: Pictures, epoch: u64, step: u64) -> Result<(), TrainError> {
+        for (tag, file, imgs, per_row) in [
+            ("test/reconstructions", "recon", p.reconstructions, 16),
+            ("samples/prior", "prior", p.prior, 8),
+            ("latent/traversals", "traversal", p.traversal, 10),
+        ] {
+            let g = images::grid(&imgs, per_row).map_err(tensor_err("image grid"))?;
+            let path = self
+                .run_dir
+                .join("images")
+                .join(format!("{file}-epoch-{epoch:03}.png"));
+            let fail = |message: String| TrainError::RunDir {
+                path: path.clone(),
+                message,
+            };
+            g.save(&path).map_err(|e| fail(e.to_string()))?;
+            self.board
+                .image(tag, &g, step)
+                .map_err(|e| fail(e.to_string()))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,199 @@
+//! One training step: the [`Trainer`] holds the model with its flat
+//! parameters and Adam ([`Weights`]), the objective and, when the objective
+//! has one, a [`Regularizer`]. A step is forward → loss → flat gradient →
+//! all-reduce → Adam, then the regulariser's own update. No I/O; the only
+//! collectives are the gradient all-reduces (and the replica check it is
+//! asked for).
+use std::ops::Range;
+
+use tch::{nn, Device, Kind, Tensor};
+use vae_proto::config::Config;
+
+use super::feed::StepBatch;
+use super::regularizer::{self, Regularizer, RegularizerStep};
+use super::weights::Weights;
+use super::TrainError;
+use crate::comm::Comm;
+use crate::device::kind_of;
+use crate::loss::{Forward, Objective, Terms};
+use crate::metrics::batch_sums;
+use crate::model::{self, Vae};
+use crate::rng::{self, Stream};
+
+pub struct Trainer<'a> {
+    pub cfg: &'a Config,
+    comm: &'a dyn Comm,
+    pub model: Box<dyn Vae>,
+    pub weights: Weights,
+    pub objective: Objective,
+    pub regularizer: Option<Box<dyn Regularizer>>,
+    pub device: Device,
+    pub kind: Kind,
+    pub latent: usize,
+}
+
+/// One forward pass: the objective's terms, the posterior and the codes.
+pub struct Pass {
+    pub terms: Terms,
+    pub mu: Tensor,
+    pub logvar: Tensor,
+    pub z: Tensor,
+}
+
+/// What one step leaves to report, summed over this rank's samples: the
+/// objective's sums (layout of [`crate::metrics::Sums`]), the regulariser's
+/// sums, and the seconds spent in the VAE's gradient all-reduce.
+pub struct StepOutcome {
+    pub sums: Tensor,
+    pub regularizer: Option<Tensor>,
+    pub comm_secs: f64,
+}
+
+/// Reparameterised codes `μ + σ·ε`, `[rows, L]`, with `ε` rows from the
+/// counter-based records `(seed, stream, counter, rows)`.
+pub fn sample_z(
+    mu: &Tensor,
+    logvar: &Tensor,
+    seed: u64,
+    stream: Stream,
+    counter: u64,
+    rows: Range<u64>,
+) -> Tensor {
+    let l = mu.size()[1];
+    let n = (rows.end - rows.start) as i64;
+    let eps = Tensor::from_slice(&rng::normals(seed, stream, counter, rows, l as usize))
+        .view([n, l])
+        .to_device(mu.device());
+    mu + (logvar * 0.5).exp() * eps
+}
+
+impl<'a> Trainer<'a> {
+    /// Builds the model for samples of `shape` (and the regulariser's
+    /// network) from the seed; every rank then holds rank 0's parameters.
+    pub fn new(
+        cfg: &'a Config,
+        comm: &'a dyn Comm,
+        device: Device,
+        shape: [usize; 3],
+        dataset_size: usize,
+    ) -> Result<Trainer<'a>, TrainError> {
+        tch::manual_seed(cfg.train.seed as i64);
+        let vs = nn::VarStore::new(device);
+        let model = model::build(&vs.root(), &cfg.model, shape);
+        let kind = kind_of(cfg.train.dtype);
+        let weights = Weights::new(vs, kind, &cfg.optim, comm)?;
+        let latent = model.latent_dim() as usize;
+        let regularizer = regularizer::build(cfg, latent as i64, device, kind, comm)?;
+        Ok(Trainer {
+            cfg,
+            comm,
+            model,
+            weights,
+            objective: Objective::from_config(&cfg.model, dataset_size),
+            regularizer,
+            device,
+            kind,
+            latent,
+        })
+    }
+
+    pub fn comm(&self) -> &'a dyn Comm {
+        self.comm
+    }
+
+    /// Global batches one step consumes: the VAE's and the regulariser's extra ones.
+    pub fn batches_per_step(&self) -> u64 {
+        1 + self.regularizer.as_ref().map_or(0, |r| r.extra_batches())
+    }
+
+    /// Sets the update count of every optimizer (after a resume).
+    pub fn set_step(&mut self, step: u64) {
+        self.weights.adam.t = step;
+        if let Some(r) = self.regularizer.as_mut() {
+            r.weights_mut().adam.t = step;
+        }
+    }
+
+    /// Encodes `x` `[B, C, H, W]`, samples codes with noise rows `rows` of
+    /// `(stream, counter)`, decodes, and computes the objective's terms at `step`.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        stream: Stream,
+        counter: u64,
+        rows: Range<u64>,
+        step: u64,
+    ) -> Pass {
+        let (mu, logvar) = self.model.encode(x);
+        let z = sample_z(&mu, &logvar, self.cfg.train.seed, stream, counter, rows);
+        let logits = self.model.decode(&z);
+        let penalty = self.regularizer.as_ref().map(|r| r.penalty(&z));
+        let f = Forward {
+            x,
+            mu: &mu,
+            logvar: &logvar,
+            z: &z,
+            logits: &logits,
+        };
+        let terms = self.objective.terms(&f, step, penalty.as_ref());
+        Pass {
+            terms,
+            mu,
+            logvar,
+            z,
+        }
+    }
+
+    /// One optimizer step on `batch` (two with a regulariser: the VAE's, then
+    /// its own), gradients averaged over ranks.
+    pub fn step(&mut self, batch: &StepBatch, step: u64) -> Result<StepOutcome, TrainError> {
+        let global_batch = self.cfg.train.batch_size as usize;
+        let Pass { terms, mu, z, .. } =
+            self.forward(&batch.x, Stream::TrainNoise, step, batch.rows.clone(), step);
+        let loss = terms.loss.sum(self.kind) / global_batch as f64;
+        let grad = self.weights.gradient(&loss, "gradient", step)?;
+        let comm_secs = self.weights.update(grad, self.comm)?;
+        let sums = batch_sums(&terms, &mu);
+        let regularizer = match self.regularizer.as_mut() {
+            None => None,
+            Some(r) => {
+                let s = RegularizerStep {
+                    model: self.model.as_ref(),
+                    z: &z.detach(),
+                    extra: &batch.extra,
+                    seed: self.cfg.train.seed,
+                    step,
+                    rows: batch.rows.clone(),
+                    global_batch,
+                };
+                Some(r.update(&s, self.comm)?)
+            }
+        };
+        Ok(StepOutcome {
+            sums,
+            regularizer,
+            comm_secs,
+        })
+    }
+
+    /// Compares a checksum of the parameters across ranks (`dist.check_every`).
+    pub fn check_replicas(&self, step: u64) -> Result<(), TrainError> {
+        let flat = &self.weights.params.flat;
+        let sum = flat.sum(Kind::Double).double_value(&[]);
+        let sq = flat.square().sum(Kind::Double).double_value(&[]);
+        for v in [sum, sq] {
+            let (lo, hi) = self.comm.min_max_f64(v)?;
+            if lo.to_bits() != hi.to_bits() {
+                return Err(TrainError::Invalid(format!(
+                    "parameters differ across ranks at step {step} (checksums from {lo} to {hi})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Pixels in [0, 1] in the training kind, from `u8` images.
+    pub fn pixels(&self, images: &Tensor) -> Tensor {
+        images.to_kind(self.kind) / 255.0
+    }
+}

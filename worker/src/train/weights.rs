@@ -1,0 +1,143 @@
+//! A trained network's state: its variables as one flat buffer (every
+//! variable a view into it) and its Adam. The VAE is one; a regulariser's
+//! network (FactorVAE's discriminator) is another. Averaging gradients over
+//! ranks, updating, broadcasting on resume, and checkpointing are the same
+//! code for both.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use tch::{nn, Kind, Tensor};
+use vae_proto::config::OptimSection;
+
+use super::{tensor_err, TrainError};
+use crate::comm::{Comm, CommError};
+use crate::optim::{Adam, FlatParams};
+
+pub struct Weights {
+    _vs: nn::VarStore,
+    pub params: FlatParams,
+    pub adam: Adam,
+}
+
+impl Weights {
+    /// The variables of `vs`, in `kind`, gathered into one flat buffer that
+    /// holds rank 0's values on every rank, with an Adam configured by `optim`.
+    pub fn new(
+        mut vs: nn::VarStore,
+        kind: Kind,
+        optim: &OptimSection,
+        comm: &dyn Comm,
+    ) -> Result<Weights, CommError> {
+        if kind == Kind::Double {
+            vs.double();
+        }
+        let mut params = FlatParams::new(&vs);
+        comm.broadcast(&mut params.flat, 0)?;
+        let adam = Adam::new(optim, &params);
+        Ok(Weights {
+            _vs: vs,
+            params,
+            adam,
+        })
+    }
+
+    /// The flat gradient of `loss` (already divided by the global batch).
+    pub fn gradient(&self, loss: &Tensor, what: &str, step: u64) -> Result<Tensor, TrainError> {
+        self.params
+            .gradient(loss)
+            .map_err(tensor_err(format!("{what} at step {step}")))
+    }
+
+    /// Sums `grad` over ranks, then takes one Adam step at the configured
+    /// rate. Returns the seconds spent in the all-reduce (with NCCL, the
+    /// call only enqueues the work).
+    pub fn update(&mut self, mut grad: Tensor, comm: &dyn Comm) -> Result<f64, CommError> {
+        let started = Instant::now();
+        comm.all_reduce_sum(&mut grad)?;
+        let secs = started.elapsed().as_secs_f64();
+        let lr = self.adam.cfg.lr;
+        self.adam.step(&mut self.params.flat, &grad, lr);
+        Ok(secs)
+    }
+
+    /// Copies rank `root`'s parameters and Adam moments to every rank.
+    pub fn broadcast(&mut self, comm: &dyn Comm, root: usize) -> Result<(), CommError> {
+        comm.broadcast(&mut self.params.flat, root)?;
+        comm.broadcast(&mut self.adam.m, root)?;
+        comm.broadcast(&mut self.adam.v, root)
+    }
+
+    /// The Adam moments under `prefix` (`adam.m`, `disc.adam.m`, ...).
+    pub fn optim_state(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.adam
+            .state()
+            .into_iter()
+            .map(|(n, v)| (format!("{prefix}{n}"), v))
+            .collect()
+    }
+
+    /// Restores parameters from `params` (by name) and the Adam moments
+    /// stored under `prefix` in `optim`, at update count `step`; `from` names
+    /// the checkpoint in errors.
+    pub fn restore(
+        &mut self,
+        params: &[(String, Tensor)],
+        optim: &[(String, Tensor)],
+        prefix: &str,
+        step: u64,
+        from: &Path,
+    ) -> Result<(), TrainError> {
+        load_into(&mut self.params, params, from)?;
+        let get = |name: &str| {
+            let name = format!("{prefix}{name}");
+            optim
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .ok_or_else(|| {
+                    TrainError::Invalid(format!(
+                        "{}: optimizer state has no `{name}`",
+                        from.display()
+                    ))
+                })
+        };
+        self.adam
+            .load(&get("adam.m")?, &get("adam.v")?, step)
+            .map_err(tensor_err(format!(
+                "loading optimizer state `{prefix}adam`"
+            )))
+    }
+}
+
+/// Copies checkpoint tensors into `params` by name, checking names and shapes.
+fn load_into(
+    params: &mut FlatParams,
+    tensors: &[(String, Tensor)],
+    from: &Path,
+) -> Result<(), TrainError> {
+    let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    if map.len() != params.names.len() {
+        return Err(TrainError::Invalid(format!(
+            "{}: holds {} tensors, the model has {}: another architecture?",
+            from.display(),
+            map.len(),
+            params.names.len()
+        )));
+    }
+    for (name, var) in params.names.iter().zip(params.vars.iter_mut()) {
+        let src = map.get(name.as_str()).ok_or_else(|| {
+            TrainError::Invalid(format!("{}: has no tensor `{name}`", from.display()))
+        })?;
+        if src.size() != var.size() {
+            return Err(TrainError::Invalid(format!(
+                "{}: tensor `{name}` is {:?}, the model wants {:?}",
+                from.display(),
+                src.size(),
+                var.size()
+            )));
+        }
+        tch::no_grad(|| var.f_copy_(src)).map_err(tensor_err(format!("loading {name}")))?;
+    }
+    Ok(())
+}
