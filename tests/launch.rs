@@ -547,3 +547,167 @@ fn a_second_signal_stops_everything_at_once() {
         .join("checkpoint.json")
         .is_file());
 }
+
+/// Runs `sets` (float64, 20 steps) on 1 rank and under `mpirun -np 2`, and
+/// returns the largest parameter difference (every network of the run).
+fn one_vs_two_ranks(dir: &Path, name: &str, sets: &[&str]) -> f64 {
+    let all: Vec<&str> = ["train.max_steps=20", "train.dtype=float64"]
+        .into_iter()
+        .chain(sets.iter().copied())
+        .collect();
+    let (one, two) = (dir.join(format!("{name}-1")), dir.join(format!("{name}-2")));
+    let mut c = Command::new(worker_bin());
+    env(&mut c).args(worker_args(&one, &all));
+    ok(c);
+    let mut c = Command::new("mpirun");
+    env(&mut c)
+        .args(["-np", "2", "--oversubscribe"])
+        .arg(worker_bin())
+        .args(worker_args(&two, &all));
+    ok(c);
+    params(&one);
+    params(&two);
+    max_diff(
+        &one.join("exported.safetensors"),
+        &two.join("exported.safetensors"),
+    )
+}
+
+#[test]
+fn every_objective_trains_the_same_model_on_one_and_two_ranks() {
+    // Each objective where the batch matters: the capacity term on the
+    // global batch's mean KL (C crosses it within the 20 steps), β-TCVAE's
+    // minibatch-weighted sampling over the global batch (β ≠ 1, else its
+    // log q(z) terms cancel), FactorVAE's permutation of the global batch
+    // (both networks are compared).
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[&str]); 4] = [
+        ("vae", &["model.beta=4"]),
+        (
+            "capacity",
+            &[
+                "model.objective=capacity",
+                "model.capacity_max=30",
+                "model.capacity_steps=20",
+            ],
+        ),
+        (
+            "factor",
+            &[
+                "model.objective=factor",
+                "model.tc_weight=10",
+                "discriminator.hidden=64",
+            ],
+        ),
+        ("btcvae", &["model.objective=btcvae", "model.tc_weight=6"]),
+    ];
+    for (name, sets) in cases {
+        let mut sets = sets.to_vec();
+        sets.push("train.batch_size=32");
+        let d = one_vs_two_ranks(dir.path(), name, &sets);
+        assert!(d <= 1e-10, "{name}: 1 and 2 ranks differ by {d}");
+    }
+}
+
+/// A dSprites subset of 1,536 images in 24 shards of 64 (for `shard` order).
+fn small_shards(dir: &Path) -> PathBuf {
+    let out = dir.join("shards");
+    let mut c = Command::new(worker_bin());
+    env(&mut c)
+        .args(["data", "prepare", "dsprites", "--out"])
+        .arg(&out)
+        .args(["--scales", "2", "--orientations", "4", "--positions", "8"])
+        .args(["--test-samples", "100", "--shard-size", "64"]);
+    ok(c);
+    out
+}
+
+/// `sets` on `small_shards`: a small MLP, float64, global batch 12.
+fn shard_args(run: &Path, data: &Path, sets: &[&str]) -> Vec<String> {
+    let url = format!("data.url={}", data.display());
+    let mut all = vec![
+        url.as_str(),
+        "train.dtype=float64",
+        "train.batch_size=12",
+        "model.hidden_dim=32",
+        "model.latent_dim=4",
+        "log.images=0",
+    ];
+    all.extend_from_slice(sets);
+    worker_args(run, &all)
+}
+
+fn mpirun(n: usize, args: Vec<String>) -> Output {
+    let mut c = Command::new("mpirun");
+    env(&mut c)
+        .args(["-np", &n.to_string(), "--oversubscribe"])
+        .arg(worker_bin())
+        .args(args);
+    ok(c)
+}
+
+#[test]
+fn shard_order_resumed_mid_epoch_on_3_or_1_ranks_trains_the_2_rank_epoch() {
+    // The epoch that 2 ranks started keeps their deal of shards: resumed on
+    // 3 ranks or on 1, every step trains the same global batch the 2 ranks
+    // would have, so the parameters (float64) are the uninterrupted run's.
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_shards(dir.path());
+    let shard = [
+        "data.order=shard",
+        "data.shuffle_buffer=50",
+        "train.epochs=1",
+    ];
+    let straight = dir.path().join("straight");
+    mpirun(2, shard_args(&straight, &data, &shard));
+    let steps = summary(&straight)["step"].as_u64().unwrap();
+    assert!(steps > 100, "{steps} steps in the epoch");
+    for n in [3, 1] {
+        let run = dir.path().join(format!("resumed-on-{n}"));
+        let mut cut = shard.to_vec();
+        cut.push("train.max_steps=50");
+        mpirun(2, shard_args(&run, &data, &cut));
+        let mut args = shard_args(&run, &data, &shard);
+        args.push("--resume".into());
+        mpirun(n, args);
+        let s = summary(&run);
+        assert_eq!(s["step"].as_u64(), Some(steps), "on {n} ranks");
+        assert_eq!(s["epoch"].as_u64(), Some(1));
+        params(&straight);
+        params(&run);
+        let d = max_diff(
+            &straight.join("exported.safetensors"),
+            &run.join("exported.safetensors"),
+        );
+        assert!(d <= 1e-10, "resumed on {n} ranks: differs by {d}");
+    }
+}
+
+#[test]
+fn early_stopping_on_3_ranks_stops_every_rank_at_the_same_step() {
+    // min_delta so large that no evaluation after the first improves:
+    // patience 1 stops after the second epoch, decided by rank 0.
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_shards(dir.path());
+    let run = dir.path().join("early");
+    let sets = [
+        "train.epochs=6",
+        "train.dtype=float32",
+        "early_stopping.enabled=true",
+        "early_stopping.patience=1",
+        "early_stopping.min_delta=1e9",
+    ];
+    let started = Instant::now();
+    let out = mpirun(3, shard_args(&run, &data, &sets));
+    assert!(started.elapsed() < Duration::from_secs(120));
+    let s = summary(&run);
+    assert_eq!(s["stopped_early"].as_bool(), Some(true));
+    assert_eq!(s["history"].as_array().unwrap().len(), 2);
+    let stop_step = s["step"].as_u64().unwrap();
+    assert_eq!(stop_step, 2 * 1536 / 12);
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), format!("step-{stop_step:010}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("early stopping").count(), 1, "{text}");
+    assert_no_process_left(&run);
+}

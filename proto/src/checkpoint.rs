@@ -20,8 +20,13 @@ pub struct CheckpointManifest {
     pub step: u64,
     /// Epoch in progress (0-based) at `step`.
     pub epoch: u64,
-    /// Data position: global batches of `epoch` already consumed.
+    /// Data position: steps of `epoch` already taken.
     pub batch_in_epoch: u64,
+    /// `shard` order: the number of workers whose deal of shards governs
+    /// `epoch` (the ones that started it; a resume with another number
+    /// finishes their deal). Absent in older checkpoints: `world_size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_world: Option<usize>,
     /// RNG position: all randomness after initialisation is a pure function of
     /// `(seed, epoch)` for data order and `(seed, step, sample)` for noise, so
     /// the seed and the counters above are the whole RNG state.

@@ -55,14 +55,26 @@ impl ModelKind {
 pub enum ObjectiveKind {
     /// recon + β·KL (+ γ·squared error): VAE (β = 1) and β-VAE.
     Vae,
-    /// Controlled-capacity β-VAE (Burgess et al. 2018): recon + w·|KL − C|,
-    /// C rising linearly from 0 to `capacity_max` over `capacity_steps`.
+    /// Controlled-capacity β-VAE (Burgess et al. 2018): recon + w·|KL̄ − C|
+    /// with KL̄ the mean KL over the global batch, C rising linearly from 0
+    /// to `capacity_max` over `capacity_steps`.
     Capacity,
     /// FactorVAE (Kim & Mnih 2018): recon + KL + γ·TC, TC from a discriminator.
     Factor,
     /// β-TCVAE (Chen et al. 2018): recon + MI + β·TC + dimension-wise KL,
-    /// with minibatch-weighted sampling.
+    /// with minibatch-weighted sampling over the global batch.
     Btcvae,
+}
+
+impl ObjectiveKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectiveKind::Vae => "vae",
+            ObjectiveKind::Capacity => "capacity",
+            ObjectiveKind::Factor => "factor",
+            ObjectiveKind::Btcvae => "btcvae",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -507,6 +519,17 @@ impl RawConfig {
         finite_nonneg("model.capacity_max", m.capacity_max)?;
         finite_nonneg("model.capacity_weight", m.capacity_weight)?;
         positive("model.capacity_steps", m.capacity_steps)?;
+        if matches!(m.objective, ObjectiveKind::Factor | ObjectiveKind::Btcvae) && t.batch_size < 2
+        {
+            return Err(key_err(
+                "train.batch_size",
+                format!(
+                    "model.objective = \"{}\" compares the codes of a batch with each other and needs at least 2 samples, got {}",
+                    m.objective.as_str(),
+                    t.batch_size
+                ),
+            ));
+        }
         for metric in &self.eval.metrics {
             if !["factorvae", "mig", "betavae"].contains(&metric.as_str()) {
                 return Err(key_err(
@@ -683,6 +706,11 @@ mod tests {
         assert!(e.contains("not valid TOML"), "{e}");
         let e = err("", &["model.beta"]);
         assert!(e.contains("KEY=VALUE"), "{e}");
+        let e = err("", &["model.objective=factor", "train.batch_size=1"]);
+        assert!(
+            e.contains("train.batch_size") && e.contains("factor"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -40,6 +40,12 @@ pub trait Comm {
     fn all_reduce_f64(&self, v: &mut [f64]) -> Result<(), CommError>;
     /// The minimum and maximum of `v` over all ranks.
     fn min_max_f64(&self, v: f64) -> Result<(f64, f64), CommError>;
+    /// Whether `flag` is set on any rank (an exact integer reduction: every
+    /// rank gets the same answer).
+    fn any(&self, flag: bool) -> Result<bool, CommError>;
+    /// Every rank's rows of `t` (`[n, ...]`, the same shape on every rank),
+    /// concatenated in rank order: `[world · n, ...]`, on `t`'s device, no gradient.
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, CommError>;
     /// Copies rank `root`'s `t` to every rank, in place.
     fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), CommError>;
     /// Copies rank `root`'s bytes to every rank (the length too).
@@ -47,6 +53,83 @@ pub trait Comm {
     fn barrier(&self) -> Result<(), CommError>;
     /// Name of the gradient data plane, for logs.
     fn backend(&self) -> &'static str;
+}
+
+/// Where a batch's rows are. An objective defined on the whole batch (the
+/// capacity term on its mean KL, β-TCVAE's minibatch-weighted sampling over
+/// all its codes, FactorVAE's permutation of its codes) sees the rest of the
+/// batch through this, so it computes the same on any number of workers.
+pub trait BatchScope {
+    /// Rows of the whole batch.
+    fn size(&self) -> i64;
+    /// Index of this part's first row in the whole batch.
+    fn offset(&self) -> i64;
+    /// Rows of this part.
+    fn rows(&self) -> i64;
+    /// The sum of `t` over every part (small tensors, float or double).
+    fn sum(&self, t: &Tensor) -> Result<Tensor, CommError>;
+    /// Every part's rows of `t` in batch order, `[size, ...]`, no gradient.
+    fn gather(&self, t: &Tensor) -> Result<Tensor, CommError>;
+    /// The gradient of every part's loss with respect to a tensor of the
+    /// whole batch, summed: `g` (`[size, ...]`) is replaced by the sum.
+    fn sum_gradients(&self, g: &mut Tensor) -> Result<(), CommError>;
+}
+
+/// A batch held whole by one process (one worker, or an evaluation block).
+pub struct Whole {
+    pub rows: i64,
+}
+
+impl BatchScope for Whole {
+    fn size(&self) -> i64 {
+        self.rows
+    }
+    fn offset(&self) -> i64 {
+        0
+    }
+    fn rows(&self) -> i64 {
+        self.rows
+    }
+    fn sum(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        Ok(t.detach())
+    }
+    fn gather(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        Ok(t.detach())
+    }
+    fn sum_gradients(&self, _g: &mut Tensor) -> Result<(), CommError> {
+        Ok(())
+    }
+}
+
+/// This rank's slice of a global batch split into equal contiguous slices
+/// in rank order (how both data orders deal a global batch).
+pub struct RankSlice<'a> {
+    pub comm: &'a dyn Comm,
+    /// Rows per rank.
+    pub rows: i64,
+}
+
+impl BatchScope for RankSlice<'_> {
+    fn size(&self) -> i64 {
+        self.rows * self.comm.world_size() as i64
+    }
+    fn offset(&self) -> i64 {
+        self.rows * self.comm.rank() as i64
+    }
+    fn rows(&self) -> i64 {
+        self.rows
+    }
+    fn sum(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        let mut s = t.detach().copy();
+        self.comm.all_reduce_sum(&mut s)?;
+        Ok(s)
+    }
+    fn gather(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        self.comm.all_gather(t)
+    }
+    fn sum_gradients(&self, g: &mut Tensor) -> Result<(), CommError> {
+        self.comm.all_reduce_sum(g)
+    }
 }
 
 /// One worker alone.
@@ -67,6 +150,12 @@ impl Comm for Single {
     }
     fn min_max_f64(&self, v: f64) -> Result<(f64, f64), CommError> {
         Ok((v, v))
+    }
+    fn any(&self, flag: bool) -> Result<bool, CommError> {
+        Ok(flag)
+    }
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        Ok(t.detach())
     }
     fn broadcast(&self, _t: &mut Tensor, _root: usize) -> Result<(), CommError> {
         Ok(())
@@ -115,6 +204,29 @@ pub fn connect(choice: DeviceChoice, backend: Backend) -> Result<Connection, Com
         d.setup_backend(backend, device)?;
     }
     Ok(Connection { dist, device })
+}
+
+/// Rank 0's `value` on every rank: how rank 0 decides a branch every rank
+/// takes (sent as JSON, which round-trips every `f64` exactly).
+pub fn from_rank0<T>(comm: &dyn Comm, value: T) -> Result<T, CommError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+{
+    if comm.world_size() == 1 {
+        return Ok(value);
+    }
+    let failed = |e: serde_json::Error| CommError::Failed {
+        rank: comm.rank(),
+        op: "broadcast of rank 0's decision",
+        message: e.to_string(),
+    };
+    let mut bytes = if comm.rank() == 0 {
+        serde_json::to_vec(&value).map_err(failed)?
+    } else {
+        Vec::new()
+    };
+    comm.broadcast_bytes(&mut bytes, 0)?;
+    serde_json::from_slice(&bytes).map_err(failed)
 }
 
 /// Whether an MPI launcher started this process (Open MPI's mpirun, or a
@@ -248,6 +360,31 @@ impl Dist {
         Ok(())
     }
 
+    /// Gathers every rank's rows of a float or double tensor through host memory.
+    fn host_all_gather<T: mpi::datatype::Equivalence>(
+        &self,
+        t: &Tensor,
+    ) -> Result<Tensor, CommError> {
+        let host = t.detach().to_device(Device::Cpu).contiguous();
+        let mut shape = host.size();
+        if shape.is_empty() {
+            shape.push(1);
+        }
+        shape[0] *= self.size as i64;
+        let out = Tensor::empty(shape.as_slice(), (host.kind(), Device::Cpu));
+        let n = host.numel();
+        // SAFETY: `host` is a contiguous CPU tensor of `n` elements of kind T;
+        // `out` one of `size · n`, distinct, both alive for the whole call.
+        let (send, recv) = unsafe {
+            (
+                std::slice::from_raw_parts(host.data_ptr() as *const T, n),
+                std::slice::from_raw_parts_mut(out.data_ptr() as *mut T, n * self.size),
+            )
+        };
+        self.world.all_gather_into(send, recv);
+        Ok(out.to_device(t.device()))
+    }
+
     fn host_broadcast<T: mpi::datatype::Equivalence>(&self, host: &mut Tensor, root: usize) {
         let n = host.numel();
         // SAFETY: `host` is a contiguous CPU tensor of `n` elements of kind T.
@@ -302,6 +439,23 @@ impl Comm for Dist {
         self.world
             .all_reduce_into(&v, &mut hi, SystemOperation::max());
         Ok((lo, hi))
+    }
+    fn any(&self, flag: bool) -> Result<bool, CommError> {
+        let mut any = 0i32;
+        self.world
+            .all_reduce_into(&i32::from(flag), &mut any, SystemOperation::max());
+        Ok(any > 0)
+    }
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        match t.kind() {
+            tch::Kind::Float => self.host_all_gather::<f32>(t),
+            tch::Kind::Double => self.host_all_gather::<f64>(t),
+            k => Err(CommError::Failed {
+                rank: self.rank,
+                op: "all-gather",
+                message: format!("{k:?} tensors are not supported"),
+            }),
+        }
     }
     fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), CommError> {
         let mut host = t.to_device(Device::Cpu).contiguous();

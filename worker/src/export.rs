@@ -1,6 +1,8 @@
-//! `vae-worker export`: the model weights of a checkpoint as a safetensors
-//! file under PyTorch `state_dict` names (pytorch/examples' `VAE` loads it
-//! with `load_state_dict(safetensors.torch.load_file(...))`).
+//! `vae-worker export`: the weights of a checkpoint as a safetensors file
+//! under PyTorch `state_dict` names: the model's, and for FactorVAE its
+//! discriminator's under `discriminator.` — the names of the modules in
+//! `python/vaedp_models.py`, which load it with `load_state_dict(...,
+//! strict=True)` (an MLP export also loads into pytorch/examples' `VAE`).
 use std::path::Path;
 use tch::Tensor;
 
@@ -11,7 +13,8 @@ use crate::checkpoint::{self, CheckpointError};
 pub fn export(checkpoint: &Path, out: &Path) -> Result<u64, CheckpointError> {
     let dir = checkpoint::resolve(checkpoint)?;
     let loaded = checkpoint::read(&dir)?;
-    let tensors: Vec<(String, Tensor)> = loaded.model;
+    let mut tensors: Vec<(String, Tensor)> = loaded.model;
+    tensors.extend(loaded.discriminator.unwrap_or_default());
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| CheckpointError::Io {
             path: parent.to_path_buf(),

@@ -1,8 +1,13 @@
 //! The VAE objective, per sample, in nats: reconstruction (summed over
-//! pixels) plus β·KL (summed over latent dims) plus γ·squared error, with the
+//! pixels) plus the objective's regulariser plus γ·squared error, with the
 //! KL of a diagonal Gaussian `N(μ, σ²)` against `N(0, I)` in closed form.
-use tch::{Reduction, Tensor};
+//! Objectives defined on the whole batch (capacity, β-TCVAE) see it through
+//! a [`BatchScope`], so a batch split over workers gives the same loss and
+//! gradients as the batch on one worker.
+use tch::{Kind, Reduction, Tensor};
 use vae_proto::config::{Likelihood, ModelSection, ObjectiveKind};
+
+use crate::comm::{BatchScope, CommError};
 
 /// KL per latent dimension, `[B, L]`: `½(σ² + μ² − 1 − log σ²)`.
 pub fn kl_per_dim(mu: &Tensor, logvar: &Tensor) -> Tensor {
@@ -64,17 +69,37 @@ impl Objective {
     pub fn capacity(&self, step: u64) -> f64 {
         self.capacity_max * (step as f64 / self.capacity_steps as f64).min(1.0)
     }
+
+    /// Whether the objective is defined on a whole batch rather than per
+    /// sample (then evaluation runs it on blocks of the training batch size).
+    pub fn batch_level(&self) -> bool {
+        matches!(self.kind, ObjectiveKind::Capacity | ObjectiveKind::Btcvae)
+    }
 }
 
 /// The terms of the objective for one batch, each per sample `[B]`, and the
 /// KL per dimension `[B, L]`. `tc` is the total-correlation estimate where
-/// the objective has one (FactorVAE, β-TCVAE), else zeros.
+/// the objective has one (FactorVAE, β-TCVAE), else zeros. The loss of the
+/// batch is `Σ loss / (rows of the whole batch)`; its gradient also flows
+/// through `cross` (see [`CrossRows`]).
 pub struct Terms {
     pub loss: Tensor,
     pub recon: Tensor,
     pub kl: Tensor,
     pub kl_dim: Tensor,
     pub tc: Tensor,
+    pub cross: Vec<CrossRows>,
+}
+
+/// A tensor of the whole batch the loss depends on through other workers'
+/// rows: `whole` (`[size, ...]`) is a leaf holding every part's rows of
+/// `local` (this part's, `[rows, ...]`, in the autograd graph). The
+/// gradients of all parts' losses with respect to `whole`, summed over the
+/// parts, belong to the owners of its rows, who push their slice back
+/// through `local`.
+pub struct CrossRows {
+    pub whole: Tensor,
+    pub local: Tensor,
 }
 
 /// What the objective is computed from: the batch `x`, its posterior
@@ -88,39 +113,103 @@ pub struct Forward<'a> {
 }
 
 impl Objective {
-    /// Per-sample terms at training step `step`. `disc_tc` is FactorVAE's
-    /// per-sample TC estimate `D(z)₀ − D(z)₁`, required for that objective.
-    pub fn terms(&self, f: &Forward, step: u64, disc_tc: Option<&Tensor>) -> Terms {
+    /// Per-sample terms at training step `step`. `penalty` is a regulariser's
+    /// per-sample term (FactorVAE: the TC estimate `D(z)₀ − D(z)₁`), required
+    /// for that objective. `scope` says where this part's rows are in the batch.
+    pub fn terms(
+        &self,
+        f: &Forward,
+        step: u64,
+        penalty: Option<&Tensor>,
+        scope: &dyn BatchScope,
+    ) -> Result<Terms, CommError> {
         let recon = reconstruction(f.logits, f.x, self.likelihood);
         let kl_dim = kl_per_dim(f.mu, f.logvar);
         let kl = kl_dim.sum_dim_intlist(1, false, None);
         let zeros = || kl.zeros_like();
+        let mut cross = Vec::new();
         let (mut loss, tc) = match self.kind {
             ObjectiveKind::Vae => (&recon + &kl * self.beta, zeros()),
             ObjectiveKind::Capacity => {
+                // w·|KL̄ − C| with KL̄ the mean over the whole batch: its
+                // gradient is w·sign(KL̄ − C)/B for every sample's KL, so the
+                // per-sample term w·sign·(KL − C) has both its value (summed
+                // over the batch) and its gradient.
                 let c = self.capacity(step);
-                (&recon + (&kl - c).abs() * self.capacity_weight, zeros())
+                let total = scope.sum(&kl.sum(Kind::Double))?;
+                let sign = (total / scope.size() as f64 - c).sign().to_kind(kl.kind());
+                (&recon + (&kl - c) * sign * self.capacity_weight, zeros())
             }
             ObjectiveKind::Factor => {
-                let tc = disc_tc.map_or_else(zeros, |t| t.shallow_clone());
+                let tc = penalty.map_or_else(zeros, |t| t.shallow_clone());
                 (&recon + &kl + &tc * self.tc_weight, tc)
             }
             ObjectiveKind::Btcvae => {
-                let d = mws_decomposition(f.z, f.mu, f.logvar, self.dataset_size);
+                let whole = |t: &Tensor| -> Result<Tensor, CommError> {
+                    Ok(scope.gather(t)?.set_requires_grad(true))
+                };
+                let (mu_all, lv_all) = (whole(f.mu)?, whole(f.logvar)?);
+                let d = mws_decomposition(f.z, f.mu, f.logvar, &mu_all, &lv_all, self.dataset_size);
+                cross.push(CrossRows {
+                    whole: mu_all,
+                    local: f.mu.shallow_clone(),
+                });
+                cross.push(CrossRows {
+                    whole: lv_all,
+                    local: f.logvar.shallow_clone(),
+                });
                 (&recon + &d.mi + &d.tc * self.tc_weight + &d.dim_kl, d.tc)
             }
         };
         if self.gamma > 0.0 {
             loss += squared_error(f.logits, f.x) * self.gamma;
         }
-        Terms {
+        Ok(Terms {
             loss,
             recon,
             kl,
             kl_dim,
             tc,
-        }
+            cross,
+        })
     }
+}
+
+/// Why a gradient could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum GradientError {
+    #[error(transparent)]
+    Comm(#[from] CommError),
+    #[error(transparent)]
+    Tensor(#[from] tch::TchError),
+}
+
+/// The gradients of this part's `loss` with respect to `wrt`, including
+/// what every part's loss sends through `cross` to this part's rows (summed
+/// over the parts, then pushed back through them), so that the gradients
+/// summed over the parts are those of the whole batch's loss. Undefined
+/// where `wrt` does not reach the loss.
+pub fn gradients(
+    loss: &Tensor,
+    cross: &[CrossRows],
+    scope: &dyn BatchScope,
+    wrt: &[&Tensor],
+) -> Result<Vec<Tensor>, GradientError> {
+    if cross.is_empty() {
+        return Ok(Tensor::f_run_backward(&[loss], wrt, false, false)?);
+    }
+    let wholes: Vec<&Tensor> = cross.iter().map(|c| &c.whole).collect();
+    let to_wholes = Tensor::f_run_backward(&[loss], &wholes, true, false)?;
+    // loss + Σ ⟨local, (summed gradient of the whole batch)[this part's rows]⟩:
+    // its gradient is the local one plus every part's share through `cross`.
+    let mut parts = vec![loss.shallow_clone()];
+    for (c, mut g) in cross.iter().zip(to_wholes) {
+        scope.sum_gradients(&mut g)?;
+        let mine = g.f_narrow(0, scope.offset(), scope.rows())?;
+        parts.push((&c.local * mine).sum(loss.kind()));
+    }
+    let total = Tensor::f_stack(&parts, 0)?.sum(loss.kind());
+    Ok(Tensor::f_run_backward(&[&total], wrt, false, false)?)
 }
 
 /// β-TCVAE's decomposition of the KL term, per sample `[B]`.
@@ -142,10 +231,19 @@ fn log_normal(z: &Tensor, mu: &Tensor, logvar: &Tensor) -> Tensor {
 /// Minibatch-weighted sampling (Chen et al. 2018): with a batch of `M` codes
 /// `z_i ~ q(z|x_i)` from a dataset of `N`, `log q(z_i) ≈ logsumexp_j log
 /// q(z_i|x_j) − log(NM)`, and the same per dimension for `log q(z_ij)`.
-pub fn mws_decomposition(z: &Tensor, mu: &Tensor, logvar: &Tensor, n: usize) -> Decomposition {
-    let m = z.size()[0];
-    // [M, M, L]: log q(z_i,l | x_j).
-    let pair = log_normal(&z.unsqueeze(1), &mu.unsqueeze(0), &logvar.unsqueeze(0));
+/// `z`, `mu`, `logvar` are this part's rows `[b, L]`; `mu_all`, `lv_all` the
+/// posteriors of the whole batch `[M, L]` (this part's rows among them).
+pub fn mws_decomposition(
+    z: &Tensor,
+    mu: &Tensor,
+    logvar: &Tensor,
+    mu_all: &Tensor,
+    lv_all: &Tensor,
+    n: usize,
+) -> Decomposition {
+    let m = mu_all.size()[0];
+    // [b, M, L]: log q(z_i,l | x_j).
+    let pair = log_normal(&z.unsqueeze(1), &mu_all.unsqueeze(0), &lv_all.unsqueeze(0));
     let norm = ((n as f64) * (m as f64)).ln();
     let log_qz = pair.sum_dim_intlist(2, false, None).logsumexp(1, false) - norm;
     let log_prod_qzj = (pair.logsumexp(1, false) - norm).sum_dim_intlist(1, false, None);
@@ -272,15 +370,17 @@ mod tests {
         };
         let v = |t: &Tensor| t.double_value(&[0]);
         let mse = v(&squared_error(&logits, &x));
-        let terms = objective(ObjectiveKind::Vae).terms(&f, 0, None);
+        let one = crate::comm::Whole { rows: 1 };
+        let run = |o: Objective, step, tc: Option<&Tensor>| o.terms(&f, step, tc, &one).unwrap();
+        let terms = run(objective(ObjectiveKind::Vae), 0, None);
         let want = v(&terms.recon) + 4.0 * v(&terms.kl) + 2.0 * mse;
         assert!((v(&terms.loss) - want).abs() < 1e-5);
         // Capacity at step 50 of 100 is 5 nats.
-        let terms = objective(ObjectiveKind::Capacity).terms(&f, 50, None);
+        let terms = run(objective(ObjectiveKind::Capacity), 50, None);
         let want = v(&terms.recon) + 5.0 * (v(&terms.kl) - 5.0).abs() + 2.0 * mse;
         assert!((v(&terms.loss) - want).abs() < 1e-4);
         let tc = t(&[0.25], &[1]);
-        let terms = objective(ObjectiveKind::Factor).terms(&f, 0, Some(&tc));
+        let terms = run(objective(ObjectiveKind::Factor), 0, Some(&tc));
         let want = v(&terms.recon) + v(&terms.kl) + 3.0 * 0.25 + 2.0 * mse;
         assert!((v(&terms.loss) - want).abs() < 1e-5);
     }
@@ -293,7 +393,7 @@ mod tests {
         let mu = Tensor::randn([m, l], d);
         let lv = Tensor::randn([m, l], d) * 0.3;
         let z = &mu + (&lv * 0.5).exp() * Tensor::randn([m, l], d);
-        let dec = mws_decomposition(&z, &mu, &lv, n);
+        let dec = mws_decomposition(&z, &mu, &lv, &mu, &lv, n);
         let g = |t: &Tensor, i: i64| t.double_value(&[i]);
         let ln_n = |mu: f64, lv: f64, z: f64| {
             -0.5 * ((z - mu).powi(2) / lv.exp() + lv + (2.0 * std::f64::consts::PI).ln())

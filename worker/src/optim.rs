@@ -59,7 +59,12 @@ impl FlatParams {
     /// freed; nothing accumulates in the variables' `.grad`, so there is
     /// nothing to zero between steps.
     pub fn gradient(&self, loss: &Tensor) -> Result<Tensor, tch::TchError> {
-        let grads = Tensor::f_run_backward(&[loss], &self.vars, false, false)?;
+        self.flatten(Tensor::f_run_backward(&[loss], &self.vars, false, false)?)
+    }
+
+    /// Gradients with respect to `vars` (in order; undefined = zeros) as one
+    /// flat tensor.
+    pub fn flatten(&self, grads: Vec<Tensor>) -> Result<Tensor, tch::TchError> {
         let parts: Vec<Tensor> = grads
             .iter()
             .zip(&self.vars)

@@ -10,6 +10,7 @@ use vae_proto::config::Config;
 
 use super::step::{Pass, Trainer};
 use super::{tensor_err, TrainError};
+use crate::comm::Whole;
 use crate::data::format::Dataset;
 use crate::disentanglement::{self, Budget, EncoderOnDsprites};
 use crate::images;
@@ -24,31 +25,44 @@ pub struct TestEval {
     pub logvar: Tensor,
 }
 
-/// Evaluates `images` (`u8`, `[N, C, H, W]`) in batches of
-/// `train.eval_batch_size`, with the evaluation noise indexed by sample.
+/// Evaluates `images` (`u8`, `[N, C, H, W]`) in blocks of
+/// `train.eval_batch_size` samples, or of `train.batch_size` for objectives
+/// defined on a batch (capacity, β-TCVAE: each block is one such batch), with
+/// the evaluation noise indexed by sample. Ranks take whole blocks, so the
+/// figures do not depend on the number of workers.
 pub fn test_split(t: &Trainer, images: &Tensor) -> Result<TestEval, TrainError> {
-    let batch = t.cfg.train.eval_batch_size as usize;
+    let train = &t.cfg.train;
+    let block = if t.objective.batch_level() {
+        train.batch_size
+    } else {
+        train.eval_batch_size
+    } as usize;
     let comm = t.comm();
     let n = images.size()[0] as usize;
     let (rank, world) = (comm.rank(), comm.world_size());
-    let (lo, hi) = (n * rank / world, n * (rank + 1) / world);
+    let blocks = n.div_ceil(block);
+    let lo = blocks * rank / world * block;
+    let hi = (blocks * (rank + 1) / world * block).min(n);
     let mut acc = Tensor::zeros([sums_len(t.latent)], (Kind::Double, t.device));
     let (mut mus, mut lvs) = (Vec::new(), Vec::new());
-    tch::no_grad(|| {
-        let mut start = lo;
-        while start < hi {
-            let end = (start + batch).min(hi);
+    tch::no_grad(|| -> Result<(), TrainError> {
+        for start in (lo..hi).step_by(block) {
+            let end = (start + block).min(hi);
             let x = t.pixels(&images.narrow(0, start as i64, (end - start) as i64));
             let rows = start as u64..end as u64;
+            let scope = Whole {
+                rows: (end - start) as i64,
+            };
+            let step = t.weights.adam.t;
             let Pass {
                 terms, mu, logvar, ..
-            } = t.forward(&x, Stream::EvalNoise, 0, rows, t.weights.adam.t);
+            } = t.forward(&x, Stream::EvalNoise, 0, rows, step, &scope)?;
             acc += batch_sums(&terms, &mu);
             mus.push(mu);
             lvs.push(logvar);
-            start = end;
         }
-    });
+        Ok(())
+    })?;
     let mut sums = Sums::from_tensor(&acc, t.latent).map_err(tensor_err("evaluation"))?;
     comm.all_reduce_f64(&mut sums.v)?;
     let cat = |v: &[Tensor]| {

@@ -76,18 +76,26 @@ impl Regularizer for FactorDiscriminator {
         let x2 = s.extra.first().ok_or_else(|| {
             TrainError::Invalid("FactorVAE needs a second batch every step".into())
         })?;
-        let z_perm = tch::no_grad(|| {
+        // The second batch's codes of every rank, permuted per dimension
+        // over the global batch with the shared seed; this rank takes its
+        // rows. No gradient flows here.
+        let z2 = tch::no_grad(|| {
             let (mu2, lv2) = s.model.encode(x2);
-            let z2 = sample_z(
+            sample_z(
                 &mu2,
                 &lv2,
                 s.seed,
                 Stream::SecondBatchNoise,
                 s.step,
                 s.rows.clone(),
-            );
-            discriminator::permute_dims(&z2, s.seed, s.step)
+            )
         });
+        let all = s.scope.gather(&z2)?;
+        let z_perm = discriminator::permute_dims(&all, s.seed, s.step).narrow(
+            0,
+            s.scope.offset(),
+            s.scope.rows(),
+        );
         let real = self.net.forward(s.z);
         let fake = self.net.forward(&z_perm);
         let n = real.size()[0];

@@ -107,8 +107,16 @@ impl Feed {
     }
 
     /// The steps of `epoch` from step `start`, each reading `per_step`
-    /// consecutive global batches.
-    pub fn epoch(&mut self, epoch: u64, start: u64, per_step: u64) -> Result<Epoch, TrainError> {
+    /// consecutive global batches. In `shard` order the epoch's global
+    /// batches are those of the deal to `dealt` workers (the ones that
+    /// started the epoch), whatever the number of workers now.
+    pub fn epoch(
+        &mut self,
+        epoch: u64,
+        start: u64,
+        per_step: u64,
+        dealt: usize,
+    ) -> Result<Epoch, TrainError> {
         let (rank, world) = (self.rank, self.world);
         let data = match &mut self.source {
             Source::Global { images, order } => {
@@ -127,23 +135,22 @@ impl Feed {
                 dataset,
                 loaded,
             } => {
-                let shards = order.assignment(epoch, rank, world);
-                if loaded.as_ref().is_none_or(|(s, _)| *s != shards) {
+                let deal = Deal::new(order, epoch, dealt, rank, world);
+                if loaded.as_ref().is_none_or(|(s, _)| *s != deal.shards) {
                     *loaded = None; // free the previous epoch's shards first
-                    let t = load_split(dataset, "train", Some(&shards), self.device)?;
-                    *loaded = Some((shards, t));
+                    let t = load_split(dataset, "train", Some(&deal.shards), self.device)?;
+                    *loaded = Some((deal.shards.clone(), t));
                 }
-                let local = order.batch / world;
                 EpochData {
                     images: loaded
                         .as_ref()
                         .map(|(_, t)| t.shallow_clone())
                         .unwrap_or_else(Tensor::new),
-                    order: order.sequence(epoch, rank, world),
-                    stride: local,
+                    stride: deal.local,
                     offset: 0,
-                    local,
-                    batches: order.steps_per_epoch(epoch, world),
+                    local: deal.local,
+                    batches: order.steps_per_epoch(epoch, dealt),
+                    order: deal.order,
                 }
             }
         };
@@ -156,6 +163,50 @@ impl Feed {
             kind: self.kind,
             data,
         })
+    }
+}
+
+/// This rank's part of a `shard`-order epoch dealt to `dealt` workers. Each
+/// global batch is the concatenation of the dealt workers' local batches (in
+/// rank order); this rank takes its contiguous slice of every global batch,
+/// so it reads the shards of the dealt workers whose positions overlap its
+/// slice — its own shards alone when `dealt` is the number of workers now.
+struct Deal {
+    /// The shards to load, in order.
+    shards: Vec<usize>,
+    /// Per global batch, this rank's samples as positions in the
+    /// concatenation of `shards`.
+    order: Vec<u32>,
+    /// Samples per global batch on this rank.
+    local: usize,
+}
+
+impl Deal {
+    fn new(order: &ShardOrder, epoch: u64, dealt: usize, rank: usize, world: usize) -> Deal {
+        let (l0, local) = (order.batch / dealt, order.batch / world);
+        let mine = rank * local..(rank + 1) * local;
+        let owners: Vec<usize> = (mine.start / l0..=(mine.end - 1) / l0).collect();
+        let (mut shards, mut base, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut held = 0u32;
+        for &r in &owners {
+            base.push(held);
+            shards.extend(order.assignment(epoch, r, dealt));
+            seqs.push(order.sequence(epoch, r, dealt));
+            held += order.samples(epoch, r, dealt) as u32;
+        }
+        let batches = order.steps_per_epoch(epoch, dealt) as usize;
+        let mut idx = Vec::with_capacity(batches * local);
+        for b in 0..batches {
+            for p in mine.clone() {
+                let k = p / l0 - owners[0];
+                idx.push(base[k] + seqs[k][b * l0 + p % l0]);
+            }
+        }
+        Deal {
+            shards,
+            order: idx,
+            local,
+        }
     }
 }
 

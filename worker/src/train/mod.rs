@@ -85,9 +85,9 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     let s = run.schedule.clone();
     while s.more_epochs(run.state.epoch, run.state.batch_in_epoch, run.state.step) {
         let per_step = run.trainer.batches_per_step();
-        let mut epoch = run
-            .feed
-            .epoch(run.state.epoch, run.state.batch_in_epoch, per_step)?;
+        let dealt = run.state.epoch_world(comm.world_size());
+        let (e, done) = (run.state.epoch, run.state.batch_in_epoch);
+        let mut epoch = run.feed.epoch(e, done, per_step, dealt)?;
         run.begin_epoch(epoch.steps);
         while !s.step_limit_reached(run.state.step) {
             let Some(batch) = epoch.next() else { break };
@@ -358,9 +358,5 @@ impl<'a> Run<'a> {
 
 /// Whether any rank was asked to stop (all ranks get the same answer).
 fn stop_requested(stop: &StopFlag, comm: &dyn Comm) -> Result<bool, TrainError> {
-    let mut v = [if stop.raised() { 1.0 } else { 0.0 }];
-    if comm.world_size() > 1 {
-        comm.all_reduce_f64(&mut v)?;
-    }
-    Ok(v[0] > 0.0)
+    Ok(comm.any(stop.raised())?)
 }

@@ -12,7 +12,7 @@ use vae_proto::config::{Config, ObjectiveKind};
 use super::factorvae::FactorDiscriminator;
 use super::weights::Weights;
 use super::TrainError;
-use crate::comm::Comm;
+use crate::comm::{BatchScope, Comm};
 use crate::model::Vae;
 
 /// What a regulariser's update sees of the step.
@@ -28,6 +28,8 @@ pub struct RegularizerStep<'a> {
     /// This rank's rows of the global batch (for counter-based noise).
     pub rows: Range<u64>,
     pub global_batch: usize,
+    /// Where this rank's rows are in the global batch.
+    pub scope: &'a dyn BatchScope,
 }
 
 pub trait Regularizer {

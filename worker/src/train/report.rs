@@ -163,12 +163,13 @@ impl Meter {
     }
 
     /// Reduces the window over ranks (every rank calls this) and starts the
-    /// next one. A loss that is not finite ends the run, naming the step.
+    /// next one. A loss that is not finite ends the run, naming the step:
+    /// rank 0 decides, and its error aborts the job.
     pub fn window(&mut self, comm: &dyn Comm, step: u64) -> Result<Window, TrainError> {
         let mut sums = Sums::from_tensor(&self.window, self.latent)
             .map_err(tensor_err(format!("step {step}")))?;
         comm.all_reduce_f64(&mut sums.v)?;
-        if !sums.loss().is_finite() {
+        if comm.rank() == 0 && !sums.loss().is_finite() {
             return Err(TrainError::Invalid(format!(
                 "loss is {} at step {step}: training diverged",
                 sums.loss()

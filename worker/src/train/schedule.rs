@@ -117,7 +117,7 @@ pub struct EarlyStopping {
 }
 
 /// What one evaluation means for early stopping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Verdict {
     /// Keep this model as the best checkpoint.
     pub keep_best: bool,

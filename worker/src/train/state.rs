@@ -14,7 +14,7 @@ use vae_proto::config::Config;
 use super::step::Trainer;
 use super::TrainError;
 use crate::checkpoint::{self, Contents, Loaded};
-use crate::comm::{Comm, CommError};
+use crate::comm::Comm;
 
 /// Where a run is. Together with the seed it is the whole RNG state too:
 /// data order is a function of `(seed, epoch)`, noise of `(seed, step, sample)`.
@@ -26,6 +26,10 @@ pub struct TrainState {
     pub epoch: u64,
     /// Steps of `epoch` already taken.
     pub batch_in_epoch: u64,
+    /// The number of workers that started `epoch`: in `shard` order their
+    /// deal of shards governs the whole epoch, also when it is resumed with
+    /// another number of workers.
+    pub epoch_world: Option<usize>,
     pub early_stopping: EarlyStoppingState,
 }
 
@@ -35,8 +39,20 @@ impl TrainState {
             step: m.step,
             epoch: m.epoch,
             batch_in_epoch: m.batch_in_epoch,
+            epoch_world: m
+                .epoch_world
+                .or((m.batch_in_epoch > 0).then_some(m.world_size)),
             early_stopping: m.early_stopping.clone(),
         }
+    }
+
+    /// The number of workers whose deal governs the current epoch: `world`
+    /// when the epoch starts now, else the workers that started it.
+    pub fn epoch_world(&mut self, world: usize) -> usize {
+        if self.batch_in_epoch == 0 {
+            self.epoch_world = Some(world);
+        }
+        *self.epoch_world.get_or_insert(world)
     }
 
     /// A step was taken.
@@ -49,28 +65,8 @@ impl TrainState {
     pub fn finish_epoch(&mut self) {
         self.epoch += 1;
         self.batch_in_epoch = 0;
+        self.epoch_world = None;
     }
-
-    /// Replaces this state on every rank by rank `root`'s (sent as JSON,
-    /// which round-trips every `f64` exactly).
-    pub fn broadcast(&mut self, comm: &dyn Comm, root: usize) -> Result<(), TrainError> {
-        let mut bytes = if comm.rank() == root {
-            serde_json::to_vec(self).map_err(|e| invalid_state(comm, e))?
-        } else {
-            Vec::new()
-        };
-        comm.broadcast_bytes(&mut bytes, root)?;
-        *self = serde_json::from_slice(&bytes).map_err(|e| invalid_state(comm, e))?;
-        Ok(())
-    }
-}
-
-fn invalid_state(comm: &dyn Comm, e: serde_json::Error) -> TrainError {
-    TrainError::Comm(CommError::Failed {
-        rank: comm.rank(),
-        op: "broadcast of the training state",
-        message: e.to_string(),
-    })
 }
 
 /// Writes and reads the run's checkpoints under `<run-dir>/checkpoints`.
@@ -110,6 +106,7 @@ impl<'a> Checkpointer<'a> {
                 step: state.step,
                 epoch: state.epoch,
                 batch_in_epoch: state.batch_in_epoch,
+                epoch_world: state.epoch_world,
                 seed: self.cfg.train.seed,
                 world_size: self.comm.world_size(),
                 model_kind: self.cfg.model.kind.as_str().into(),
@@ -188,7 +185,7 @@ impl<'a> Checkpointer<'a> {
             if let Some(r) = t.regularizer.as_mut() {
                 r.weights_mut().broadcast(self.comm, 0)?;
             }
-            state.broadcast(self.comm, 0)?;
+            state = crate::comm::from_rank0(self.comm, state)?;
         }
         t.set_step(state.step);
         Ok((state, from))
@@ -231,15 +228,15 @@ mod tests {
             step: 1234,
             epoch: 3,
             batch_in_epoch: 17,
+            epoch_world: Some(3),
             early_stopping: EarlyStoppingState {
                 best_loss: Some(0.1 + 0.2),
                 best_step: Some(999),
                 bad_evals: 2,
             },
         };
-        let mut got = TrainState::default();
-        got.broadcast(&crate::comm::Single, 0).unwrap();
-        assert_eq!(got, TrainState::default());
+        let same = crate::comm::from_rank0(&crate::comm::Single, s.clone()).unwrap();
+        assert_eq!(same, s);
         let bytes = serde_json::to_vec(&s).unwrap();
         let back: TrainState = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(back, s);

@@ -13,7 +13,7 @@ use super::feed::StepBatch;
 use super::regularizer::{self, Regularizer, RegularizerStep};
 use super::weights::Weights;
 use super::TrainError;
-use crate::comm::Comm;
+use crate::comm::{BatchScope, Comm, RankSlice};
 use crate::device::kind_of;
 use crate::loss::{Forward, Objective, Terms};
 use crate::metrics::batch_sums;
@@ -114,8 +114,10 @@ impl<'a> Trainer<'a> {
         }
     }
 
-    /// Encodes `x` `[B, C, H, W]`, samples codes with noise rows `rows` of
-    /// `(stream, counter)`, decodes, and computes the objective's terms at `step`.
+    /// Encodes `x` `[b, C, H, W]`, samples codes with noise rows `rows` of
+    /// `(stream, counter)`, decodes, and computes the objective's terms at
+    /// `step`; `scope` places the `b` rows in the batch the objective is
+    /// defined on.
     pub fn forward(
         &self,
         x: &Tensor,
@@ -123,7 +125,8 @@ impl<'a> Trainer<'a> {
         counter: u64,
         rows: Range<u64>,
         step: u64,
-    ) -> Pass {
+        scope: &dyn BatchScope,
+    ) -> Result<Pass, TrainError> {
         let (mu, logvar) = self.model.encode(x);
         let z = sample_z(&mu, &logvar, self.cfg.train.seed, stream, counter, rows);
         let logits = self.model.decode(&z);
@@ -135,23 +138,30 @@ impl<'a> Trainer<'a> {
             z: &z,
             logits: &logits,
         };
-        let terms = self.objective.terms(&f, step, penalty.as_ref());
-        Pass {
+        let terms = self.objective.terms(&f, step, penalty.as_ref(), scope)?;
+        Ok(Pass {
             terms,
             mu,
             logvar,
             z,
-        }
+        })
     }
 
     /// One optimizer step on `batch` (two with a regulariser: the VAE's, then
     /// its own), gradients averaged over ranks.
     pub fn step(&mut self, batch: &StepBatch, step: u64) -> Result<StepOutcome, TrainError> {
         let global_batch = self.cfg.train.batch_size as usize;
+        let scope = RankSlice {
+            comm: self.comm,
+            rows: batch.x.size()[0],
+        };
+        let rows = batch.rows.clone();
         let Pass { terms, mu, z, .. } =
-            self.forward(&batch.x, Stream::TrainNoise, step, batch.rows.clone(), step);
+            self.forward(&batch.x, Stream::TrainNoise, step, rows, step, &scope)?;
         let loss = terms.loss.sum(self.kind) / global_batch as f64;
-        let grad = self.weights.gradient(&loss, "gradient", step)?;
+        let grad = self
+            .weights
+            .batch_gradient(&loss, &terms.cross, &scope, step)?;
         let comm_secs = self.weights.update(grad, self.comm)?;
         let sums = batch_sums(&terms, &mu);
         let regularizer = match self.regularizer.as_mut() {
@@ -165,6 +175,7 @@ impl<'a> Trainer<'a> {
                     step,
                     rows: batch.rows.clone(),
                     global_batch,
+                    scope: &scope,
                 };
                 Some(r.update(&s, self.comm)?)
             }

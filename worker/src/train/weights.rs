@@ -11,7 +11,8 @@ use tch::{nn, Kind, Tensor};
 use vae_proto::config::OptimSection;
 
 use super::{tensor_err, TrainError};
-use crate::comm::{Comm, CommError};
+use crate::comm::{BatchScope, Comm, CommError};
+use crate::loss::{gradients, CrossRows, GradientError};
 use crate::optim::{Adam, FlatParams};
 
 pub struct Weights {
@@ -47,6 +48,24 @@ impl Weights {
         self.params
             .gradient(loss)
             .map_err(tensor_err(format!("{what} at step {step}")))
+    }
+
+    /// The flat gradient of this rank's part of a loss defined on the whole
+    /// batch (see [`crate::loss::gradients`]).
+    pub fn batch_gradient(
+        &self,
+        loss: &Tensor,
+        cross: &[CrossRows],
+        scope: &dyn BatchScope,
+        step: u64,
+    ) -> Result<Tensor, TrainError> {
+        let vars: Vec<&Tensor> = self.params.vars.iter().collect();
+        let context = format!("gradient at step {step}");
+        let grads = gradients(loss, cross, scope, &vars).map_err(|e| match e {
+            GradientError::Comm(e) => TrainError::Comm(e),
+            GradientError::Tensor(e) => tensor_err(context.clone())(e),
+        })?;
+        self.params.flatten(grads).map_err(tensor_err(context))
     }
 
     /// Sums `grad` over ranks, then takes one Adam step at the configured

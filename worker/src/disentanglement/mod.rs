@@ -1,0 +1,250 @@
+//! Disentanglement metrics on a representation of data with known generative
+//! factors, computed as disentanglement_lib 1.5 computes them (with its
+//! `unsupervised_study_v1` settings): the FactorVAE score ([`factorvae`]),
+//! the Mutual Information Gap ([`mig`]) and the BetaVAE score ([`betavae`]).
+//! Only the sampling differs: factors are drawn from the project's
+//! counter-based streams instead of NumPy's. Representations are compared
+//! in float64. The data and the representation come from a [`GroundTruth`]:
+//! a generator that can produce observations for any factor values
+//! (dSprites), encoded to mean codes by a model, or, in tests, a known
+//! function of the factors.
+pub mod betavae;
+pub mod factorvae;
+pub mod mig;
+
+use tch::{Device, Kind, Tensor};
+
+use crate::rng::{self, Stream};
+
+/// Data with known factors, and a representation of it.
+pub trait GroundTruth {
+    /// Number of values of each factor.
+    fn factor_sizes(&self) -> Vec<usize>;
+    /// Representations `[n, d]` (row-major) of the observations with the given
+    /// factor indices (each `factor_sizes().len()` long).
+    fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>>;
+}
+
+/// Sample counts, as disentanglement_lib's defaults times `scale`.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub scale: f64,
+}
+
+impl Budget {
+    pub fn n(&self, full: usize) -> usize {
+        ((full as f64 * self.scale).round() as usize).max(10)
+    }
+}
+
+/// A counter-based source of random integers for one metric run.
+pub struct Draw {
+    seed: u64,
+    counter: u64,
+}
+
+impl Draw {
+    /// The stream of a metric: `which` keeps the metrics' draws apart.
+    pub fn new(seed: u64, which: u64) -> Draw {
+        Draw {
+            seed,
+            counter: which << 40,
+        }
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        self.counter += 1;
+        rng::below(
+            rng::bits(rng::key(self.seed, Stream::Metrics, 0, self.counter), 0),
+            n as u64,
+        ) as usize
+    }
+    pub fn factors(&mut self, sizes: &[usize]) -> Vec<usize> {
+        sizes.iter().map(|&s| self.below(s)).collect()
+    }
+}
+
+/// Representations as float64 rows.
+pub fn rows_f64(reps: Vec<Vec<f32>>) -> Vec<Vec<f64>> {
+    reps.into_iter()
+        .map(|r| r.into_iter().map(f64::from).collect())
+        .collect()
+}
+
+/// `np.var(rows, axis=0, ddof=1)`: the sample variance of each column.
+pub fn variances(rows: &[Vec<f64>]) -> Vec<f64> {
+    let n = rows.len() as f64;
+    let d = rows.first().map_or(0, |r| r.len());
+    (0..d)
+        .map(|j| {
+            let mean = rows.iter().map(|r| r[j]).sum::<f64>() / n;
+            rows.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0)
+        })
+        .collect()
+}
+
+/// `np.argmax`: the index of the first largest value (NaN counts as largest).
+pub fn argmax(v: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if v[best].is_nan() {
+            break;
+        }
+        if x.is_nan() || x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// `np.argmin`: the index of the first smallest value (NaN counts as smallest).
+pub fn argmin(v: &[f64]) -> usize {
+    let neg: Vec<f64> = v.iter().map(|x| -x).collect();
+    argmax(&neg)
+}
+
+/// dSprites rendered by the generator for any factor values, encoded by a
+/// model to its mean codes `μ`.
+pub struct EncoderOnDsprites<'a> {
+    pub model: &'a dyn crate::model::Vae,
+    pub device: Device,
+    pub kind: Kind,
+}
+
+impl GroundTruth for EncoderOnDsprites<'_> {
+    fn factor_sizes(&self) -> Vec<usize> {
+        crate::data::dsprites::FACTOR_SIZES.to_vec()
+    }
+
+    fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
+        use crate::data::dsprites::{render, SIDE};
+        let mut out = Vec::with_capacity(factors.len());
+        let mut img = vec![0u8; SIDE * SIDE];
+        for chunk in factors.chunks(512) {
+            let mut pixels = Vec::with_capacity(chunk.len() * SIDE * SIDE);
+            for f in chunk {
+                render([f[0], f[1], f[2], f[3], f[4]], &mut img);
+                pixels.extend_from_slice(&img);
+            }
+            let x = Tensor::from_slice(&pixels)
+                .view([chunk.len() as i64, 1, SIDE as i64, SIDE as i64])
+                .to_device(self.device)
+                .to_kind(self.kind);
+            let mu = tch::no_grad(|| self.model.encode(&x).0)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            let d = mu.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
+            out.extend(flat.chunks(d.max(1)).map(|r| r.to_vec()));
+        }
+        out
+    }
+}
+
+/// Computes the named metrics (`factorvae`, `mig`, `betavae`).
+pub fn compute(
+    names: &[String],
+    gt: &mut dyn GroundTruth,
+    budget: Budget,
+    seed: u64,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in names {
+        let (key, v) = match name.as_str() {
+            "factorvae" => ("factorvae_score", factorvae::score(gt, budget, seed)),
+            "mig" => ("mig", mig::score(gt, budget, seed)),
+            "betavae" => ("betavae_score", betavae::score(gt, budget, seed)),
+            _ => continue,
+        };
+        out.insert(key.to_string(), v);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZES: [usize; 5] = [3, 6, 40, 32, 32];
+
+    /// A representation that is a known function of the factors.
+    struct Known<F: FnMut(&[usize]) -> Vec<f32>>(F);
+
+    impl<F: FnMut(&[usize]) -> Vec<f32>> GroundTruth for Known<F> {
+        fn factor_sizes(&self) -> Vec<usize> {
+            SIZES.to_vec()
+        }
+        fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
+            factors.iter().map(|f| (self.0)(f)).collect()
+        }
+    }
+
+    /// The factors themselves, each scaled to [0, 1].
+    fn truth(f: &[usize]) -> Vec<f32> {
+        f.iter()
+            .zip(SIZES)
+            .map(|(&v, n)| v as f32 / (n - 1) as f32)
+            .collect()
+    }
+
+    /// A fixed random rotation of the (centred) true factors.
+    fn rotated(f: &[usize]) -> Vec<f32> {
+        let t: Vec<f32> = truth(f).iter().map(|v| v - 0.5).collect();
+        // Product of rotations by 45° in the planes (0,1), (2,3), (1,4), (0,3).
+        let mut v = t.clone();
+        for (a, b) in [(0, 1), (2, 3), (1, 4), (0, 3)] {
+            let (x, y) = (v[a], v[b]);
+            let s = std::f32::consts::FRAC_1_SQRT_2;
+            v[a] = s * (x - y);
+            v[b] = s * (x + y);
+        }
+        v
+    }
+
+    fn noise(seed: u64) -> impl FnMut(&[usize]) -> Vec<f32> {
+        let mut counter = 0u64;
+        move |_f| {
+            counter += 1;
+            rng::normals(seed, Stream::Metrics, 99, counter..counter + 1, 5)
+        }
+    }
+
+    const BUDGET: Budget = Budget { scale: 0.2 };
+
+    #[test]
+    fn factorvae_score_on_known_representations() {
+        let t = factorvae::score(&mut Known(truth), BUDGET, 1);
+        let r = factorvae::score(&mut Known(rotated), BUDGET, 1);
+        let n = factorvae::score(&mut Known(noise(5)), BUDGET, 1);
+        eprintln!("FactorVAE score: true {t:.3}, rotated {r:.3}, noise {n:.3}");
+        assert!(t > 0.99, "true factors: {t}");
+        assert!(r < t - 0.1, "rotated: {r} vs {t}");
+        assert!((0.15..=0.35).contains(&n), "noise: {n}");
+    }
+
+    #[test]
+    fn mig_on_known_representations() {
+        let t = mig::score(&mut Known(truth), BUDGET, 1);
+        let r = mig::score(&mut Known(rotated), BUDGET, 1);
+        let n = mig::score(&mut Known(noise(5)), BUDGET, 1);
+        eprintln!("MIG: true {t:.3}, rotated {r:.3}, noise {n:.3}");
+        assert!(t > 0.75, "true factors: {t}");
+        assert!(r < t - 0.2, "rotated: {r} vs {t}");
+        assert!(n.abs() < 0.05, "noise: {n}");
+    }
+
+    #[test]
+    fn betavae_score_on_known_representations() {
+        let t = betavae::score(&mut Known(truth), Budget { scale: 0.05 }, 1);
+        let n = betavae::score(&mut Known(noise(5)), Budget { scale: 0.05 }, 1);
+        eprintln!("BetaVAE score: true {t:.3}, noise {n:.3}");
+        assert!(t > 0.95, "true factors: {t}");
+        assert!(n < 0.4, "noise: {n}");
+    }
+
+    #[test]
+    fn argmax_and_argmin_take_the_first_as_numpy() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        assert_eq!(argmin(&[2.0, 1.0, 1.0]), 1);
+        assert_eq!(argmax(&[1.0, f64::NAN, 5.0]), 1);
+    }
+}
