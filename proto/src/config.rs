@@ -135,6 +135,7 @@ pub struct RawConfig {
     pub early_stopping: EarlyStoppingSection,
     pub dist: DistSection,
     pub log: LogSection,
+    pub storage: StorageSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -311,6 +312,12 @@ impl Default for OptimSection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointSection {
+    /// Where checkpoints go: a path or an object-store URL (`s3://`,
+    /// `gs://`, `az://`, ...). Empty: `<run-dir>/checkpoints`.
+    pub url: String,
+    /// Write checkpoints in the background while training continues (the
+    /// step's state is copied first); `false` writes them in the step.
+    pub asynchronous: bool,
     /// Write a checkpoint every this many steps (0 = only per epoch / at the end).
     pub every_steps: u64,
     /// Write a checkpoint every this many epochs (0 = never per epoch).
@@ -322,6 +329,8 @@ pub struct CheckpointSection {
 impl Default for CheckpointSection {
     fn default() -> Self {
         CheckpointSection {
+            url: String::new(),
+            asynchronous: true,
             every_steps: 0,
             every_epochs: 1,
             keep_last: 3,
@@ -368,6 +377,45 @@ impl Default for DistSection {
     }
 }
 
+/// Object storage: how requests to `s3://`, `gs://`, `az://` and `https://`
+/// datasets and checkpoints are made. Credentials never go here: they come
+/// from each cloud's usual environment variables (`AWS_ACCESS_KEY_ID`, ...).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// An endpoint instead of the cloud's own (S3-compatible stores, an
+    /// emulator); empty: `AWS_ENDPOINT_URL` and friends, or the default.
+    pub endpoint: String,
+    /// Retries of a failed request (5xx, timeouts, dropped connections).
+    pub max_retries: u64,
+    /// No retry starts later than this after a request's first attempt.
+    pub retry_timeout_s: f64,
+    /// One request's time limit.
+    pub timeout_s: f64,
+    pub connect_timeout_s: f64,
+    /// Requests in flight at once when reading shards.
+    pub concurrency: u64,
+    /// Shards fetched ahead of the one being trained on (`shard` order).
+    pub prefetch_shards: u64,
+    /// A local directory caching shards by their SHA-256 (empty: no cache).
+    pub cache_dir: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            endpoint: String::new(),
+            max_retries: 10,
+            retry_timeout_s: 180.0,
+            timeout_s: 30.0,
+            connect_timeout_s: 5.0,
+            concurrency: 4,
+            prefetch_shards: 4,
+            cache_dir: String::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
@@ -404,6 +452,7 @@ pub struct Config {
     pub early_stopping: EarlyStoppingSection,
     pub dist: DistSection,
     pub log: LogSection,
+    pub storage: StorageSection,
     /// `train.max_steps`, with 0 read as no bound.
     pub max_steps: Option<u64>,
 }
@@ -489,6 +538,20 @@ impl RawConfig {
         }
         finite_nonneg("optim.weight_decay", o.weight_decay)?;
         positive("checkpoint.keep_last", self.checkpoint.keep_last)?;
+        let st = &self.storage;
+        for (key, v) in [
+            ("storage.retry_timeout_s", st.retry_timeout_s),
+            ("storage.timeout_s", st.timeout_s),
+            ("storage.connect_timeout_s", st.connect_timeout_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(key_err(
+                    key,
+                    format!("must be a number of seconds > 0, got {v}"),
+                ));
+            }
+        }
+        positive("storage.concurrency", st.concurrency)?;
         positive("early_stopping.patience", self.early_stopping.patience)?;
         finite_nonneg("early_stopping.min_delta", self.early_stopping.min_delta)?;
         positive("log.every_steps", self.log.every_steps)?;
@@ -555,6 +618,7 @@ impl RawConfig {
             early_stopping: self.early_stopping.clone(),
             dist: self.dist.clone(),
             log: self.log.clone(),
+            storage: self.storage.clone(),
             max_steps,
             raw: self,
         })

@@ -1,233 +1,343 @@
-//! Writing and reading checkpoints (format in `vae_proto::checkpoint`).
-//! A checkpoint is built in a hidden temporary directory, every file synced,
-//! its manifest written last, then renamed into place; only then is the
-//! pointer file (`latest` or `best`) replaced, itself by write-and-rename. A
-//! crash at any point leaves the previous checkpoint named as the latest.
-use std::fs;
-use std::path::{Path, PathBuf};
-use tch::Tensor;
+//! Checkpoints on any store (format in `vae_proto::checkpoint`): a local
+//! directory or an object-store prefix (`checkpoint.url`). A checkpoint
+//! `step-N/` is written as objects — the tensors (`*.safetensors`) and the
+//! resolved `config.toml` — then its manifest `checkpoint.json` (sizes and
+//! SHA-256 of every object), and only then is the pointer `latest` (or
+//! `best`) replaced to name it. A crash at any point leaves the previous
+//! checkpoint as the latest: a checkpoint without its manifest is never
+//! named. On a local disk every object is synced before the pointer moves.
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use tch::{Kind, Tensor};
 use vae_proto::checkpoint::{
     checkpoint_dir_name, CheckpointManifest, FileEntry, CHECKPOINT_FORMAT, CHECKPOINT_MANIFEST,
     LATEST_POINTER,
 };
 
-use crate::atomic;
 use crate::data::format::sha256_hex;
+use crate::data::store::{StorageOptions, Store};
+use crate::data::DataError;
 
 pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIM_FILE: &str = "optim.safetensors";
 pub const DISC_FILE: &str = "discriminator.safetensors";
+pub const CONFIG_FILE: &str = "config.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}", path = path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}", path = path.display())]
-    Tensor { path: PathBuf, message: String },
-    #[error("{path}: corrupt checkpoint: {message}", path = path.display())]
-    Corrupt { path: PathBuf, message: String },
-    #[error("no checkpoint in {path} (nothing to resume from)", path = path.display())]
-    Missing { path: PathBuf },
+    #[error(transparent)]
+    Storage(#[from] DataError),
+    #[error("{url}: {message}")]
+    Tensor { url: String, message: String },
+    #[error("{url}: corrupt checkpoint: {message}")]
+    Corrupt { url: String, message: String },
+    #[error("no checkpoint in {url} (nothing to resume from)")]
+    Missing { url: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+/// A checkpoint's contents, copied off the device so a background writer can
+/// serialise them while training goes on.
+pub struct Snapshot {
+    pub model: Vec<(String, Tensor)>,
+    pub optim: Vec<(String, Tensor)>,
+    /// A regulariser's network (FactorVAE's discriminator), stored as [`DISC_FILE`].
+    pub regularizer: Option<Vec<(String, Tensor)>>,
+    /// The resolved config, so the checkpoint is self-contained.
+    pub config: String,
 }
 
-fn synced(path: &Path) -> Result<(), CheckpointError> {
-    atomic::sync_dir(path).map_err(io(path))
-}
-
-/// What goes into a checkpoint besides the manifest's counters.
-pub struct Contents<'a> {
-    pub model: &'a [(String, Tensor)],
-    pub optim: &'a [(String, Tensor)],
-    /// A regulariser's network (FactorVAE's discriminator), when the
-    /// objective has one; stored as [`DISC_FILE`].
-    pub regularizer: Option<&'a [(String, Tensor)]>,
+/// A copy of `tensors` on the CPU, independent of the originals.
+pub fn host_copy(tensors: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    tensors
+        .iter()
+        .map(|(n, t)| {
+            let t = t.detach();
+            let host = if t.device() == tch::Device::Cpu {
+                t.copy()
+            } else {
+                t.to_device(tch::Device::Cpu)
+            };
+            (n.clone(), host.contiguous())
+        })
+        .collect()
 }
 
 /// A checkpoint read back and verified.
 pub struct Loaded {
-    pub dir: PathBuf,
+    /// Its URL, for messages.
+    pub url: String,
     pub manifest: CheckpointManifest,
     pub model: Vec<(String, Tensor)>,
     pub optim: Vec<(String, Tensor)>,
     pub discriminator: Option<Vec<(String, Tensor)>>,
+    /// The config it was written with (absent in older checkpoints).
+    pub config: Option<String>,
 }
 
-fn write_tensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<FileEntry, CheckpointError> {
-    let cpu: Vec<(String, Tensor)> = tensors
+/// A tensor's bytes for safetensors.
+struct Raw {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        (&self.data[..]).into()
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// `tensors` (CPU, contiguous) as a safetensors file's bytes.
+pub fn to_safetensors(tensors: &[(String, Tensor)]) -> Result<Vec<u8>, String> {
+    let raws = tensors
         .iter()
         .map(|(n, t)| {
-            (
-                n.clone(),
-                t.detach().to_device(tch::Device::Cpu).contiguous(),
-            )
+            let dtype = Dtype::try_from(t.kind()).map_err(|e| format!("{n}: {e}"))?;
+            let mut data = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+            t.f_copy_data_u8(&mut data, t.numel())
+                .map_err(|e| format!("{n}: {e}"))?;
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            Ok((n.clone(), Raw { dtype, shape, data }))
         })
-        .collect();
-    Tensor::write_safetensors(&cpu, path).map_err(|e| CheckpointError::Tensor {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let bytes = fs::read(path).map_err(io(path))?;
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(io(path))?;
-    Ok(FileEntry {
-        name: path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        bytes: bytes.len() as u64,
-        sha256: sha256_hex(&bytes),
-    })
+        .collect::<Result<Vec<_>, String>>()?;
+    let views = raws.iter().map(|(n, r)| (n.as_str(), r));
+    safetensors::tensor::serialize(views, &None).map_err(|e| e.to_string())
 }
 
-/// Writes checkpoint `name` (e.g. `step-0000000468`) under `dir` atomically and
-/// returns its path. `manifest.files` is filled in here.
-pub fn write(
-    dir: &Path,
-    name: &str,
-    mut manifest: CheckpointManifest,
-    contents: &Contents,
-) -> Result<PathBuf, CheckpointError> {
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    // Built in a hidden temporary directory, removed again if anything fails.
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".tmp-{name}-"))
-        .tempdir_in(dir)
-        .map_err(io(dir))?;
-    let tmp = staging.path();
-    manifest.format = CHECKPOINT_FORMAT.into();
-    manifest.files = vec![
-        write_tensors(&tmp.join(MODEL_FILE), contents.model)?,
-        write_tensors(&tmp.join(OPTIM_FILE), contents.optim)?,
-    ];
-    if let Some(d) = contents.regularizer {
-        manifest.files.push(write_tensors(&tmp.join(DISC_FILE), d)?);
-    }
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Corrupt {
-        path: tmp.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    let mpath = tmp.join(CHECKPOINT_MANIFEST);
-    atomic::write(&mpath, &json).map_err(io(&mpath))?;
-    let dest = dir.join(name);
-    if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(io(&dest))?;
-    }
-    let tmp = staging.keep();
-    fs::rename(&tmp, &dest).map_err(io(&dest))?;
-    synced(dir)?;
-    Ok(dest)
+/// The tensors of a safetensors file's bytes.
+pub fn from_safetensors(bytes: &[u8]) -> Result<Vec<(String, Tensor)>, String> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let kind = Kind::try_from(view.dtype()).map_err(|e| e.to_string())?;
+            let size: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            let t =
+                Tensor::f_from_data_size(view.data(), &size, kind).map_err(|e| e.to_string())?;
+            Ok((name, t))
+        })
+        .collect()
 }
 
-/// Points `dir/<pointer>` at checkpoint `name`, atomically.
-pub fn set_pointer(dir: &Path, pointer: &str, name: &str) -> Result<(), CheckpointError> {
-    let dest = dir.join(pointer);
-    atomic::write(&dest, format!("{name}\n").as_bytes()).map_err(io(&dest))
+/// The checkpoints of a run, under one prefix.
+#[derive(Clone)]
+pub struct Checkpoints {
+    pub store: Store,
 }
 
-/// The checkpoint directory `dir/<pointer>` names, if the pointer exists.
-pub fn follow(dir: &Path, pointer: &str) -> Result<Option<PathBuf>, CheckpointError> {
-    let p = dir.join(pointer);
-    match fs::read_to_string(&p) {
-        Ok(s) => Ok(Some(dir.join(s.trim()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CheckpointError::Io { path: p, source: e }),
+impl Checkpoints {
+    /// The checkpoints at `spec` (a path or a URL). Nothing is read yet.
+    pub fn open(spec: &str, opts: &StorageOptions) -> Result<Checkpoints, CheckpointError> {
+        Ok(Checkpoints {
+            store: Store::open(spec, opts)?,
+        })
     }
-}
 
-/// Resolves what a user names as a checkpoint: a checkpoint directory, a
-/// `checkpoints/` directory or a run directory (both: its latest).
-pub fn resolve(path: &Path) -> Result<PathBuf, CheckpointError> {
-    if path.join(CHECKPOINT_MANIFEST).is_file() {
-        return Ok(path.to_path_buf());
+    pub fn url(&self) -> String {
+        self.store.url().to_string()
     }
-    for dir in [path.to_path_buf(), path.join("checkpoints")] {
-        if let Some(p) = follow(&dir, LATEST_POINTER)? {
-            return Ok(p);
+
+    /// The URL of checkpoint `name`.
+    pub fn url_of(&self, name: &str) -> String {
+        self.store.url_of(&format!("{name}/"))
+    }
+
+    /// Writes checkpoint `name`: its objects, then its manifest (the
+    /// manifest's `files` are filled in here). `between` runs after the
+    /// objects and before the manifest (a test hook slows writes there).
+    pub fn write(
+        &self,
+        name: &str,
+        mut manifest: CheckpointManifest,
+        snap: &Snapshot,
+        between: &dyn Fn(),
+    ) -> Result<(), CheckpointError> {
+        let mut files = vec![
+            (MODEL_FILE, self.encode(name, &snap.model)?),
+            (OPTIM_FILE, self.encode(name, &snap.optim)?),
+        ];
+        if let Some(r) = &snap.regularizer {
+            files.push((DISC_FILE, self.encode(name, r)?));
         }
-    }
-    Err(CheckpointError::Missing {
-        path: path.to_path_buf(),
-    })
-}
-
-fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
-    Tensor::read_safetensors(path).map_err(|e| CheckpointError::Tensor {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
-/// Reads checkpoint directory `dir`, verifying every file against its manifest.
-pub fn read(dir: &Path) -> Result<Loaded, CheckpointError> {
-    let mpath = dir.join(CHECKPOINT_MANIFEST);
-    let bytes = fs::read(&mpath).map_err(io(&mpath))?;
-    let manifest: CheckpointManifest =
-        serde_json::from_slice(&bytes).map_err(|e| CheckpointError::Corrupt {
-            path: mpath.clone(),
+        files.push((CONFIG_FILE, Bytes::from(snap.config.clone())));
+        manifest.format = CHECKPOINT_FORMAT.into();
+        manifest.files = Vec::new();
+        let mut written = Vec::new();
+        for (file, bytes) in files {
+            let object = format!("{name}/{file}");
+            manifest.files.push(FileEntry {
+                name: file.to_string(),
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            });
+            self.store.put(&object, bytes)?;
+            written.push(object);
+        }
+        between();
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Corrupt {
+            url: self.url_of(name),
             message: e.to_string(),
         })?;
-    for f in &manifest.files {
-        let p = dir.join(&f.name);
-        let data = fs::read(&p).map_err(io(&p))?;
-        if data.len() as u64 != f.bytes || sha256_hex(&data) != f.sha256 {
-            return Err(CheckpointError::Corrupt {
-                path: p,
-                message: "size or SHA-256 differs from the manifest".into(),
-            });
+        let object = format!("{name}/{CHECKPOINT_MANIFEST}");
+        self.store.put(&object, json)?;
+        written.push(object);
+        let names: Vec<&str> = written.iter().map(String::as_str).collect();
+        self.store.sync(&names)?;
+        Ok(())
+    }
+
+    fn encode(&self, name: &str, tensors: &[(String, Tensor)]) -> Result<Bytes, CheckpointError> {
+        to_safetensors(tensors)
+            .map(Bytes::from)
+            .map_err(|message| CheckpointError::Tensor {
+                url: self.url_of(name),
+                message,
+            })
+    }
+
+    /// Points `pointer` at checkpoint `name`.
+    pub fn set_pointer(&self, pointer: &str, name: &str) -> Result<(), CheckpointError> {
+        self.store.put(pointer, format!("{name}\n"))?;
+        self.store.sync(&[pointer])?;
+        Ok(())
+    }
+
+    /// The checkpoint `pointer` names, if the pointer exists.
+    pub fn follow(&self, pointer: &str) -> Result<Option<String>, CheckpointError> {
+        match self.store.get(pointer) {
+            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+            Err(DataError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
     }
-    let has_disc = manifest.files.iter().any(|f| f.name == DISC_FILE);
-    Ok(Loaded {
-        dir: dir.to_path_buf(),
-        model: read_tensors(&dir.join(MODEL_FILE))?,
-        optim: read_tensors(&dir.join(OPTIM_FILE))?,
-        discriminator: if has_disc {
-            Some(read_tensors(&dir.join(DISC_FILE))?)
-        } else {
-            None
-        },
-        manifest,
-    })
-}
 
-/// Removes step checkpoints beyond the newest `keep`, never one a pointer names.
-pub fn prune(dir: &Path, keep: usize, protect: &[PathBuf]) -> Result<(), CheckpointError> {
-    let mut steps: Vec<PathBuf> = fs::read_dir(dir)
-        .map_err(io(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("step-") || n.starts_with("best-"))
+    /// The latest checkpoint's name, or an error saying there is none.
+    pub fn latest(&self) -> Result<String, CheckpointError> {
+        self.follow(LATEST_POINTER)?
+            .ok_or_else(|| CheckpointError::Missing { url: self.url() })
+    }
+
+    /// Reads checkpoint `name`, verifying every object against its manifest.
+    pub fn read(&self, name: &str) -> Result<Loaded, CheckpointError> {
+        let url = self.url_of(name);
+        let mbytes = self.store.get(&format!("{name}/{CHECKPOINT_MANIFEST}"))?;
+        let manifest: CheckpointManifest =
+            serde_json::from_slice(&mbytes).map_err(|e| CheckpointError::Corrupt {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        let mut files = BTreeMap::new();
+        for f in &manifest.files {
+            let object = format!("{name}/{}", f.name);
+            let data = self.store.get(&object)?;
+            if data.len() as u64 != f.bytes || sha256_hex(&data) != f.sha256 {
+                return Err(CheckpointError::Corrupt {
+                    url: self.store.url_of(&object),
+                    message: "size or SHA-256 differs from the manifest".into(),
+                });
+            }
+            files.insert(f.name.clone(), data);
+        }
+        let tensors = |file: &str| -> Result<Option<Vec<(String, Tensor)>>, CheckpointError> {
+            files
+                .get(file)
+                .map(|b| {
+                    from_safetensors(b).map_err(|message| CheckpointError::Tensor {
+                        url: self.store.url_of(&format!("{name}/{file}")),
+                        message,
+                    })
+                })
+                .transpose()
+        };
+        let missing = |file: &str| CheckpointError::Corrupt {
+            url: url.clone(),
+            message: format!("has no {file}"),
+        };
+        Ok(Loaded {
+            model: tensors(MODEL_FILE)?.ok_or_else(|| missing(MODEL_FILE))?,
+            optim: tensors(OPTIM_FILE)?.ok_or_else(|| missing(OPTIM_FILE))?,
+            discriminator: tensors(DISC_FILE)?,
+            config: files
+                .get(CONFIG_FILE)
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            url,
+            manifest,
         })
-        .collect();
-    steps.sort();
-    let (best, mut step): (Vec<PathBuf>, Vec<PathBuf>) = steps.into_iter().partition(|p| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("best-"))
-    });
-    step.reverse();
-    for p in step.into_iter().skip(keep).chain(best) {
-        if !protect.contains(&p) {
-            fs::remove_dir_all(&p).map_err(io(&p))?;
-        }
     }
-    Ok(())
+
+    /// Removes step checkpoints beyond the newest `keep`, and best ones,
+    /// never one that `protect` names.
+    pub fn prune(&self, keep: usize, protect: &[String]) -> Result<(), CheckpointError> {
+        let objects = self.store.list("")?;
+        let mut by_dir: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for o in objects {
+            if let Some((dir, _)) = o.split_once('/') {
+                by_dir.entry(dir.to_string()).or_default().push(o.clone());
+            }
+        }
+        let mut steps: Vec<&String> = by_dir.keys().filter(|d| d.starts_with("step-")).collect();
+        steps.sort();
+        steps.reverse();
+        let old = steps.into_iter().skip(keep);
+        let best = by_dir.keys().filter(|d| d.starts_with("best-"));
+        let drop: Vec<String> = old
+            .chain(best)
+            .filter(|d| !protect.contains(d))
+            .cloned()
+            .collect();
+        for d in drop {
+            for o in &by_dir[&d] {
+                self.store.delete(o)?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Directory name of the checkpoint at `step`.
+/// Finds what a user names as a checkpoint: a checkpoint (with its
+/// manifest), a checkpoints prefix or a run directory (both: their
+/// `latest`). Returns the checkpoints and the checkpoint's name.
+pub fn locate(spec: &str, opts: &StorageOptions) -> Result<(Checkpoints, String), CheckpointError> {
+    let here = Checkpoints::open(spec, opts)?;
+    match here.store.get(CHECKPOINT_MANIFEST) {
+        Ok(_) => {
+            let url = here.url();
+            let trimmed = url.trim_end_matches('/');
+            if let Some((parent, name)) = trimmed.rsplit_once('/') {
+                return Ok((
+                    Checkpoints::open(&format!("{parent}/"), opts)?,
+                    name.to_string(),
+                ));
+            }
+        }
+        Err(DataError::NotFound { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    for c in [
+        here.clone(),
+        Checkpoints {
+            store: here.store.child("checkpoints"),
+        },
+    ] {
+        if let Some(name) = c.follow(LATEST_POINTER)? {
+            return Ok((c, name));
+        }
+    }
+    Err(CheckpointError::Missing { url: here.url() })
+}
+
+/// Name of the checkpoint at `step`.
 pub fn step_name(step: u64) -> String {
     checkpoint_dir_name(step)
 }

@@ -15,6 +15,26 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
         Command::Data {
             command: DataCommand::Prepare { dataset },
         } => prepare(dataset),
+        Command::Data {
+            command:
+                DataCommand::Read {
+                    config,
+                    set,
+                    epochs,
+                },
+        } => {
+            let cmd = TrainCmd {
+                config,
+                set,
+                run_dir: None,
+                resume: false,
+                resume_if_present: false,
+            };
+            let cfg = cmd.load_config()?;
+            let r = train::feed::read_throughput(&cfg, epochs)?;
+            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
+        }
         Command::Eval(cmd) => {
             let figures = crate::evaluate::run(cmd)?;
             println!("{}", serde_json::to_string_pretty(&figures)?);
@@ -38,7 +58,7 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let args = TrainArgs {
         config,
         run_dir,
-        resume: cmd.resume,
+        resume: cmd.resume(),
         device: conn.device,
         stop,
     };

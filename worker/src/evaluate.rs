@@ -11,6 +11,7 @@ use vae_proto::cli::EvalCmd;
 use crate::checkpoint;
 use crate::comm::Single;
 use crate::data::format::Dataset;
+use crate::data::store::StorageOptions;
 use crate::device;
 use crate::tensorboard::Board;
 use crate::train::eval::{self, require_factors};
@@ -22,19 +23,18 @@ use crate::train::TrainError;
 
 /// Runs `vae-worker eval` and returns the figures.
 pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
-    let dir = checkpoint::resolve(&cmd.checkpoint)?;
-    let run_dir = dir
-        .parent()
+    let (ckpts, name) = checkpoint::locate(&cmd.checkpoint, &StorageOptions::default())?;
+    let loaded = ckpts.read(&name)?;
+    // A local run directory: the one the checkpoints are in.
+    let run_dir = ckpts
+        .store
+        .local_dir()
         .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            TrainError::Invalid(format!("{}: not inside a run directory", dir.display()))
-        })?;
-    let cfg_path = run_dir.join("config.toml");
-    let cfg = vae_proto::config::load(&cfg_path, &overrides(&cmd))
-        .map_err(|e| TrainError::Invalid(format!("{}: {e}", cfg_path.display())))?;
+        .map(Path::to_path_buf);
+    let cfg = config(&cmd, &loaded.config, run_dir.as_deref())?;
     let device = device::pick(cfg.train.device, 0)?;
-    let dataset = Dataset::open(&cfg.data.url)?;
+    let storage = StorageOptions::from_config(&cfg.storage);
+    let dataset = Dataset::open(&cfg.data.url, &storage)?;
     let n_train = dataset.split("train")?.samples as usize;
     let test_images = load_split(&dataset, "test", None, device)?;
     let mut t = Trainer::new(
@@ -44,7 +44,6 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         dataset.manifest.sample_shape,
         n_train,
     )?;
-    let loaded = checkpoint::read(&dir)?;
     restore(&mut t, &loaded)?;
     let step = loaded.manifest.step;
     let s = eval::test_split(&t, &test_images)?.sums;
@@ -61,12 +60,17 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
     }
     require_factors(&cfg, &dataset, "--metrics")?;
     out.extend(eval::factor_metrics(&t));
-    let json_path = cmd
-        .out
-        .unwrap_or_else(|| run_dir.join(format!("eval-step-{step:010}.json")));
+    let file = format!("eval-step-{step:010}.json");
+    let json_path = cmd.out.unwrap_or_else(|| {
+        run_dir
+            .as_ref()
+            .map_or(file.clone().into(), |d| d.join(&file))
+    });
     write_json(&json_path, &out)?;
-    let tb = run_dir.join("tensorboard");
-    if tb.is_dir() {
+    let tb = run_dir
+        .map(|d| d.join("tensorboard"))
+        .filter(|d| d.is_dir());
+    if let Some(tb) = tb {
         let mut board = Board::new(&tb);
         for (k, v) in out.iter().filter(|(k, _)| k.as_str() != "step") {
             board.scalar(&format!("eval/{k}"), *v, step);
@@ -74,6 +78,31 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         board.flush();
     }
     Ok(out)
+}
+
+/// The config the checkpoint was written with (or its run directory's,
+/// for older checkpoints), with the command's overrides.
+fn config(
+    cmd: &EvalCmd,
+    saved: &Option<String>,
+    run_dir: Option<&Path>,
+) -> Result<vae_proto::config::Config, TrainError> {
+    let sets = overrides(cmd);
+    let bad = |origin: &str, e: vae_proto::config::ConfigError| {
+        TrainError::Invalid(format!("{origin}: {e}"))
+    };
+    match (saved, run_dir) {
+        (Some(text), _) => vae_proto::config::parse(text, "the checkpoint's config.toml", &sets)
+            .map_err(|e| bad(&cmd.checkpoint, e)),
+        (None, Some(dir)) => {
+            let path = dir.join("config.toml");
+            vae_proto::config::load(&path, &sets).map_err(|e| bad(&path.display().to_string(), e))
+        }
+        (None, None) => Err(TrainError::Invalid(format!(
+            "{}: the checkpoint has no config.toml and is not inside a run directory",
+            cmd.checkpoint
+        ))),
+    }
 }
 
 /// The run's config overrides: `--set`, then `--metrics` and `--scale`.

@@ -7,23 +7,23 @@ use std::path::Path;
 use tch::Tensor;
 
 use crate::checkpoint::{self, CheckpointError};
+use crate::data::store::StorageOptions;
 
-/// Writes the weights of the checkpoint at `checkpoint` (a checkpoint, run or
-/// `checkpoints/` directory) to `out`; returns the checkpoint's step.
-pub fn export(checkpoint: &Path, out: &Path) -> Result<u64, CheckpointError> {
-    let dir = checkpoint::resolve(checkpoint)?;
-    let loaded = checkpoint::read(&dir)?;
+/// Writes the weights of the checkpoint `checkpoint` names (a checkpoint, a
+/// checkpoints prefix or a run directory; a path or a URL) to the local file
+/// `out`; returns the checkpoint's step.
+pub fn export(checkpoint: &str, out: &Path) -> Result<u64, CheckpointError> {
+    let (ckpts, name) = checkpoint::locate(checkpoint, &StorageOptions::default())?;
+    let loaded = ckpts.read(&name)?;
     let mut tensors: Vec<(String, Tensor)> = loaded.model;
     tensors.extend(loaded.discriminator.unwrap_or_default());
+    let fail = |message: String| CheckpointError::Tensor {
+        url: out.display().to_string(),
+        message,
+    };
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| CheckpointError::Io {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string()))?;
     }
-    Tensor::write_safetensors(&tensors, out).map_err(|e| CheckpointError::Tensor {
-        path: out.to_path_buf(),
-        message: e.to_string(),
-    })?;
+    Tensor::write_safetensors(&tensors, out).map_err(|e| fail(e.to_string()))?;
     Ok(loaded.manifest.step)
 }

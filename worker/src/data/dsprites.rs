@@ -172,7 +172,7 @@ pub fn prepare(
     shard_samples: usize,
     test_samples: usize,
 ) -> Result<DatasetManifest, DataError> {
-    let store = Store::open(out)?;
+    let store = Store::open(out, &super::store::StorageOptions::default())?;
     let combos = sub.combinations();
     let mut manifest = DatasetManifest {
         format: DATASET_FORMAT.into(),

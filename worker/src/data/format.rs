@@ -7,7 +7,8 @@ use vae_proto::dataset::{
     DatasetManifest, ShardEntry, SplitManifest, TargetSpec, DATASET_FORMAT, MANIFEST_NAME,
 };
 
-use super::store::Store;
+use super::fetch::fetch_all;
+use super::store::{StorageOptions, Store};
 use super::DataError;
 
 /// Samples of one split held in memory: images `[n, C, H, W]` as bytes and
@@ -128,21 +129,22 @@ impl DatasetWriter<'_> {
     }
 }
 
-/// An opened dataset: its manifest, read and checked, and the store it is in.
+/// An opened dataset: its manifest, read and checked, the store it is in,
+/// and how to read from it.
 pub struct Dataset {
     pub store: Store,
     pub manifest: DatasetManifest,
+    pub options: StorageOptions,
 }
 
 impl Dataset {
-    pub fn open(url: &str) -> Result<Dataset, DataError> {
-        let store = Store::open(url)?;
+    pub fn open(url: &str, options: &StorageOptions) -> Result<Dataset, DataError> {
+        let store = Store::open(url, options)?;
         let murl = store.url_of(MANIFEST_NAME);
         let bytes = store.get(MANIFEST_NAME).map_err(|e| match e {
-            DataError::NotFound { url } => DataError::Manifest {
+            DataError::NotFound { url, detail } => DataError::Manifest {
                 url,
-                message: "no dataset manifest here (prepare one with `vae-worker data prepare`)"
-                    .into(),
+                message: missing_manifest(&detail),
             },
             e => e,
         })?;
@@ -154,7 +156,11 @@ impl Dataset {
         manifest
             .check()
             .map_err(|message| DataError::Manifest { url: murl, message })?;
-        Ok(Dataset { store, manifest })
+        Ok(Dataset {
+            store,
+            manifest,
+            options: options.clone(),
+        })
     }
 
     pub fn split(&self, name: &str) -> Result<&SplitManifest, DataError> {
@@ -167,57 +173,70 @@ impl Dataset {
             })
     }
 
-    /// Reads and verifies one shard.
-    pub fn read_shard(&self, shard: &ShardEntry) -> Result<SplitData, DataError> {
-        let url = self.store.url_of(&shard.object);
-        let bytes = self.store.get(&shard.object)?;
-        if bytes.len() as u64 != shard.bytes {
-            return Err(DataError::Corrupt {
-                url,
-                message: format!(
-                    "{} bytes, the manifest says {} (truncated?)",
-                    bytes.len(),
-                    shard.bytes
-                ),
-            });
-        }
-        let sum = sha256_hex(&bytes);
-        if sum != shard.sha256 {
-            return Err(DataError::Corrupt {
-                url,
-                message: format!("SHA-256 {sum}, the manifest says {}", shard.sha256),
-            });
-        }
-        let n = shard.samples as usize;
+    /// The entries of the given shards of a split (all when `which` is `None`).
+    pub fn shards(
+        &self,
+        name: &str,
+        which: Option<&[usize]>,
+    ) -> Result<Vec<ShardEntry>, DataError> {
+        let split = self.split(name)?;
+        Ok(match which {
+            Some(w) => w.iter().map(|&i| split.shards[i].clone()).collect(),
+            None => split.shards.clone(),
+        })
+    }
+
+    /// A fetched shard's images, decoded to one byte per pixel, and targets.
+    pub fn decode(&self, bytes: &[u8], samples: u64) -> SplitData {
+        let n = samples as usize;
         let split_at = n * self.manifest.sample_bytes();
         let images = if self.manifest.dtype == "u1" {
             unpack_bits(&bytes[..split_at], n, self.manifest.sample_pixels())
         } else {
             bytes[..split_at].to_vec()
         };
-        Ok(SplitData {
+        SplitData {
             images,
             targets: bytes[split_at..].to_vec(),
             n,
-        })
+        }
     }
 
-    /// Reads the given shards of a split (all when `which` is `None`), in order.
+    /// Reads the given shards of a split (all when `which` is `None`), in
+    /// order, several at a time, verified.
     pub fn read_split(&self, name: &str, which: Option<&[usize]>) -> Result<SplitData, DataError> {
-        let split = self.split(name)?;
-        let all: Vec<usize> = (0..split.shards.len()).collect();
-        let which = which.unwrap_or(&all);
+        let entries = self.shards(name, which)?;
+        let samples: Vec<u64> = entries.iter().map(|e| e.samples).collect();
+        let fetched = fetch_all(&self.store, entries, &self.options)?;
         let mut out = SplitData {
             images: Vec::new(),
             targets: Vec::new(),
             n: 0,
         };
-        for &i in which {
-            let part = self.read_shard(&split.shards[i])?;
+        for (bytes, n) in fetched.iter().zip(samples) {
+            let part = self.decode(bytes, n);
             out.images.extend_from_slice(&part.images);
             out.targets.extend_from_slice(&part.targets);
             out.n += part.n;
         }
         Ok(out)
+    }
+}
+
+/// What a missing manifest means, from the store's answer.
+fn missing_manifest(detail: &str) -> String {
+    let d = detail.to_ascii_lowercase();
+    if [
+        "nosuchbucket",
+        "bucket does not exist",
+        "containernotfound",
+        "the specified container does not exist",
+    ]
+    .iter()
+    .any(|k| d.contains(k))
+    {
+        "the bucket (container) does not exist".into()
+    } else {
+        "no dataset manifest here (prepare one with `vae-worker data prepare`)".into()
     }
 }

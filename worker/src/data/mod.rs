@@ -1,7 +1,9 @@
 //! Datasets: the on-storage format ([`format`]), object-store access
-//! ([`store`]), MNIST conversion ([`mnist`]), and the order in which samples
-//! are visited ([`sampler`]).
+//! ([`store`]), fetching shards ahead with a cache ([`fetch`]), MNIST
+//! conversion ([`mnist`]), dSprites generation ([`dsprites`]), and the order
+//! in which samples are visited ([`sampler`]).
 pub mod dsprites;
+pub mod fetch;
 pub mod format;
 pub mod mnist;
 pub mod sampler;
@@ -14,7 +16,9 @@ pub enum DataError {
     #[error("invalid dataset URL {url}: {message}")]
     InvalidUrl { url: String, message: String },
     #[error("{url}: object not found")]
-    NotFound { url: String },
+    NotFound { url: String, detail: String },
+    #[error("{url}: access denied (check the credentials in the environment): {message}")]
+    Denied { url: String, message: String },
     #[error("{url}: {message}")]
     Io { url: String, message: String },
     #[error("{url}: corrupt shard: {message}")]
@@ -40,7 +44,7 @@ pub fn prepare_mnist(
     };
     let shape = [1, train.rows, train.cols];
     let (train, test) = (to_split(train), to_split(test));
-    let store = store::Store::open(out)?;
+    let store = store::Store::open(out, &store::StorageOptions::default())?;
     format::DatasetWriter {
         name: "mnist",
         sample_shape: shape,

@@ -1,19 +1,126 @@
-//! Object storage access through `object_store`: a dataset lives under one URL
-//! prefix (`file:///dir`, a plain path, and whatever schemes `object_store`
-//! parses). Blocking wrappers over the async API, with errors naming the URL.
+//! Object storage through `object_store`: one URL prefix (a dataset, a
+//! checkpoint directory) on `file://` or a plain path, `s3://`, `gs://`,
+//! `az://`/`abfs://` or `https://`. Credentials and endpoints come from the
+//! environment variables each cloud's tools read (`AWS_*`, `GOOGLE_*`,
+//! `AZURE_*`, through the builders' `from_env`); the `[storage]` config adds
+//! an endpoint, retries with backoff and timeouts. Requests run on one shared
+//! multi-threaded runtime, so background fetches and writes proceed while
+//! training runs; the blocking calls here are for the training thread and
+//! the checkpoint writer. Every error names the object's URL, on one line,
+//! with any credential taken out.
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
 use bytes::Bytes;
-use object_store::{path::Path as ObjPath, ObjectStore, PutPayload};
-use std::sync::Arc;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::http::HttpBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{
+    BackoffConfig, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, RetryConfig,
+    WriteMultipart,
+};
 use url::Url;
+use vae_proto::config::StorageSection;
 
 use super::DataError;
 
-/// An object-store prefix, e.g. the directory of one dataset.
+/// Objects larger than this are uploaded in parts.
+const MULTIPART_ABOVE: usize = 16 << 20;
+
+/// How requests are made (from `[storage]`).
+#[derive(Clone, Debug)]
+pub struct StorageOptions {
+    pub endpoint: Option<String>,
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub concurrency: usize,
+    pub prefetch_shards: usize,
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl StorageOptions {
+    pub fn from_config(s: &StorageSection) -> StorageOptions {
+        StorageOptions {
+            endpoint: (!s.endpoint.trim().is_empty()).then(|| s.endpoint.trim().to_string()),
+            max_retries: s.max_retries as usize,
+            retry_timeout: Duration::from_secs_f64(s.retry_timeout_s),
+            timeout: Duration::from_secs_f64(s.timeout_s),
+            connect_timeout: Duration::from_secs_f64(s.connect_timeout_s),
+            concurrency: s.concurrency.max(1) as usize,
+            prefetch_shards: s.prefetch_shards as usize,
+            cache_dir: (!s.cache_dir.trim().is_empty()).then(|| PathBuf::from(s.cache_dir.trim())),
+        }
+    }
+
+    fn retry(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
+
+    /// Client settings as config keys, so they add to what the builders
+    /// read from the environment (`AWS_ALLOW_HTTP`, ...) instead of
+    /// replacing it. Plain HTTP is allowed for an `http://` endpoint.
+    fn client(&self, allow_http: bool) -> Vec<(&'static str, String)> {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let mut v = vec![
+            ("timeout", ms(self.timeout)),
+            ("connect_timeout", ms(self.connect_timeout)),
+        ];
+        if allow_http || self.http_endpoint() {
+            v.push(("allow_http", "true".into()));
+        }
+        v
+    }
+
+    fn http_endpoint(&self) -> bool {
+        self.endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("http://"))
+    }
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions::from_config(&StorageSection::default())
+    }
+}
+
+/// The runtime every storage request runs on (two I/O threads).
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime, DataError> {
+    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vae-storage")
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| DataError::Io {
+        url: "(storage runtime)".into(),
+        message: format!("cannot start the I/O runtime: {e}"),
+    })
+}
+
+/// An object-store prefix, e.g. the directory of one dataset. Cheap to clone.
+#[derive(Clone)]
 pub struct Store {
-    rt: tokio::runtime::Runtime,
     store: Arc<dyn ObjectStore>,
     prefix: ObjPath,
     base: Url,
+    /// The directory behind a local store.
+    local: Option<PathBuf>,
 }
 
 /// Turns a URL or a plain path (relative to the working directory) into a URL.
@@ -38,9 +145,9 @@ pub fn to_url(spec: &str) -> Result<Url, DataError> {
 
 /// Removes `.` and `..` components without touching the file system (the
 /// path need not exist yet; object-store paths may not contain them).
-fn normalize(path: &std::path::Path) -> std::path::PathBuf {
+fn normalize(path: &std::path::Path) -> PathBuf {
     use std::path::Component;
-    let mut out = std::path::PathBuf::new();
+    let mut out = PathBuf::new();
     for c in path.components() {
         match c {
             Component::CurDir => {}
@@ -53,31 +160,129 @@ fn normalize(path: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// Values of the environment's credential variables, to keep out of messages.
+fn secrets() -> Vec<String> {
+    const VARS: [&str; 8] = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_ACCESS_KEY",
+        "AZURE_STORAGE_SAS_KEY",
+        "AZURE_STORAGE_TOKEN",
+        "GOOGLE_SERVICE_ACCOUNT_KEY",
+    ];
+    VARS.iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .filter(|v| v.len() >= 4)
+        .collect()
+}
+
+/// A message on one line with every credential value replaced.
+pub fn redact(message: &str) -> String {
+    let mut m = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    for s in secrets() {
+        m = m.replace(&s, "[redacted]");
+    }
+    m
+}
+
+/// The error of a request for `url`.
+pub fn request_error(url: &str, e: object_store::Error) -> DataError {
+    let url = url.to_string();
+    match e {
+        object_store::Error::NotFound { .. } => DataError::NotFound {
+            url,
+            detail: redact(&e.to_string()),
+        },
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => DataError::Denied {
+            url,
+            message: redact(&e.to_string()),
+        },
+        e => DataError::Io {
+            url,
+            message: redact(&e.to_string()),
+        },
+    }
+}
+
 impl Store {
     /// Opens the prefix `spec` (a URL or a path). Nothing is read yet.
-    pub fn open(spec: &str) -> Result<Store, DataError> {
+    pub fn open(spec: &str, opts: &StorageOptions) -> Result<Store, DataError> {
         let mut base = to_url(spec)?;
         if !base.path().ends_with('/') {
             let p = format!("{}/", base.path());
             base.set_path(&p);
         }
-        let (store, prefix) =
-            object_store::parse_url(&base).map_err(|e| DataError::InvalidUrl {
-                url: base.to_string(),
-                message: e.to_string(),
-            })?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| DataError::Io {
-                url: base.to_string(),
-                message: format!("cannot start the I/O runtime: {e}"),
-            })?;
+        let invalid = |message: String| DataError::InvalidUrl {
+            url: base.to_string(),
+            message: redact(&message),
+        };
+        let (scheme, prefix) =
+            ObjectStoreScheme::parse(&base).map_err(|e| invalid(e.to_string()))?;
+        let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme {
+            ObjectStoreScheme::Local => Ok(Arc::new(
+                LocalFileSystem::new().with_automatic_cleanup(true),
+            )),
+            ObjectStoreScheme::AmazonS3 => {
+                let mut b = AmazonS3Builder::from_env()
+                    .with_url(base.as_str())
+                    .with_retry(opts.retry());
+                for (k, v) in opts.client(false) {
+                    b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+                }
+                if let Some(e) = &opts.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                let mut b = GoogleCloudStorageBuilder::from_env()
+                    .with_url(base.as_str())
+                    .with_retry(opts.retry());
+                for (k, v) in opts.client(false) {
+                    b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }
+            ObjectStoreScheme::MicrosoftAzure => {
+                let emulator = std::env::var("AZURE_STORAGE_USE_EMULATOR")
+                    .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
+                let mut b = MicrosoftAzureBuilder::from_env()
+                    .with_url(base.as_str())
+                    .with_retry(opts.retry());
+                for (k, v) in opts.client(emulator) {
+                    b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+                }
+                if let Some(e) = &opts.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }
+            ObjectStoreScheme::Http => {
+                let origin = base[..url::Position::BeforePath].to_string();
+                let mut b = HttpBuilder::new().with_url(origin).with_retry(opts.retry());
+                for (k, v) in opts.client(base.scheme() == "http") {
+                    b = b.with_config(k.parse().map_err(|e| invalid(format!("{e}")))?, v);
+                }
+                b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            }
+            other => {
+                return Err(invalid(format!(
+                    "{other:?} is not a supported storage scheme"
+                )))
+            }
+        };
+        let store = built.map_err(|e| invalid(e.to_string()))?;
+        let local = (scheme == ObjectStoreScheme::Local)
+            .then(|| base.to_file_path().ok())
+            .flatten();
         Ok(Store {
-            rt,
-            store: Arc::from(store),
+            store,
             prefix,
             base,
+            local,
         })
     }
 
@@ -89,6 +294,30 @@ impl Store {
             .unwrap_or_else(|_| format!("{}{name}", self.base))
     }
 
+    /// The prefix's URL.
+    pub fn url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The local directory of a `file://` store.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local.as_deref()
+    }
+
+    /// The store of the prefix `sub/` under this one.
+    pub fn child(&self, sub: &str) -> Store {
+        let sub = sub.trim_end_matches('/');
+        Store {
+            store: Arc::clone(&self.store),
+            prefix: self.path_of(sub),
+            base: self
+                .base
+                .join(&format!("{sub}/"))
+                .unwrap_or_else(|_| self.base.clone()),
+            local: self.local.as_ref().map(|d| d.join(sub)),
+        }
+    }
+
     fn path_of(&self, name: &str) -> ObjPath {
         let rel = ObjPath::from(name);
         let mut parts: Vec<_> = self.prefix.parts().collect();
@@ -97,36 +326,118 @@ impl Store {
     }
 
     /// Reads a whole object.
-    pub fn get(&self, name: &str) -> Result<Bytes, DataError> {
-        let path = self.path_of(name);
+    pub async fn get_async(&self, name: &str) -> Result<Bytes, DataError> {
         let url = self.url_of(name);
-        self.rt.block_on(async {
-            let got = self.store.get(&path).await.map_err(|e| match e {
-                object_store::Error::NotFound { .. } => DataError::NotFound { url: url.clone() },
-                e => DataError::Io {
-                    url: url.clone(),
-                    message: e.to_string(),
-                },
-            })?;
-            got.bytes().await.map_err(|e| DataError::Io {
-                url: url.clone(),
-                message: e.to_string(),
-            })
-        })
+        let got = self
+            .store
+            .get(&self.path_of(name))
+            .await
+            .map_err(|e| request_error(&url, e))?;
+        got.bytes().await.map_err(|e| request_error(&url, e))
     }
 
-    /// Writes a whole object (atomically on local file systems).
-    pub fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), DataError> {
+    /// Reads the bytes `range` of an object.
+    pub async fn get_range_async(
+        &self,
+        name: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, DataError> {
+        self.store
+            .get_range(&self.path_of(name), range)
+            .await
+            .map_err(|e| request_error(&self.url_of(name), e))
+    }
+
+    /// Reads a whole object (blocking).
+    pub fn get(&self, name: &str) -> Result<Bytes, DataError> {
+        runtime()?.block_on(self.get_async(name))
+    }
+
+    /// Writes a whole object, in parts when it is large (atomically on
+    /// local file systems; an object store shows it only when complete).
+    pub async fn put_async(&self, name: &str, bytes: Bytes) -> Result<(), DataError> {
         let path = self.path_of(name);
-        self.rt.block_on(async {
+        let fail = |e| request_error(&self.url_of(name), e);
+        if bytes.len() <= MULTIPART_ABOVE || self.local.is_some() {
             self.store
                 .put(&path, PutPayload::from(bytes))
                 .await
-                .map(|_| ())
+                .map_err(fail)?;
+            return Ok(());
+        }
+        let upload = self.store.put_multipart(&path).await.map_err(fail)?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        w.put(bytes);
+        w.finish().await.map_err(fail)?;
+        Ok(())
+    }
+
+    /// Writes a whole object (blocking).
+    pub fn put(&self, name: &str, bytes: impl Into<Bytes>) -> Result<(), DataError> {
+        runtime()?.block_on(self.put_async(name, bytes.into()))
+    }
+
+    /// Deletes an object; a missing one is not an error.
+    pub fn delete(&self, name: &str) -> Result<(), DataError> {
+        let path = self.path_of(name);
+        runtime()?.block_on(async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(request_error(&self.url_of(name), e)),
+            }
+        })
+    }
+
+    /// The names (relative to the prefix) of every object under `sub/`.
+    pub fn list(&self, sub: &str) -> Result<Vec<String>, DataError> {
+        let path = self.path_of(sub);
+        let skip = self.prefix.parts().count();
+        runtime()?.block_on(async {
+            let metas: Vec<_> = self
+                .store
+                .list(Some(&path))
+                .try_collect()
+                .await
+                .map_err(|e| request_error(&self.url_of(sub), e))?;
+            Ok(metas
+                .into_iter()
+                .map(|m| {
+                    m.location
+                        .parts()
+                        .skip(skip)
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect())
+        })
+    }
+
+    /// On a local store, syncs the files `names` and their directories to
+    /// disk (object stores make an object durable before they acknowledge it).
+    pub fn sync(&self, names: &[&str]) -> Result<(), DataError> {
+        let Some(dir) = &self.local else {
+            return Ok(());
+        };
+        let sync = |p: PathBuf| {
+            std::fs::File::open(&p)
+                .and_then(|f| f.sync_all())
                 .map_err(|e| DataError::Io {
-                    url: self.url_of(name),
+                    url: p.display().to_string(),
                     message: e.to_string(),
                 })
-        })
+        };
+        let mut dirs = std::collections::BTreeSet::new();
+        for n in names {
+            let p = dir.join(n);
+            if let Some(parent) = p.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+            sync(p)?;
+        }
+        for d in dirs {
+            sync(d)?;
+        }
+        Ok(())
     }
 }

@@ -4,6 +4,8 @@
 //! the environment of the worker under test:
 //! - `VAE_FAULT_DESYNC_STEP=N`: after step N the last rank's parameters drift
 //!   from the others' (what the replica check, `dist.check_every`, must catch).
+//! - `VAE_FAULT_SLOW_CHECKPOINT_MS=N`: a checkpoint's write pauses N ms
+//!   between its objects and its manifest.
 use super::step::Trainer;
 use super::TrainError;
 
@@ -25,6 +27,24 @@ pub fn after_step(t: &mut Trainer, step: u64) -> Result<(), TrainError> {
     }
     Ok(())
 }
+
+/// Called by the checkpoint writer between a checkpoint's objects and its
+/// manifest: `VAE_FAULT_SLOW_CHECKPOINT_MS=N` makes it wait N ms there (a
+/// slow bucket), so a test can kill the job in the middle of a write.
+#[cfg(feature = "fault-injection")]
+pub fn while_writing_checkpoint() {
+    if let Some(ms) = std::env::var("VAE_FAULT_SLOW_CHECKPOINT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Called by the checkpoint writer; without the feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn while_writing_checkpoint() {}
 
 /// Called after every step; without the `fault-injection` feature, nothing.
 #[cfg(not(feature = "fault-injection"))]

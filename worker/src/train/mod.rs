@@ -27,11 +27,13 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use tch::{Device, Tensor};
+use vae_proto::cli::Resume;
 use vae_proto::config::Config;
 
-use crate::checkpoint::CheckpointError;
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::comm::{Comm, CommError};
 use crate::data::format::Dataset;
+use crate::data::store::StorageOptions;
 use crate::data::DataError;
 use crate::device::kind_of;
 use crate::metrics::Sums;
@@ -72,7 +74,7 @@ pub(crate) fn tensor_err(context: impl Into<String>) -> impl FnOnce(tch::TchErro
 pub struct TrainArgs {
     pub config: Config,
     pub run_dir: PathBuf,
-    pub resume: bool,
+    pub resume: Resume,
     pub device: Device,
     /// Raised by SIGINT/SIGTERM/SIGUSR1: checkpoint and stop.
     pub stop: StopFlag,
@@ -90,8 +92,10 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         let mut epoch = run.feed.epoch(e, done, per_step, dealt)?;
         run.begin_epoch(epoch.steps);
         while !s.step_limit_reached(run.state.step) {
-            let Some(batch) = epoch.next() else { break };
-            let outcome = run.trainer.step(&batch, run.state.step)?;
+            let Some(batch) = epoch.next_step() else {
+                break;
+            };
+            let outcome = run.trainer.step(&batch?, run.state.step)?;
             if run.after_step(outcome, epoch.steps)? == Flow::Stop {
                 return run.interrupted();
             }
@@ -132,7 +136,7 @@ struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// Checks what can fail early, prepares the run directory (rank 0),
-    /// opens the data, builds the model and, on `--resume`, restores it.
+    /// opens the data, builds the model and, when resuming, restores it.
     fn set_up(args: &'a TrainArgs, comm: &'a dyn Comm) -> Result<Run<'a>, TrainError> {
         let cfg = &args.config;
         let (rank, world) = (comm.rank(), comm.world_size());
@@ -146,15 +150,18 @@ impl<'a> Run<'a> {
             tch::set_num_threads(cfg.train.threads as i32);
         }
         report::banner(&args.run_dir, comm, args.device);
-        // Rank 0 owns the run directory; the others wait until it is ready
-        // (if rank 0 fails, it aborts the job).
+        // Rank 0 owns the run directory and the checkpoints; the others wait
+        // until they are ready (if rank 0 fails, it aborts the job).
+        let storage = StorageOptions::from_config(&cfg.storage);
+        let ckpts = Checkpoints::open(&rundir::checkpoints_url(&args.run_dir, cfg), &storage)?;
+        let mut resume = false;
         if rank == 0 {
-            rundir::prepare(&args.run_dir, cfg, args.resume)?;
+            resume = rundir::prepare(&args.run_dir, cfg, args.resume, &ckpts)?;
         }
-        comm.barrier()?;
+        let resume = crate::comm::from_rank0(comm, resume)?;
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
-        let dataset = Dataset::open(&cfg.data.url)?;
+        let dataset = Dataset::open(&cfg.data.url, &storage)?;
         eval::require_factors(cfg, &dataset, "config key `eval.metrics`")?;
         let shape = dataset.manifest.sample_shape;
         let n_train = dataset.split("train")?.samples as usize;
@@ -162,10 +169,10 @@ impl<'a> Run<'a> {
         let kind = kind_of(cfg.train.dtype);
         let feed = Feed::open(cfg, dataset, rank, world, args.device, kind)?;
         let mut trainer = Trainer::new(cfg, comm, args.device, shape, n_train)?;
-        let ckpt = Checkpointer::new(&args.run_dir, cfg, comm);
+        let ckpt = Checkpointer::new(ckpts, cfg, comm);
         let mut report = Reporter::new(cfg, &args.run_dir, rank);
         let mut state = TrainState::default();
-        if args.resume {
+        if resume {
             let (resumed, from) = ckpt.resume(&mut trainer)?;
             if let Some(from) = from {
                 report.resumed(&from, resumed.step, resumed.epoch);
@@ -181,7 +188,7 @@ impl<'a> Run<'a> {
             test_images,
             ckpt,
             report,
-            last_ckpt_step: args.resume.then_some(state.step),
+            last_ckpt_step: resume.then_some(state.step),
             state,
             stop: &args.stop,
             last_eval: None,
@@ -226,6 +233,7 @@ impl<'a> Run<'a> {
         if todo.checkpoint_if(stop) {
             self.ckpt
                 .save_step(&self.trainer, &self.state, BTreeMap::new())?;
+            self.checkpointed();
             self.last_ckpt_step = Some(step);
         }
         Ok(if stop { Flow::Stop } else { Flow::Continue })
@@ -276,6 +284,7 @@ impl<'a> Run<'a> {
         if verdict.keep_best {
             self.ckpt
                 .save_best(&self.trainer, &self.state, metrics.clone())?;
+            self.checkpointed();
         }
         let epochs_done = self.state.epoch;
         if self
@@ -283,6 +292,7 @@ impl<'a> Run<'a> {
             .checkpoint_after_epoch(epochs_done, step, verdict.stop)
         {
             self.ckpt.save_step(&self.trainer, &self.state, metrics)?;
+            self.checkpointed();
             self.last_ckpt_step = Some(step);
         }
         if verdict.stop {
@@ -294,6 +304,13 @@ impl<'a> Run<'a> {
             return Ok(Flow::Stop);
         }
         Ok(Flow::Continue)
+    }
+
+    /// Reports how long the last checkpoint held training up, and how long
+    /// the last completed write took.
+    fn checkpointed(&mut self) {
+        let (stall, write) = (self.ckpt.last_stall.take(), self.ckpt.last_write.take());
+        self.report.checkpoint(stall, write, self.state.step);
     }
 
     /// Disentanglement metrics, computed by rank 0 while the others wait.
@@ -309,13 +326,14 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// A signal stopped the run; its checkpoint is written.
-    fn interrupted(self) -> Result<Option<Summary>, TrainError> {
+    /// A signal stopped the run; its checkpoint is written (waited for).
+    fn interrupted(mut self) -> Result<Option<Summary>, TrainError> {
         self.report.end_epoch();
+        self.ckpt.finish()?;
         let step = self.state.step;
         self.report.say(&format!(
             "stopped by a signal at step {step}: checkpoint written to {}; continue with --resume",
-            self.ckpt.step_path(step).display()
+            self.ckpt.step_url(step)
         ));
         Ok(None)
     }
@@ -340,10 +358,13 @@ impl<'a> Run<'a> {
         if self.last_ckpt_step != Some(step) {
             let metrics = BTreeMap::from([("test_loss".to_string(), last.test_loss)]);
             self.ckpt.save_step(&self.trainer, &self.state, metrics)?;
+            self.checkpointed();
         }
         if self.schedule.metrics_at_end(step, self.last_metrics_step) {
             self.metrics()?;
         }
+        self.ckpt.finish()?;
+        self.checkpointed();
         let end = Outcome {
             test: &test,
             last: &last,

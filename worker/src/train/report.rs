@@ -68,6 +68,10 @@ pub struct Summary {
     /// The last disentanglement metrics (`eval.metrics`), with their `step`.
     pub metrics: BTreeMap<String, f64>,
     pub samples_per_sec: f64,
+    /// Mean time a checkpoint held training up (copying the state off the
+    /// device, and waiting for the previous write), and mean write time.
+    pub checkpoint_stall_ms: Option<f64>,
+    pub checkpoint_write_ms: Option<f64>,
     pub best_test_loss: Option<f64>,
     pub best_step: Option<u64>,
     pub stopped_early: bool,
@@ -272,6 +276,10 @@ pub fn has_tc(cfg: &Config) -> bool {
     )
 }
 
+fn mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 /// Writes `value` as pretty JSON to `path`, atomically.
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
     let fail = |message: String| TrainError::RunDir {
@@ -301,6 +309,9 @@ pub struct Reporter {
     last: BTreeMap<String, f64>,
     /// The last disentanglement metrics, with their `step`.
     metrics: BTreeMap<String, f64>,
+    /// Checkpoint stalls and writes so far, in ms.
+    stalls: Vec<f64>,
+    writes: Vec<f64>,
 }
 
 impl Reporter {
@@ -319,6 +330,8 @@ impl Reporter {
             history: Vec::new(),
             last: BTreeMap::new(),
             metrics: BTreeMap::new(),
+            stalls: Vec::new(),
+            writes: Vec::new(),
         }
     }
 
@@ -340,18 +353,14 @@ impl Reporter {
     }
 
     /// A resumed run continues its history (evaluations up to `state`'s step).
-    pub fn resumed(&mut self, from: &Path, step: u64, epoch: u64) {
+    pub fn resumed(&mut self, from: &str, step: u64, epoch: u64) {
         let Some(o) = &self.out else { return };
         let path = o.run_dir.join("history.json");
         if let Ok(text) = std::fs::read_to_string(path) {
             self.history = serde_json::from_str(&text).unwrap_or_default();
             self.history.retain(|r| r.step <= step);
         }
-        println!(
-            "resumed from {} (step {step}, epoch {})",
-            from.display(),
-            epoch + 1
-        );
+        println!("resumed from {from} (step {step}, epoch {})", epoch + 1);
     }
 
     pub fn begin_epoch(&mut self, steps: u64, done: u64, epoch: u64) {
@@ -438,6 +447,22 @@ impl Reporter {
         o.board.flush();
     }
 
+    /// A checkpoint's stall and (when known) the last write's duration:
+    /// TensorBoard `checkpoint/stall_ms`, `checkpoint/write_ms`.
+    pub fn checkpoint(&mut self, stall: Option<Duration>, write: Option<Duration>, step: u64) {
+        let Some(o) = self.out.as_mut() else { return };
+        for (tag, d, all) in [
+            ("checkpoint/stall_ms", stall, &mut self.stalls),
+            ("checkpoint/write_ms", write, &mut self.writes),
+        ] {
+            if let Some(d) = d {
+                let ms = d.as_secs_f64() * 1e3;
+                o.board.scalar(tag, ms, step);
+                all.push(ms);
+            }
+        }
+    }
+
     /// The training loss of the last evaluation reported (NaN before any).
     pub fn last_train_loss(&self) -> f64 {
         self.history.last().map_or(f64::NAN, |r| r.train_loss)
@@ -491,6 +516,8 @@ impl Reporter {
             disc_accuracy: self.last.get("train/disc_accuracy").copied(),
             metrics: self.metrics.clone(),
             samples_per_sec,
+            checkpoint_stall_ms: mean(&self.stalls),
+            checkpoint_write_ms: mean(&self.writes),
             best_test_loss: end.early_stopping.best_loss,
             best_step: end.early_stopping.best_step,
             stopped_early: end.stopped_early,

@@ -1,11 +1,12 @@
 //! The position of a run ([`TrainState`]: step, epoch, batch within it,
-//! early stopping) and its checkpoints ([`Checkpointer`]): rank 0 writes them
-//! (the others wait at a barrier), `latest` and `best` are replaced only
-//! after a checkpoint is complete, and a resume is read by rank 0 and
-//! broadcast — weights, optimizer moments and this state — so the run
-//! directory need not be on a file system every node sees.
+//! early stopping) and its checkpoints ([`Checkpointer`]): rank 0 copies the
+//! state off the device and writes it, in the background while training
+//! goes on; `latest` and `best` are replaced only after a checkpoint is
+//! complete; a resume is read by rank 0 and broadcast — weights, optimizer
+//! moments and this state — so the checkpoints need not be where every node
+//! can read them.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use vae_proto::checkpoint::{CheckpointManifest, EarlyStoppingState, BEST_DIR, LATEST_POINTER};
@@ -13,7 +14,7 @@ use vae_proto::config::Config;
 
 use super::step::Trainer;
 use super::TrainError;
-use crate::checkpoint::{self, Contents, Loaded};
+use crate::checkpoint::{self, host_copy, CheckpointError, Checkpoints, Loaded, Snapshot};
 use crate::comm::Comm;
 
 /// Where a run is. Together with the seed it is the whole RNG state too:
@@ -69,116 +70,160 @@ impl TrainState {
     }
 }
 
-/// Writes and reads the run's checkpoints under `<run-dir>/checkpoints`.
+/// Writes and reads the run's checkpoints (`checkpoint.url`, by default
+/// `<run-dir>/checkpoints`). Rank 0 copies the state off the device and
+/// writes it — in the background when `checkpoint.asynchronous` — while
+/// training continues; a checkpoint waits for the previous one's write, and
+/// [`Checkpointer::finish`] for the last.
 pub struct Checkpointer<'a> {
-    dir: PathBuf,
+    ckpts: Checkpoints,
     cfg: &'a Config,
     comm: &'a dyn Comm,
+    /// The write in progress (rank 0).
+    writing: Option<std::thread::JoinHandle<Result<Duration, CheckpointError>>>,
+    /// How long the last checkpoint held training up, and how long the
+    /// write before it took (for the report).
+    pub last_stall: Option<Duration>,
+    pub last_write: Option<Duration>,
+}
+
+/// One checkpoint to write: what, where, and the pointer to move after.
+struct Job {
+    ckpts: Checkpoints,
+    name: String,
+    manifest: CheckpointManifest,
+    snapshot: Snapshot,
+    pointer: &'static str,
+    /// Step checkpoints to keep (`None`: no pruning).
+    keep: Option<usize>,
+}
+
+impl Job {
+    fn run(self) -> Result<Duration, CheckpointError> {
+        let started = Instant::now();
+        let between = || super::faults::while_writing_checkpoint();
+        self.ckpts
+            .write(&self.name, self.manifest, &self.snapshot, &between)?;
+        self.ckpts.set_pointer(self.pointer, &self.name)?;
+        if let Some(keep) = self.keep {
+            let mut protect = vec![self.name.clone()];
+            protect.extend(self.ckpts.follow(BEST_DIR)?);
+            self.ckpts.prune(keep, &protect)?;
+        }
+        Ok(started.elapsed())
+    }
 }
 
 impl<'a> Checkpointer<'a> {
-    pub fn new(run_dir: &Path, cfg: &'a Config, comm: &'a dyn Comm) -> Checkpointer<'a> {
+    pub fn new(ckpts: Checkpoints, cfg: &'a Config, comm: &'a dyn Comm) -> Checkpointer<'a> {
         Checkpointer {
-            dir: super::rundir::checkpoints(run_dir),
+            ckpts,
             cfg,
             comm,
+            writing: None,
+            last_stall: None,
+            last_write: None,
         }
     }
 
     /// Where the step checkpoint of `step` is (or will be).
-    pub fn step_path(&self, step: u64) -> PathBuf {
-        self.dir.join(checkpoint::step_name(step))
+    pub fn step_url(&self, step: u64) -> String {
+        self.ckpts.url_of(&checkpoint::step_name(step))
     }
 
-    /// Writes checkpoint `name` of the trainer at `state` (rank 0; every
-    /// rank waits for it).
+    /// Waits for the write in progress, if any; its error, if it failed.
+    pub fn finish(&mut self) -> Result<(), TrainError> {
+        if let Some(w) = self.writing.take() {
+            let took = w
+                .join()
+                .map_err(|_| TrainError::Invalid("the checkpoint writer panicked".into()))??;
+            self.last_write = Some(took);
+        }
+        Ok(())
+    }
+
+    /// Checkpoint `name` of the trainer at `state`, then `pointer` moved to
+    /// it (rank 0 writes; the other ranks go on).
     fn save(
-        &self,
+        &mut self,
         t: &Trainer,
         state: &TrainState,
-        name: &str,
+        name: String,
+        pointer: &'static str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<(), TrainError> {
-        self.comm.barrier()?;
-        if self.comm.rank() == 0 {
-            let manifest = CheckpointManifest {
-                format: String::new(),
-                step: state.step,
-                epoch: state.epoch,
-                batch_in_epoch: state.batch_in_epoch,
-                epoch_world: state.epoch_world,
-                seed: self.cfg.train.seed,
-                world_size: self.comm.world_size(),
-                model_kind: self.cfg.model.kind.as_str().into(),
-                early_stopping: state.early_stopping.clone(),
-                metrics,
-                files: vec![],
-            };
-            let mut optim = t.weights.optim_state("");
-            let reg = t.regularizer.as_ref().map(|r| r.weights());
-            if let Some(w) = reg {
-                optim.extend(w.optim_state("disc."));
-            }
-            let reg_params = reg.map(|w| w.params.named());
-            let contents = Contents {
-                model: &t.weights.params.named(),
-                optim: &optim,
-                regularizer: reg_params.as_deref(),
-            };
-            checkpoint::write(&self.dir, name, manifest, &contents)?;
+        if self.comm.rank() != 0 {
+            return Ok(());
         }
-        self.comm.barrier()?;
+        let started = Instant::now();
+        self.finish()?;
+        let job = Job {
+            ckpts: self.ckpts.clone(),
+            manifest: self.manifest(state, metrics),
+            snapshot: snapshot(t, self.cfg),
+            keep: (pointer == LATEST_POINTER).then_some(self.cfg.checkpoint.keep_last as usize),
+            name,
+            pointer,
+        };
+        if self.cfg.checkpoint.asynchronous {
+            self.writing = Some(std::thread::spawn(move || job.run()));
+        } else {
+            self.last_write = Some(job.run()?);
+        }
+        self.last_stall = Some(started.elapsed());
         Ok(())
+    }
+
+    fn manifest(&self, state: &TrainState, metrics: BTreeMap<String, f64>) -> CheckpointManifest {
+        CheckpointManifest {
+            format: String::new(),
+            step: state.step,
+            epoch: state.epoch,
+            batch_in_epoch: state.batch_in_epoch,
+            epoch_world: state.epoch_world,
+            seed: self.cfg.train.seed,
+            world_size: self.comm.world_size(),
+            model_kind: self.cfg.model.kind.as_str().into(),
+            early_stopping: state.early_stopping.clone(),
+            metrics,
+            files: vec![],
+        }
     }
 
     /// Writes the step checkpoint, points `latest` at it and drops old ones.
     pub fn save_step(
-        &self,
+        &mut self,
         t: &Trainer,
         state: &TrainState,
         metrics: BTreeMap<String, f64>,
     ) -> Result<(), TrainError> {
         let name = checkpoint::step_name(state.step);
-        self.save(t, state, &name, metrics)?;
-        if self.comm.rank() != 0 {
-            return Ok(());
-        }
-        checkpoint::set_pointer(&self.dir, LATEST_POINTER, &name)?;
-        let mut protect = vec![self.dir.join(&name)];
-        if let Some(best) = checkpoint::follow(&self.dir, BEST_DIR)? {
-            protect.push(best);
-        }
-        checkpoint::prune(&self.dir, self.cfg.checkpoint.keep_last as usize, &protect)?;
-        Ok(())
+        self.save(t, state, name, LATEST_POINTER, metrics)
     }
 
     /// Writes the best checkpoint so far and points `best` at it.
     pub fn save_best(
-        &self,
+        &mut self,
         t: &Trainer,
         state: &TrainState,
         metrics: BTreeMap<String, f64>,
     ) -> Result<(), TrainError> {
         let name = format!("best-{}", checkpoint::step_name(state.step));
-        self.save(t, state, &name, metrics)?;
-        if self.comm.rank() == 0 {
-            checkpoint::set_pointer(&self.dir, BEST_DIR, &name)?;
-        }
-        Ok(())
+        self.save(t, state, name, BEST_DIR, metrics)
     }
 
     /// Rank 0 reads the latest checkpoint into `t`; every rank then holds
     /// its weights, optimizer states and position. Returns the position and,
-    /// on rank 0, the checkpoint read.
-    pub fn resume(&self, t: &mut Trainer) -> Result<(TrainState, Option<PathBuf>), TrainError> {
+    /// on rank 0, the URL of the checkpoint read.
+    pub fn resume(&self, t: &mut Trainer) -> Result<(TrainState, Option<String>), TrainError> {
         let mut state = TrainState::default();
         let mut from = None;
         if self.comm.rank() == 0 {
-            let dir = checkpoint::resolve(&self.dir)?;
-            let loaded = checkpoint::read(&dir)?;
+            let name = self.ckpts.latest()?;
+            let loaded = self.ckpts.read(&name)?;
             restore(t, &loaded)?;
             state = TrainState::from_manifest(&loaded.manifest);
-            from = Some(dir);
+            from = Some(loaded.url);
         }
         if self.comm.world_size() > 1 {
             t.weights.broadcast(self.comm, 0)?;
@@ -192,13 +237,27 @@ impl<'a> Checkpointer<'a> {
     }
 }
 
+/// The trainer's state copied off the device.
+fn snapshot(t: &Trainer, cfg: &Config) -> Snapshot {
+    let mut optim = t.weights.optim_state("");
+    let reg = t.regularizer.as_ref().map(|r| r.weights());
+    if let Some(w) = reg {
+        optim.extend(w.optim_state("disc."));
+    }
+    Snapshot {
+        model: host_copy(&t.weights.params.named()),
+        optim: host_copy(&optim),
+        regularizer: reg.map(|w| host_copy(&w.params.named())),
+        config: cfg.to_toml(),
+    }
+}
+
 /// Loads a checkpoint's weights and optimizer states into `t`.
 pub fn restore(t: &mut Trainer, loaded: &Loaded) -> Result<(), TrainError> {
-    let (dir, m) = (&loaded.dir, &loaded.manifest);
+    let (dir, m) = (&loaded.url, &loaded.manifest);
     if m.model_kind != t.cfg.model.kind.as_str() {
         return Err(TrainError::Invalid(format!(
-            "{}: a `{}` model, the config says `{}`",
-            dir.display(),
+            "{dir}: a `{}` model, the config says `{}`",
             m.model_kind,
             t.cfg.model.kind.as_str()
         )));
@@ -207,10 +266,7 @@ pub fn restore(t: &mut Trainer, loaded: &Loaded) -> Result<(), TrainError> {
         .restore(&loaded.model, &loaded.optim, "", m.step, dir)?;
     if let Some(r) = t.regularizer.as_mut() {
         let saved = loaded.discriminator.as_ref().ok_or_else(|| {
-            TrainError::Invalid(format!(
-                "{}: no discriminator in this checkpoint",
-                dir.display()
-            ))
+            TrainError::Invalid(format!("{dir}: no discriminator in this checkpoint"))
         })?;
         r.weights_mut()
             .restore(saved, &loaded.optim, "disc.", m.step, dir)?;

@@ -4,7 +4,6 @@
 //! ranks, updating, broadcasting on resume, and checkpointing are the same
 //! code for both.
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use tch::{nn, Kind, Tensor};
@@ -105,7 +104,7 @@ impl Weights {
         optim: &[(String, Tensor)],
         prefix: &str,
         step: u64,
-        from: &Path,
+        from: &str,
     ) -> Result<(), TrainError> {
         load_into(&mut self.params, params, from)?;
         let get = |name: &str| {
@@ -115,10 +114,7 @@ impl Weights {
                 .find(|(n, _)| *n == name)
                 .map(|(_, t)| t.shallow_clone())
                 .ok_or_else(|| {
-                    TrainError::Invalid(format!(
-                        "{}: optimizer state has no `{name}`",
-                        from.display()
-                    ))
+                    TrainError::Invalid(format!("{from}: optimizer state has no `{name}`"))
                 })
         };
         self.adam
@@ -133,25 +129,23 @@ impl Weights {
 fn load_into(
     params: &mut FlatParams,
     tensors: &[(String, Tensor)],
-    from: &Path,
+    from: &str,
 ) -> Result<(), TrainError> {
     let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     if map.len() != params.names.len() {
         return Err(TrainError::Invalid(format!(
-            "{}: holds {} tensors, the model has {}: another architecture?",
-            from.display(),
+            "{from}: holds {} tensors, the model has {}: another architecture?",
             map.len(),
             params.names.len()
         )));
     }
     for (name, var) in params.names.iter().zip(params.vars.iter_mut()) {
-        let src = map.get(name.as_str()).ok_or_else(|| {
-            TrainError::Invalid(format!("{}: has no tensor `{name}`", from.display()))
-        })?;
+        let src = map
+            .get(name.as_str())
+            .ok_or_else(|| TrainError::Invalid(format!("{from}: has no tensor `{name}`")))?;
         if src.size() != var.size() {
             return Err(TrainError::Invalid(format!(
-                "{}: tensor `{name}` is {:?}, the model wants {:?}",
-                from.display(),
+                "{from}: tensor `{name}` is {:?}, the model wants {:?}",
                 src.size(),
                 var.size()
             )));

@@ -1,0 +1,220 @@
+//! `shard` order, streamed. Each dealt worker's samples of an epoch come out
+//! of its shards through a shuffle buffer, in exactly the order of
+//! [`ShardOrder::sequence`] — but the shards arrive from a [`Prefetch`] while
+//! training runs and the buffer holds samples in their stored form (packed
+//! bits for dSprites), so memory is the buffer plus the prefetched shards,
+//! whatever the dataset's size.
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use bytes::Bytes;
+use tch::{Device, Kind, Tensor};
+use tokio::sync::oneshot;
+
+use super::super::{tensor_err, TrainError};
+use crate::data::fetch::Prefetch;
+use crate::data::format::Dataset;
+use crate::data::sampler::ShardOrder;
+use crate::data::DataError;
+use crate::rng::{self, Stream};
+
+/// One dealt worker's samples of an epoch, in its shuffle-buffer order.
+pub struct ShardStream {
+    fetch: Prefetch,
+    /// Samples of each shard still to arrive, in order.
+    sizes: VecDeque<usize>,
+    current: Bytes,
+    current_n: usize,
+    current_i: usize,
+    /// Samples not yet read into the buffer.
+    unread: usize,
+    /// The buffer: `cap` slots of `stored` bytes, `len` in use.
+    slots: Vec<u8>,
+    len: usize,
+    cap: usize,
+    stored: usize,
+    /// The buffer's draws: `(seed, epoch, owner, draw)`, as the sequence's.
+    seed: u64,
+    epoch: u64,
+    owner: usize,
+    draw: u64,
+}
+
+impl ShardStream {
+    /// The stream of dealt worker `owner` of `dealt` in `epoch`, its shards
+    /// fetched once `gate` fires (at once without one).
+    pub fn new(
+        dataset: &Dataset,
+        order: &ShardOrder,
+        epoch: u64,
+        owner: usize,
+        dealt: usize,
+        gate: Option<oneshot::Receiver<()>>,
+    ) -> Result<ShardStream, TrainError> {
+        let which = order.assignment(epoch, owner, dealt);
+        let entries = dataset.shards("train", Some(&which))?;
+        let sizes: VecDeque<usize> = entries.iter().map(|e| e.samples as usize).collect();
+        let unread = sizes.iter().sum();
+        let fetch = Prefetch::start(&dataset.store, entries, &dataset.options, gate)?;
+        let stored = dataset.manifest.sample_bytes();
+        let cap = order.buffer.max(1);
+        Ok(ShardStream {
+            fetch,
+            sizes,
+            current: Bytes::new(),
+            current_n: 0,
+            current_i: 0,
+            unread,
+            slots: vec![0; cap.min(unread.max(1)) * stored],
+            len: 0,
+            cap,
+            stored,
+            seed: order.seed,
+            epoch,
+            owner,
+            draw: 0,
+        })
+    }
+
+    /// Whether every shard has been read.
+    pub fn exhausted(&self) -> bool {
+        self.unread == 0
+    }
+
+    fn pick(&mut self, len: usize) -> usize {
+        let counter = (self.owner as u64) << 40 | self.draw;
+        self.draw += 1;
+        let key = rng::key(self.seed, Stream::ShuffleBuffer, self.epoch, counter);
+        rng::below(rng::bits(key, 0), len as u64) as usize
+    }
+
+    fn slot(&mut self, i: usize) -> &mut [u8] {
+        let s = self.stored;
+        if self.slots.len() < (i + 1) * s {
+            self.slots.resize((i + 1) * s, 0);
+        }
+        &mut self.slots[i * s..(i + 1) * s]
+    }
+
+    /// Reads the next input sample into slot `i`.
+    fn read_into(&mut self, i: usize) -> Result<(), DataError> {
+        if self.current_i == self.current_n {
+            let n = self.sizes.pop_front().unwrap_or(0);
+            self.current = match self.fetch.next() {
+                Some(r) => r?,
+                None => {
+                    return Err(DataError::Io {
+                        url: "(shard stream)".into(),
+                        message: "the shard fetcher stopped early".into(),
+                    })
+                }
+            };
+            (self.current_n, self.current_i) = (n, 0);
+        }
+        let (s, at) = (self.stored, self.current_i * self.stored);
+        let sample = self.current.slice(at..at + s);
+        self.slot(i).copy_from_slice(&sample);
+        self.current_i += 1;
+        self.unread -= 1;
+        Ok(())
+    }
+
+    /// Emits the next sample's stored bytes into `out`; `false` at the end.
+    pub fn next_into(&mut self, out: &mut [u8]) -> Result<bool, DataError> {
+        while self.len < self.cap && self.unread > 0 {
+            self.read_into(self.len)?;
+            self.len += 1;
+        }
+        if self.unread > 0 {
+            let j = self.pick(self.len);
+            out.copy_from_slice(self.slot(j));
+            self.read_into(j)?;
+            return Ok(true);
+        }
+        if self.len == 0 {
+            return Ok(false);
+        }
+        let j = self.pick(self.len);
+        let last = self.len - 1;
+        out.copy_from_slice(self.slot(j));
+        if j != last {
+            let s = self.stored;
+            self.slots.copy_within(last * s..(last + 1) * s, j * s);
+        }
+        self.len = last;
+        Ok(true)
+    }
+}
+
+/// A `shard`-order epoch on this rank: the streams of the dealt workers whose
+/// part of each global batch overlaps this rank's slice of it.
+pub struct Streamed {
+    pub streams: Vec<ShardStream>,
+    /// The dealt worker of `streams[0]`.
+    pub first_owner: usize,
+    /// Samples per dealt worker and global batch.
+    pub dealt_local: usize,
+    /// This rank's positions in every global batch.
+    pub mine: Range<usize>,
+    pub shape: [i64; 3],
+    pub packed: bool,
+    pub device: Device,
+    pub kind: Kind,
+    /// Fired when every shard of the epoch has been read: the next epoch's
+    /// shards may start to arrive.
+    pub gate: Option<oneshot::Sender<()>>,
+}
+
+impl Streamed {
+    /// This rank's samples of the next global batch, as pixels in [0, 1]
+    /// `[b, C, H, W]` (or only advances, when `skip`).
+    pub fn batch(&mut self, skip: bool) -> Result<Option<Tensor>, TrainError> {
+        let pixels = self.shape.iter().product::<i64>() as usize;
+        let local = self.mine.len();
+        let mut images = vec![0u8; if skip { 0 } else { local * pixels }];
+        let stored_len = self.streams.first().map_or(0, |s| s.stored);
+        let mut stored = vec![0u8; stored_len];
+        for (k, s) in self.streams.iter_mut().enumerate() {
+            let base = (self.first_owner + k) * self.dealt_local;
+            for j in 0..self.dealt_local {
+                let p = base + j;
+                if !s.next_into(&mut stored)? {
+                    return Ok(None);
+                }
+                if !skip && self.mine.contains(&p) {
+                    let at = (p - self.mine.start) * pixels;
+                    decode(&stored, &mut images[at..at + pixels], self.packed);
+                }
+            }
+        }
+        if self.streams.iter().all(ShardStream::exhausted) {
+            if let Some(g) = self.gate.take() {
+                let _ = g.send(());
+            }
+        }
+        if skip {
+            return Ok(Some(Tensor::new()));
+        }
+        let [c, h, w] = self.shape;
+        let x = Tensor::from_slice(&images)
+            .f_view([local as i64, c, h, w])
+            .and_then(|t| t.f_to_device(self.device))
+            .map_err(tensor_err("a batch onto the device"))?;
+        Ok(Some(x.to_kind(self.kind) / 255.0))
+    }
+}
+
+/// One stored image into one byte per pixel (packed bits: 0 or 255).
+fn decode(stored: &[u8], out: &mut [u8], packed: bool) {
+    if packed {
+        for (p, o) in out.iter_mut().enumerate() {
+            *o = if stored[p / 8] & (0x80 >> (p % 8)) != 0 {
+                255
+            } else {
+                0
+            };
+        }
+    } else {
+        out.copy_from_slice(stored);
+    }
+}
