@@ -11,15 +11,22 @@ source scripts/env.sh
 mkdir -p "$VAE_CACHE"
 say() { echo "setup: $*" >&2; }
 
+# apt: OpenMPI and libclang (the build); SLURM and munge, iproute2 (the
+# cluster tests: a one-node SLURM, hosts in network namespaces); DejaVu fonts
+# (text in the sweep plots).
 have_apt_deps() {
   command -v mpirun >/dev/null && command -v mpicc >/dev/null &&
-    ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1
+    ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 &&
+    command -v slurmctld >/dev/null && command -v slurmd >/dev/null &&
+    command -v munged >/dev/null && command -v ip >/dev/null &&
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]
 }
 if ! have_apt_deps; then
-  say "installing openmpi-bin libopenmpi-dev libclang-dev"
+  say "installing openmpi-bin libopenmpi-dev libclang-dev slurm-wlm munge iproute2 fonts-dejavu-core"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev libclang-dev >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev libclang-dev \
+    slurm-wlm munge iproute2 fonts-dejavu-core >/dev/null
 fi
 
 if ! "$VAE_PYTHON" -c 'import torch, numpy, tensorboard, safetensors; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then

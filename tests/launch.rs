@@ -1,9 +1,15 @@
 //! Data-parallel end-to-end tests: real `mpirun` with 2 processes of the real
 //! `vae-worker`, supervised by the real `vae-launch`, on real MNIST.
+#[path = "cluster.rs"]
+mod cluster;
 #[path = "common/mod.rs"]
 mod common;
 #[path = "common/emulators.rs"]
 mod emulators;
+#[path = "hosts.rs"]
+mod hosts;
+#[path = "slurm.rs"]
+mod slurm;
 #[path = "storage.rs"]
 mod storage;
 use common::{mnist, python, repo};

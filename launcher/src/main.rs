@@ -1,5 +1,6 @@
-//! `vae-launch [--nproc-per-node N|auto] [--max-restarts K] -- train ...`:
-//! parses the command line, plans, runs, and exits with the job's status.
+//! `vae-launch [--nproc-per-node N|auto] [--max-restarts K] [--sweep KEY=V,...]
+//! [--hosts H,H | --hostfile F] -- train ...`: parses the command line,
+//! plans, runs, and exits with the job's status.
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -24,6 +25,23 @@ struct Cli {
     /// The worker binary (default: vae-worker next to vae-launch).
     #[arg(long)]
     worker: Option<PathBuf>,
+    /// Sweep a config key over values as one job, e.g. --sweep model.beta=1,2,4,8
+    /// (repeatable: the Cartesian product; adds to the config's [sweep]).
+    #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
+    sweep: Vec<String>,
+    /// Ranks training each point of a sweep (default: the config's, 1).
+    #[arg(long)]
+    ranks_per_point: Option<usize>,
+    /// Hosts to run on, comma-separated; each gets --nproc-per-node workers.
+    #[arg(long, value_delimiter = ',', conflicts_with = "hostfile")]
+    hosts: Vec<String>,
+    /// A file of hosts (one per line, mpirun's format); each gets --nproc-per-node workers.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
+    /// An extra argument for mpirun, e.g. --mpirun-arg=--mca --mpirun-arg=btl_tcp_if_include
+    /// --mpirun-arg=10.0.0.0/24 (repeatable).
+    #[arg(long = "mpirun-arg", allow_hyphen_values = true)]
+    mpirun_args: Vec<String>,
     /// The worker's arguments: `train --config FILE [--set KEY=VALUE]...`.
     #[arg(last = true, required = true)]
     worker_args: Vec<String>,
@@ -35,10 +53,24 @@ fn main() -> std::process::ExitCode {
         eprintln!("vae-launch: error: {e}");
         std::process::ExitCode::from(2)
     };
+    let hosts = match &cli.hostfile {
+        Some(f) => match plan::read_hostfile(f) {
+            Ok(h) => h,
+            Err(e) => return fail(&e),
+        },
+        None => cli.hosts.clone(),
+    };
+    let req = plan::Request {
+        sweep: cli.sweep.clone(),
+        ranks_per_point: cli.ranks_per_point,
+        hosts,
+        mpirun_args: cli.mpirun_args.clone(),
+    };
     let plan = match plan::plan(
         cli.nproc_per_node,
         &cli.worker_args,
         &plan::detect_devices(),
+        &req,
     ) {
         Ok(p) => p,
         Err(e) => return fail(&e),

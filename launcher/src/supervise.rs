@@ -13,13 +13,17 @@ use std::sync::Arc;
 use crate::plan::Plan;
 use crate::procs;
 
-/// Rewrites mpirun's `--tag-output` prefix `[job,rank]<stdout>:` as `[rank N] `.
-pub fn retag(line: &str) -> String {
+/// Rewrites mpirun's `--tag-output` prefix `[job,rank]<stdout>:` as
+/// `[rank N] ` (or `[rank N@host] ` when `host_of` knows the rank's host).
+pub fn retag(line: &str, host_of: &dyn Fn(usize) -> Option<String>) -> String {
     if let Some(rest) = line.strip_prefix('[') {
         if let Some((tag, text)) = rest.split_once(">:") {
             if let Some((ids, _stream)) = tag.split_once("]<") {
                 if let Some((_, rank)) = ids.split_once(',') {
-                    return format!("[rank {rank}] {text}");
+                    return match rank.parse().ok().and_then(host_of) {
+                        Some(h) => format!("[rank {rank}@{h}] {text}"),
+                        None => format!("[rank {rank}] {text}"),
+                    };
                 }
             }
         }
@@ -30,11 +34,13 @@ pub fn retag(line: &str) -> String {
 fn relay<R: std::io::Read + Send + 'static>(
     from: R,
     to_stderr: bool,
+    hosts: (Vec<String>, usize),
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
+        let host_of = |r: usize| hosts.0.get(r / hosts.1.max(1)).cloned();
         for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
-            let line = retag(&line);
+            let line = retag(&line, &host_of);
             if to_stderr {
                 let _ = writeln!(std::io::stderr(), "{line}");
             } else {
@@ -103,9 +109,9 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
         let restart = attempt > 0;
         eprintln!(
             "[launcher] starting {} {} worker{}{}",
-            plan.nproc,
+            plan.ranks(),
             if plan.gpus { "GPU" } else { "CPU" },
-            if plan.nproc == 1 { "" } else { "s" },
+            if plan.ranks() == 1 { "" } else { "s" },
             if restart {
                 " from the latest checkpoint (if there is one)"
             } else {
@@ -115,8 +121,9 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
         let mut child = start(plan, mpirun, worker, restart)
             .map_err(|e| anyhow::anyhow!("cannot start {mpirun}: {e}"))?;
         state.mpirun.store(child.id() as i32, Ordering::SeqCst);
-        let out = child.stdout.take().map(|s| relay(s, false));
-        let err = child.stderr.take().map(|s| relay(s, true));
+        let hosts = (plan.hosts.clone(), plan.nproc);
+        let out = child.stdout.take().map(|s| relay(s, false, hosts.clone()));
+        let err = child.stderr.take().map(|s| relay(s, true, hosts));
         let status = child.wait()?;
         state.mpirun.store(0, Ordering::SeqCst);
         // Whatever mpirun left behind goes now (and is reaped).
@@ -152,8 +159,20 @@ mod tests {
 
     #[test]
     fn retags_mpirun_output() {
-        assert_eq!(retag("[1,0]<stdout>:epoch 1"), "[rank 0] epoch 1");
-        assert_eq!(retag("[1,12]<stderr>:error: x"), "[rank 12] error: x");
-        assert_eq!(retag("plain line"), "plain line");
+        let none = |_| None;
+        assert_eq!(retag("[1,0]<stdout>:epoch 1", &none), "[rank 0] epoch 1");
+        assert_eq!(
+            retag("[1,12]<stderr>:error: x", &none),
+            "[rank 12] error: x"
+        );
+        assert_eq!(retag("plain line", &none), "plain line");
+        let two = |r: usize| {
+            Some(if r < 2 {
+                "a".to_string()
+            } else {
+                "b".to_string()
+            })
+        };
+        assert_eq!(retag("[1,3]<stdout>:hi", &two), "[rank 3@b] hi");
     }
 }

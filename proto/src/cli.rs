@@ -52,6 +52,13 @@ pub struct TrainCmd {
     /// run (what vae-launch passes when it restarts a failed job).
     #[arg(long, requires = "run_dir", conflicts_with = "resume")]
     pub resume_if_present: bool,
+    /// Sweep a config key over values, e.g. --sweep model.beta=1,2,4,8
+    /// (repeatable: the Cartesian product; adds to the config's [sweep]).
+    #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
+    pub sweep: Vec<String>,
+    /// Ranks training each point of a sweep (default: the config's, 1).
+    #[arg(long)]
+    pub ranks_per_point: Option<usize>,
 }
 
 /// Whether a run continues from a checkpoint.
@@ -66,6 +73,21 @@ pub enum Resume {
 }
 
 impl TrainCmd {
+    /// Where the config comes from, for messages.
+    pub fn origin(&self) -> String {
+        self.config
+            .as_ref()
+            .map_or(config::DEFAULT_CONFIG_NAME.to_string(), |p| {
+                p.display().to_string()
+            })
+    }
+
+    /// The sweep this command asks for (its `--sweep` and the config's
+    /// `[sweep]`), checked, if any.
+    pub fn sweep(&self, cfg: &Config) -> Result<Option<crate::sweep::Sweep>, ConfigError> {
+        crate::sweep::Sweep::plan(cfg, &self.sweep, self.ranks_per_point, &self.origin())
+    }
+
     /// The config file (or the built-in default) with the `--set` overrides, validated.
     pub fn load_config(&self) -> Result<Config, ConfigError> {
         match &self.config {

@@ -136,6 +136,7 @@ pub struct RawConfig {
     pub dist: DistSection,
     pub log: LogSection,
     pub storage: StorageSection,
+    pub sweep: SweepSection,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -416,6 +417,25 @@ impl Default for StorageSection {
     }
 }
 
+/// A sweep trained as one job (see `vae_proto::sweep`): the values of each
+/// swept key, and how many ranks train each point.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepSection {
+    pub ranks_per_point: u64,
+    /// Config key → the values it takes, e.g. `"model.beta" = [1, 2, 4]`.
+    pub values: std::collections::BTreeMap<String, Vec<toml::Value>>,
+}
+
+impl Default for SweepSection {
+    fn default() -> Self {
+        SweepSection {
+            ranks_per_point: 1,
+            values: Default::default(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
@@ -453,6 +473,7 @@ pub struct Config {
     pub dist: DistSection,
     pub log: LogSection,
     pub storage: StorageSection,
+    pub sweep: SweepSection,
     /// `train.max_steps`, with 0 read as no bound.
     pub max_steps: Option<u64>,
 }
@@ -619,6 +640,7 @@ impl RawConfig {
             dist: self.dist.clone(),
             log: self.log.clone(),
             storage: self.storage.clone(),
+            sweep: self.sweep.clone(),
             max_steps,
             raw: self,
         })

@@ -1,8 +1,9 @@
 //! What the launcher and the workers share, with no libtorch in it: the config
 //! schema and its validation ([`config`]), the worker's command line
-//! ([`cli`]), the manifests of datasets ([`dataset`]) and checkpoints
-//! ([`checkpoint`]).
+//! ([`cli`]), sweeps ([`sweep`]), the manifests of datasets ([`dataset`])
+//! and checkpoints ([`checkpoint`]).
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod sweep;

@@ -29,6 +29,8 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
                 run_dir: None,
                 resume: false,
                 resume_if_present: false,
+                sweep: vec![],
+                ranks_per_point: None,
             };
             let cfg = cmd.load_config()?;
             let r = train::feed::read_throughput(&cfg, epochs)?;
@@ -48,30 +50,66 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
     }
 }
 
-/// `vae-worker train`: joins the job (MPI, device, NCCL) and trains.
+/// `vae-worker train`: joins the job (MPI, device, NCCL) and trains — one
+/// run, or a sweep's points in groups of ranks.
 fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let config = cmd.load_config()?;
+    let sweep = cmd.sweep(&config)?;
     let run_dir = cmd.run_dir_or_default();
     let stop = StopFlag::install();
-    let conn = comm::connect(config.train.device, config.dist.backend)?;
-    let comm = conn.comm();
-    let args = TrainArgs {
-        config,
-        run_dir,
-        resume: cmd.resume(),
-        device: conn.device,
-        stop,
+    let rpp = sweep.as_ref().map(|s| s.ranks_per_point);
+    let conn = comm::connect(config.train.device, config.dist.backend, rpp)?;
+    let outcome = match sweep {
+        Some(sweep) => {
+            let csv = run_dir.join("sweep.csv");
+            crate::sweep::run(crate::sweep::SweepArgs {
+                base: config,
+                sweep,
+                origin: cmd.origin(),
+                run_dir,
+                device: conn.device,
+                stop,
+                world: conn.world(),
+                group: conn.comm(),
+            })
+            .map(|r| {
+                r.map(|rows| {
+                    format!(
+                        "sweep done: {} points, results in {}",
+                        rows.len(),
+                        csv.display()
+                    )
+                })
+            })
+        }
+        None => train::run(
+            TrainArgs {
+                config,
+                run_dir,
+                resume: cmd.resume(),
+                device: conn.device,
+                stop,
+                hparams: None,
+            },
+            conn.comm(),
+        )
+        .map(|s| {
+            s.map(|s| {
+                format!(
+                    "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
+                    s.step, s.test_loss, s.test_recon, s.test_kl
+                )
+            })
+        }),
     };
-    match train::run(args, comm) {
-        Ok(Some(summary)) if comm.rank() == 0 => println!(
-            "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
-            summary.step, summary.test_loss, summary.test_recon, summary.test_kl
-        ),
+    let world = conn.world();
+    match outcome {
+        Ok(Some(line)) if world.rank() == 0 => println!("{line}"),
         Ok(_) => {}
         // Under MPI the job must end here, before MPI is finalised (which
         // would wait for the other ranks forever).
-        Err(e) if comm.world_size() > 1 => {
-            eprintln!("vae-worker: error: rank {}: {e:#}", comm.rank());
+        Err(e) if world.world_size() > 1 => {
+            eprintln!("vae-worker: error: rank {}: {e:#}", world.rank());
             comm::abort_job(1);
         }
         Err(e) => return Err(e.into()),

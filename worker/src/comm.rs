@@ -50,6 +50,8 @@ pub trait Comm {
     fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), CommError>;
     /// Copies rank `root`'s bytes to every rank (the length too).
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<(), CommError>;
+    /// Every rank's `bytes`, in rank order, on rank `root` (`None` elsewhere).
+    fn gather_bytes(&self, bytes: &[u8], root: usize) -> Result<Option<Vec<Vec<u8>>>, CommError>;
     fn barrier(&self) -> Result<(), CommError>;
     /// Name of the gradient data plane, for logs.
     fn backend(&self) -> &'static str;
@@ -163,6 +165,9 @@ impl Comm for Single {
     fn broadcast_bytes(&self, _bytes: &mut Vec<u8>, _root: usize) -> Result<(), CommError> {
         Ok(())
     }
+    fn gather_bytes(&self, bytes: &[u8], _root: usize) -> Result<Option<Vec<Vec<u8>>>, CommError> {
+        Ok(Some(vec![bytes.to_vec()]))
+    }
     fn barrier(&self) -> Result<(), CommError> {
         Ok(())
     }
@@ -172,38 +177,73 @@ impl Comm for Single {
 }
 
 /// A worker's place in the job: its collectives (MPI and NCCL under an MPI
-/// launcher, [`Single`] otherwise) and its device.
+/// launcher, [`Single`] otherwise) — the whole job's, and in a sweep its
+/// group's — and its device.
 pub struct Connection {
-    dist: Option<Dist>,
+    /// A sweep's group of ranks training one point (its own communicator).
+    group: Option<Dist>,
+    world: Option<Dist>,
     pub device: Device,
+    /// Dropped last: every communicator goes before MPI is finalised.
+    _universe: Option<mpi::environment::Universe>,
 }
 
 impl Connection {
+    /// The communicator training runs on: the group's in a sweep, else the job's.
     pub fn comm(&self) -> &dyn Comm {
-        match &self.dist {
-            Some(d) => d,
+        match (&self.group, &self.world) {
+            (Some(g), _) => g,
+            (None, Some(w)) => w,
+            _ => &Single,
+        }
+    }
+
+    /// The whole job's communicator.
+    pub fn world(&self) -> &dyn Comm {
+        match &self.world {
+            Some(w) => w,
             None => &Single,
         }
     }
 }
 
 /// Joins the job this process was started in: initialises MPI when an MPI
-/// launcher started it, picks the device (on GPU, the node-local rank's)
-/// and sets up the gradient data plane `backend` asks for.
-pub fn connect(choice: DeviceChoice, backend: Backend) -> Result<Connection, CommError> {
-    let mut dist = if launched_by_mpi() {
-        Some(Dist::init()?)
+/// launcher started it, picks the device (on GPU, the node-local rank's),
+/// splits the job into groups of `ranks_per_point` ranks for a sweep (a
+/// collective over the whole job), and sets up the gradient data plane
+/// `backend` asks for on the communicator training uses (in a sweep, NCCL's
+/// unique id is broadcast within the group).
+pub fn connect(
+    choice: DeviceChoice,
+    backend: Backend,
+    ranks_per_point: Option<usize>,
+) -> Result<Connection, CommError> {
+    let universe = if launched_by_mpi() {
+        Some(mpi::initialize().ok_or(CommError::Setup {
+            rank: 0,
+            message: "MPI was already initialised".into(),
+        })?)
     } else {
         None
     };
-    let local_rank = dist.as_ref().map_or(0, |d| d.local_rank());
+    let mut world = universe.as_ref().map(Dist::world);
+    let local_rank = world.as_ref().map_or(0, |d| d.local_rank());
     let device = device::pick(choice, local_rank)?;
     // Checked here too for a worker outside MPI, which has no Dist.
     uses_nccl(backend, device).map_err(CommError::Config)?;
-    if let Some(d) = dist.as_mut() {
+    let mut group = match (&world, ranks_per_point) {
+        (Some(w), Some(rpp)) => Some(w.split(w.rank / rpp.max(1))?),
+        _ => None,
+    };
+    if let Some(d) = group.as_mut().or(world.as_mut()) {
         d.setup_backend(backend, device)?;
     }
-    Ok(Connection { dist, device })
+    Ok(Connection {
+        group,
+        world,
+        device,
+        _universe: universe,
+    })
 }
 
 /// Rank 0's `value` on every rank: how rank 0 decides a branch every rank
@@ -271,10 +311,10 @@ pub fn abort_job(code: i32) {
     }
 }
 
-/// Workers started by an MPI launcher. Tensor collectives run on NCCL when
-/// `nccl` is set (CUDA tensors), else on MPI over host memory.
+/// Workers started by an MPI launcher, over one communicator (the job's,
+/// or a sweep group's). Tensor collectives run on NCCL when `nccl` is set
+/// (CUDA tensors), else on MPI over host memory.
 pub struct Dist {
-    _universe: mpi::environment::Universe,
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
@@ -283,22 +323,34 @@ pub struct Dist {
 }
 
 impl Dist {
-    /// Initialises MPI. Call [`Dist::setup_backend`] once the device is known.
-    pub fn init() -> Result<Dist, CommError> {
-        let universe = mpi::initialize().ok_or(CommError::Setup {
-            rank: 0,
-            message: "MPI was already initialised".into(),
-        })?;
-        let world = universe.world();
+    /// The job's communicator. Call [`Dist::setup_backend`] once the device is known.
+    fn world(universe: &mpi::environment::Universe) -> Dist {
+        Dist::over(universe.world())
+    }
+
+    fn over(world: SimpleCommunicator) -> Dist {
         let (rank, size) = (world.rank() as usize, world.size() as usize);
-        Ok(Dist {
-            _universe: universe,
+        Dist {
             world,
             rank,
             size,
             local_rank: local_rank_from_env(),
             nccl: None,
-        })
+        }
+    }
+
+    /// The communicator of the ranks whose `color` is this rank's (ranks
+    /// keep their order). A collective: every rank calls it.
+    pub fn split(&self, color: usize) -> Result<Dist, CommError> {
+        use mpi::topology::Color;
+        let sub = self
+            .world
+            .split_by_color_with_key(Color::with_value(color as i32), self.rank as i32)
+            .ok_or(CommError::Setup {
+                rank: self.rank,
+                message: format!("MPI gave no communicator for group {color}"),
+            })?;
+        Ok(Dist::over(sub))
     }
 
     /// Chooses the gradient data plane for `device` as `backend` asks.
@@ -484,6 +536,40 @@ impl Comm for Dist {
         bytes.resize(len as usize, 0);
         from.broadcast_into(&mut bytes[..]);
         Ok(())
+    }
+    fn gather_bytes(&self, bytes: &[u8], root: usize) -> Result<Option<Vec<Vec<u8>>>, CommError> {
+        use mpi::datatype::PartitionMut;
+        let to = self.world.process_at_rank(root as i32);
+        let n = i32::try_from(bytes.len()).map_err(|_| CommError::Failed {
+            rank: self.rank,
+            op: "gather",
+            message: format!("{} bytes is more than one message takes", bytes.len()),
+        })?;
+        if self.rank != root {
+            to.gather_into(&n);
+            to.gather_varcount_into(bytes);
+            return Ok(None);
+        }
+        let mut counts = vec![0i32; self.size];
+        to.gather_into_root(&n, &mut counts[..]);
+        let displs: Vec<i32> = counts
+            .iter()
+            .scan(0, |at, &c| {
+                let d = *at;
+                *at += c;
+                Some(d)
+            })
+            .collect();
+        let mut all = vec![0u8; counts.iter().map(|&c| c as usize).sum()];
+        let mut part = PartitionMut::new(&mut all[..], &counts[..], &displs[..]);
+        to.gather_varcount_into_root(bytes, &mut part);
+        Ok(Some(
+            counts
+                .iter()
+                .zip(&displs)
+                .map(|(&c, &d)| all[d as usize..(d + c) as usize].to_vec())
+                .collect(),
+        ))
     }
     fn barrier(&self) -> Result<(), CommError> {
         self.world.barrier();

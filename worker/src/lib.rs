@@ -5,8 +5,9 @@
 //! job, collectives), [`device`], [`checkpoint`] (the on-disk format),
 //! [`metrics`], [`disentanglement`], [`tensorboard`], [`images`], [`atomic`]
 //! (file writes), [`train`] (the training loop, a folder of its parts),
-//! [`evaluate`] and [`export`] (the `eval` and `export` commands), and
-//! [`cli`] (runs the command line the binary parses).
+//! [`sweep`] (a sweep as one job), [`evaluate`] and [`export`] (the `eval`
+//! and `export` commands), and [`cli`] (runs the command line the binary
+//! parses).
 pub mod atomic;
 pub mod checkpoint;
 pub mod cli;
@@ -23,5 +24,6 @@ pub mod model;
 pub mod optim;
 pub mod rng;
 pub mod signals;
+pub mod sweep;
 pub mod tensorboard;
 pub mod train;

@@ -1,7 +1,19 @@
 //! TensorBoard event files: scalars, images and histograms, written through
-//! `tensorboard-rs` into `<run-dir>/tensorboard/`.
+//! `tensorboard-rs` into `<run-dir>/tensorboard/`; and the HPARAMS plugin's
+//! records (experiment, session start and end), which tensorboard-rs has
+//! no helper for: `tensorboard-proto`'s hparams messages in a summary whose
+//! metadata names the `hparams` plugin, as TensorBoard's own
+//! `plugins/hparams/summary.py` writes them.
+use std::collections::BTreeMap;
 use std::path::Path;
-use tensorboard_proto::summary::{Summary, Summary_Image, Summary_Value};
+
+use protobuf::well_known_types::Value as PbValue;
+use protobuf::Message;
+use tensorboard_proto::api::{DataType, Experiment, HParamInfo, MetricInfo, MetricName, Status};
+use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
+use tensorboard_proto::summary::{
+    Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
+};
 use tensorboard_rs::summary::{histogram_raw, scalar};
 use tensorboard_rs::summary_writer::FileWriter;
 
@@ -68,5 +80,115 @@ impl Board {
 
     pub fn flush(&mut self) {
         self.writer.flush();
+    }
+
+    /// One HPARAMS plugin record under `tag`.
+    fn hparams(&mut self, tag: &str, data: HParamsPluginData) {
+        let mut plugin = SummaryMetadata_PluginData::new();
+        plugin.set_plugin_name("hparams".into());
+        plugin.set_content(data.write_to_bytes().unwrap_or_default());
+        let mut meta = SummaryMetadata::new();
+        meta.set_plugin_data(plugin);
+        let mut tensor = tensorboard_proto::tensor::TensorProto::new();
+        tensor.set_dtype(tensorboard_proto::types::DataType::DT_FLOAT);
+        tensor.set_float_val(vec![0.0]);
+        tensor.set_tensor_shape(tensorboard_proto::tensor_shape::TensorShapeProto::new());
+        let mut value = Summary_Value::new();
+        value.set_tag(tag.into());
+        value.set_metadata(meta);
+        value.set_tensor(tensor);
+        let mut summary = Summary::new();
+        summary.set_value(protobuf::RepeatedField::from(vec![value]));
+        self.writer.add_summary(summary, 0);
+        self.writer.flush();
+    }
+
+    /// The start of a session (one point of a sweep): its hyperparameters.
+    pub fn session_start(&mut self, hparams: &BTreeMap<String, HValue>, start_secs: f64) {
+        let mut info = SessionStartInfo::new();
+        for (k, v) in hparams {
+            info.mut_hparams().insert(k.clone(), v.to_proto());
+        }
+        info.set_start_time_secs(start_secs);
+        let mut data = HParamsPluginData::new();
+        data.set_session_start_info(info);
+        self.hparams("_hparams_/session_start_info", data);
+    }
+
+    /// The end of a session, with its status.
+    pub fn session_end(&mut self, success: bool, end_secs: f64) {
+        let mut info = SessionEndInfo::new();
+        info.set_status(if success {
+            Status::STATUS_SUCCESS
+        } else {
+            Status::STATUS_FAILURE
+        });
+        info.set_end_time_secs(end_secs);
+        let mut data = HParamsPluginData::new();
+        data.set_session_end_info(info);
+        self.hparams("_hparams_/session_end_info", data);
+    }
+
+    /// The experiment (at a sweep's root): its hyperparameters and the
+    /// metrics (scalar tags in each session's run) to compare.
+    pub fn experiment(&mut self, hparams: &BTreeMap<String, HValue>, metrics: &[String]) {
+        let mut exp = Experiment::new();
+        for (k, v) in hparams {
+            let mut h = HParamInfo::new();
+            h.set_name(k.clone());
+            h.set_field_type(v.data_type());
+            exp.mut_hparam_infos().push(h);
+        }
+        for m in metrics {
+            let mut name = MetricName::new();
+            name.set_tag(m.clone());
+            let mut info = MetricInfo::new();
+            info.set_name(name);
+            info.set_display_name(m.clone());
+            exp.mut_metric_infos().push(info);
+        }
+        let mut data = HParamsPluginData::new();
+        data.set_experiment(exp);
+        self.hparams("_hparams_/experiment", data);
+    }
+}
+
+/// A hyperparameter's value.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(untagged)]
+pub enum HValue {
+    Number(f64),
+    Text(String),
+    Flag(bool),
+}
+
+impl HValue {
+    /// A config value as a hyperparameter (lists as their TOML text).
+    pub fn from_toml(v: &toml::Value) -> HValue {
+        match v {
+            toml::Value::Integer(i) => HValue::Number(*i as f64),
+            toml::Value::Float(f) => HValue::Number(*f),
+            toml::Value::Boolean(b) => HValue::Flag(*b),
+            toml::Value::String(s) => HValue::Text(s.clone()),
+            other => HValue::Text(other.to_string()),
+        }
+    }
+
+    fn to_proto(&self) -> PbValue {
+        let mut v = PbValue::new();
+        match self {
+            HValue::Number(x) => v.set_number_value(*x),
+            HValue::Text(s) => v.set_string_value(s.clone()),
+            HValue::Flag(b) => v.set_bool_value(*b),
+        }
+        v
+    }
+
+    fn data_type(&self) -> DataType {
+        match self {
+            HValue::Number(_) => DataType::DATA_TYPE_FLOAT64,
+            HValue::Text(_) => DataType::DATA_TYPE_STRING,
+            HValue::Flag(_) => DataType::DATA_TYPE_BOOL,
+        }
     }
 }

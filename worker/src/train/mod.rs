@@ -78,6 +78,9 @@ pub struct TrainArgs {
     pub device: Device,
     /// Raised by SIGINT/SIGTERM/SIGUSR1: checkpoint and stop.
     pub stop: StopFlag,
+    /// In a sweep: this point's hyperparameters, recorded for TensorBoard's
+    /// HPARAMS view (session start, and end when the run completes).
+    pub hparams: Option<std::collections::BTreeMap<String, crate::tensorboard::HValue>>,
 }
 
 /// Trains as `args` says and returns the summary (also written to
@@ -178,6 +181,9 @@ impl<'a> Run<'a> {
                 report.resumed(&from, resumed.step, resumed.epoch);
             }
             state = resumed;
+        }
+        if let Some(h) = &args.hparams {
+            report.session(h, !resume);
         }
         Ok(Run {
             comm,

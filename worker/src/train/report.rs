@@ -276,6 +276,12 @@ pub fn has_tc(cfg: &Config) -> bool {
     )
 }
 
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -312,6 +318,8 @@ pub struct Reporter {
     /// Checkpoint stalls and writes so far, in ms.
     stalls: Vec<f64>,
     writes: Vec<f64>,
+    /// Whether this run is an HPARAMS session (a sweep's point).
+    session: bool,
 }
 
 impl Reporter {
@@ -332,6 +340,7 @@ impl Reporter {
             metrics: BTreeMap::new(),
             stalls: Vec::new(),
             writes: Vec::new(),
+            session: false,
         }
     }
 
@@ -447,6 +456,20 @@ impl Reporter {
         o.board.flush();
     }
 
+    /// Makes this run an HPARAMS session with `hparams` (its start recorded
+    /// when `starting`; a resumed session has it already).
+    pub fn session(
+        &mut self,
+        hparams: &BTreeMap<String, crate::tensorboard::HValue>,
+        starting: bool,
+    ) {
+        let Some(o) = self.out.as_mut() else { return };
+        self.session = true;
+        if starting {
+            o.board.session_start(hparams, unix_secs());
+        }
+    }
+
     /// A checkpoint's stall and (when known) the last write's duration:
     /// TensorBoard `checkpoint/stall_ms`, `checkpoint/write_ms`.
     pub fn checkpoint(&mut self, stall: Option<Duration>, write: Option<Duration>, step: u64) {
@@ -525,7 +548,10 @@ impl Reporter {
             device: format!("{:?}", end.device),
             history: std::mem::take(&mut self.history),
         };
-        if let Some(o) = &self.out {
+        if let Some(o) = self.out.as_mut() {
+            if self.session {
+                o.board.session_end(true, unix_secs());
+            }
             write_json(&o.run_dir.join("summary.json"), &summary)?;
         }
         Ok(summary)

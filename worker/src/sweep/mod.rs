@@ -1,0 +1,176 @@
+//! A sweep as one job. The job's ranks are split into groups of
+//! `ranks_per_point` (one MPI communicator each, and on GPU one NCCL
+//! communicator each); group `g` of `G` trains the points `g, g + G, g +
+//! 2G, ...` of the sweep in turn, data-parallel over its own communicator,
+//! each in its own run directory `RUN/<point>/` with everything a single
+//! run has — so groups run at their own pace, with no collective of the
+//! whole job inside the training loop. The queue is fixed by the point's
+//! index, so a restart knows what is done: a point whose `summary.json`
+//! exists is not trained again, an unfinished one resumes from its own
+//! checkpoints. At the end, world rank 0 gathers every point's summary and
+//! writes the sweep's results ([`results`]).
+pub mod plot;
+pub mod results;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+use vae_proto::cli::Resume;
+use vae_proto::config::Config;
+use vae_proto::sweep::{point_config, Point, Sweep};
+
+use crate::comm::{from_rank0, Comm};
+use crate::signals::StopFlag;
+use crate::tensorboard::HValue;
+use crate::train::{self, TrainArgs, TrainError};
+use results::PointResult;
+
+/// Config keys recorded as hyperparameters of every point (with the swept ones).
+const MAIN_KEYS: [&str; 9] = [
+    "model.kind",
+    "model.objective",
+    "model.latent_dim",
+    "model.beta",
+    "model.tc_weight",
+    "train.batch_size",
+    "train.epochs",
+    "train.seed",
+    "optim.lr",
+];
+
+/// What a sweep needs to run.
+pub struct SweepArgs<'a> {
+    pub base: Config,
+    pub sweep: Sweep,
+    pub origin: String,
+    pub run_dir: PathBuf,
+    pub device: Device,
+    pub stop: StopFlag,
+    /// The whole job's communicator, and this rank's group's.
+    pub world: &'a dyn Comm,
+    pub group: &'a dyn Comm,
+}
+
+/// Trains this rank's group's points, then gathers every point's results on
+/// world rank 0, which writes `sweep.json`, `sweep.csv`, the plots and the
+/// HPARAMS experiment, and returns them. `None` when a signal stopped it.
+pub fn run(a: SweepArgs) -> Result<Option<Vec<PointResult>>, TrainError> {
+    let groups = a
+        .sweep
+        .groups(a.world.world_size())
+        .map_err(|m| TrainError::Invalid(format!("--ranks-per-point: {m}")))?;
+    let group = a.world.rank() / a.sweep.ranks_per_point;
+    if a.world.rank() == 0 {
+        std::fs::create_dir_all(&a.run_dir).map_err(|e| TrainError::RunDir {
+            path: a.run_dir.clone(),
+            message: format!("cannot create it: {e}"),
+        })?;
+        println!(
+            "sweep: {} points in {} group{} of {} rank{}, run directory {}",
+            a.sweep.points.len(),
+            groups,
+            if groups == 1 { "" } else { "s" },
+            a.sweep.ranks_per_point,
+            if a.sweep.ranks_per_point == 1 {
+                ""
+            } else {
+                "s"
+            },
+            a.run_dir.display()
+        );
+    }
+    let mut mine = Vec::new();
+    let mut stopped = false;
+    for p in a.sweep.points.iter().filter(|p| p.index % groups == group) {
+        match point(&a, p)? {
+            Some(r) => mine.push(r),
+            None => {
+                stopped = true;
+                break;
+            }
+        }
+    }
+    // After training: the one collective of the whole job.
+    let stopped = a.world.any(stopped)?;
+    let payload = if a.group.rank() == 0 {
+        serde_json::to_vec(&mine).map_err(|e| TrainError::Invalid(e.to_string()))?
+    } else {
+        b"[]".to_vec()
+    };
+    let gathered = a.world.gather_bytes(&payload, 0)?;
+    if stopped {
+        return Ok(None);
+    }
+    let Some(parts) = gathered else {
+        return Ok(Some(Vec::new()));
+    };
+    let mut all: Vec<PointResult> = Vec::new();
+    for part in parts {
+        let rs: Vec<PointResult> =
+            serde_json::from_slice(&part).map_err(|e| TrainError::Invalid(e.to_string()))?;
+        all.extend(rs);
+    }
+    all.sort_by_key(|r| r.index);
+    results::write(&a.run_dir, &a.sweep, &a.base, &all)?;
+    Ok(Some(all))
+}
+
+/// One point, trained by this rank's group (or found done): its results,
+/// or `None` when a signal stopped it.
+fn point(a: &SweepArgs, p: &Point) -> Result<Option<PointResult>, TrainError> {
+    let dir = a.run_dir.join(&p.name);
+    let done = if a.group.rank() == 0 {
+        std::fs::read(dir.join("summary.json")).ok()
+    } else {
+        None
+    };
+    if let Some(summary) = from_rank0(a.group, done)? {
+        if a.group.rank() == 0 {
+            println!("sweep: {} was trained before; not again", p.name);
+        }
+        let summary = serde_json::from_slice(&summary).map_err(|e| TrainError::RunDir {
+            path: dir.join("summary.json"),
+            message: e.to_string(),
+        })?;
+        return Ok(Some(PointResult::new(p, summary)));
+    }
+    let config =
+        point_config(&a.base, p, &a.origin).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    let args = TrainArgs {
+        hparams: Some(hparams(&config, p)),
+        config,
+        run_dir: dir,
+        resume: Resume::IfPresent,
+        device: a.device,
+        stop: a.stop.clone(),
+    };
+    let summary = train::run(args, a.group)?;
+    Ok(summary.map(|s| {
+        let value = serde_json::to_value(&s).unwrap_or_default();
+        PointResult::new(p, value)
+    }))
+}
+
+/// A point's hyperparameters: the swept keys and the main ones, as its config has them.
+pub fn hparams(config: &Config, p: &Point) -> BTreeMap<String, HValue> {
+    let table: toml::Table = config.to_toml().parse().unwrap_or_default();
+    let keys = p.values.iter().map(|(k, _)| k.as_str()).chain(MAIN_KEYS);
+    keys.filter_map(|k| lookup(&table, k).map(|v| (k.to_string(), HValue::from_toml(v))))
+        .collect()
+}
+
+/// The value at dotted `key` of a TOML table.
+fn lookup<'t>(table: &'t toml::Table, key: &str) -> Option<&'t toml::Value> {
+    let mut parts = key.split('.');
+    let mut v = table.get(parts.next()?)?;
+    for part in parts {
+        v = v.as_table()?.get(part)?;
+    }
+    Some(v)
+}
+
+/// The point named `name` under a sweep's run directory.
+pub fn point_dir(run_dir: &Path, p: &Point) -> PathBuf {
+    run_dir.join(&p.name)
+}
