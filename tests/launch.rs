@@ -10,6 +10,8 @@ mod emulators;
 mod hosts;
 #[path = "slurm.rs"]
 mod slurm;
+#[path = "stalls.rs"]
+mod stalls;
 #[path = "storage.rs"]
 mod storage;
 use common::{mnist, python, repo};

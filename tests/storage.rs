@@ -53,6 +53,24 @@ fn export_spec(spec: &str, out: &Path, vars: &[(String, String)]) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
+/// Waits until `url` holds a checkpoint (the worker's own export finds one).
+fn wait_for_checkpoint_in(url: &str, dir: &Path, vars: &[(String, String)]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let probe = dir.join("probe.safetensors");
+    loop {
+        let mut c = Command::new(worker_bin());
+        env(&mut c)
+            .args(["export", "--checkpoint", url, "--out"])
+            .arg(&probe);
+        with_env(&mut c, vars);
+        if c.output().is_ok_and(|o| o.status.success()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint in {url}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
@@ -85,20 +103,7 @@ fn an_s3_dataset_with_checkpoints_in_the_bucket_survives_kill_9_identical_to_fil
         .unwrap();
     // Wait for a checkpoint in the bucket (the launcher's stdout names the
     // steps; the bucket is polled through the worker's own export).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let probe = dir.path().join("probe.safetensors");
-    loop {
-        let mut c = Command::new(worker_bin());
-        env(&mut c)
-            .args(["export", "--checkpoint", "s3://vaedp/runs/kill9", "--out"])
-            .arg(&probe);
-        with_env(&mut c, &vars);
-        if c.output().is_ok_and(|o| o.status.success()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no checkpoint in the bucket");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_checkpoint_in("s3://vaedp/runs/kill9", dir.path(), &vars);
     kill_a_worker(&run);
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -252,7 +257,8 @@ fn an_s3_outage_past_the_retry_budget_ends_the_job_naming_the_url_and_resume_fin
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // The outage comes once a checkpoint is in the bucket.
+    wait_for_checkpoint_in("s3://vaedp/down", dir.path(), &vars);
     s3.freeze(true);
     let frozen = Instant::now();
     let out = child.wait_with_output().unwrap();

@@ -242,10 +242,7 @@ impl Plan {
             c.args(["-x", &format!("OMP_NUM_THREADS={}", self.threads)]);
         }
         c.arg(worker).args(&self.worker_args);
-        let resumes = self
-            .worker_args
-            .iter()
-            .any(|a| a == "--resume" || a == "--resume-if-present");
+        let resumes = self.worker_args.iter().any(|a| a.starts_with("--resume"));
         if restart && !resumes {
             c.arg("--resume-if-present");
         }

@@ -4,11 +4,12 @@
 //! finish the step, checkpoint, exit; a second one kills everything), and
 //! when the job fails, clean up every process and start it again from the
 //! latest checkpoint while restarts remain.
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::plan::Plan;
 use crate::procs;
@@ -31,16 +32,35 @@ pub fn retag(line: &str, host_of: &dyn Fn(usize) -> Option<String>) -> String {
     line.to_string()
 }
 
+/// Ranks whose watchdog reported a stall in this attempt, with the line.
+type Stalls = Arc<Mutex<BTreeMap<usize, String>>>;
+
+/// The rank of a retagged line `[rank N…] …` that reports a stall.
+fn stall_report(line: &str) -> Option<usize> {
+    if !line.contains(" stalled at step ") {
+        return None;
+    }
+    let rest = line.strip_prefix("[rank ")?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
 fn relay<R: std::io::Read + Send + 'static>(
     from: R,
     to_stderr: bool,
     hosts: (Vec<String>, usize),
+    stalls: Stalls,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let host_of = |r: usize| hosts.0.get(r / hosts.1.max(1)).cloned();
         for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
             let line = retag(&line, &host_of);
+            if let Some(rank) = stall_report(&line) {
+                if let Ok(mut s) = stalls.lock() {
+                    s.insert(rank, line.clone());
+                }
+            }
             if to_stderr {
                 let _ = writeln!(std::io::stderr(), "{line}");
             } else {
@@ -95,6 +115,35 @@ fn start(plan: &Plan, mpirun: &str, worker: &Path, restart: bool) -> std::io::Re
     cmd.spawn()
 }
 
+/// After a stall: which ranks said they waited, and which did not (the
+/// stalled ones: a stopped or hung process cannot speak).
+fn name_the_stalled(stalls: &Stalls, ranks: usize) {
+    let Ok(reported) = stalls.lock() else { return };
+    if reported.is_empty() {
+        return;
+    }
+    let silent: Vec<String> = (0..ranks)
+        .filter(|r| !reported.contains_key(r))
+        .map(|r| r.to_string())
+        .collect();
+    let said: Vec<String> = reported.keys().map(|r| r.to_string()).collect();
+    let culprit = if silent.is_empty() {
+        "every rank reported it".to_string()
+    } else {
+        format!("rank {} did not report: the stalled one", silent.join(", "))
+    };
+    eprintln!(
+        "[launcher] a stall: rank {} waited in vain ({}); {culprit}",
+        said.join(", "),
+        reported
+            .values()
+            .next()
+            .and_then(|l| l.split(" stalled ").nth(1))
+            .and_then(|l| l.split("; ending").next())
+            .unwrap_or("")
+    );
+}
+
 /// Runs the job with up to `max_restarts` restarts; returns the exit code.
 pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyhow::Result<i32> {
     procs::become_subreaper();
@@ -122,8 +171,10 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
             .map_err(|e| anyhow::anyhow!("cannot start {mpirun}: {e}"))?;
         state.mpirun.store(child.id() as i32, Ordering::SeqCst);
         let hosts = (plan.hosts.clone(), plan.nproc);
-        let out = child.stdout.take().map(|s| relay(s, false, hosts.clone()));
-        let err = child.stderr.take().map(|s| relay(s, true, hosts));
+        let stalls: Stalls = Arc::default();
+        let out =
+            (child.stdout.take()).map(|s| relay(s, false, hosts.clone(), Arc::clone(&stalls)));
+        let err = (child.stderr.take()).map(|s| relay(s, true, hosts, Arc::clone(&stalls)));
         let status = child.wait()?;
         state.mpirun.store(0, Ordering::SeqCst);
         // Whatever mpirun left behind goes now (and is reaped).
@@ -132,6 +183,7 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
             let _ = h.join();
         }
         let code = exit_code(status);
+        name_the_stalled(&stalls, plan.ranks());
         let sig = state.first.load(Ordering::SeqCst);
         if sig != 0 {
             eprintln!(
@@ -156,6 +208,18 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
 #[cfg(test)]
 mod tests {
     use super::retag;
+
+    #[test]
+    fn stall_reports_name_their_rank() {
+        use super::stall_report;
+        let l = "[rank 3] vae-worker: rank 3 on vm stalled at step 57: no progress";
+        assert_eq!(stall_report(l), Some(3));
+        assert_eq!(
+            stall_report("[rank 2@10.0.0.2] vae-worker: rank 2 on b stalled at step 1: x"),
+            Some(2)
+        );
+        assert_eq!(stall_report("[rank 1] epoch 1"), None);
+    }
 
     #[test]
     fn retags_mpirun_output() {

@@ -52,6 +52,10 @@ pub struct TrainCmd {
     /// run (what vae-launch passes when it restarts a failed job).
     #[arg(long, requires = "run_dir", conflicts_with = "resume")]
     pub resume_if_present: bool,
+    /// Continue from this checkpoint (a path or URL; damage is an error),
+    /// writing new checkpoints where the run keeps them.
+    #[arg(long, value_name = "CHECKPOINT", requires = "run_dir", conflicts_with_all = ["resume", "resume_if_present"])]
+    pub resume_from: Option<String>,
     /// Sweep a config key over values, e.g. --sweep model.beta=1,2,4,8
     /// (repeatable: the Cartesian product; adds to the config's [sweep]).
     #[arg(long = "sweep", value_name = "KEY=V1,V2,...")]
@@ -62,14 +66,17 @@ pub struct TrainCmd {
 }
 
 /// Whether a run continues from a checkpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resume {
     /// A fresh run; existing checkpoints are an error.
     No,
-    /// Continue from the latest checkpoint; none is an error.
+    /// Continue from the latest checkpoint (or, when it is damaged, the
+    /// newest intact one); none is an error.
     Yes,
     /// Continue from the latest checkpoint if there is one.
     IfPresent,
+    /// Continue from this checkpoint; damage is an error.
+    From(String),
 }
 
 impl TrainCmd {
@@ -101,9 +108,10 @@ impl TrainCmd {
     }
 
     pub fn resume(&self) -> Resume {
-        match (self.resume, self.resume_if_present) {
-            (true, _) => Resume::Yes,
-            (_, true) => Resume::IfPresent,
+        match (self.resume, self.resume_if_present, &self.resume_from) {
+            (_, _, Some(spec)) => Resume::From(spec.clone()),
+            (true, _, _) => Resume::Yes,
+            (_, true, _) => Resume::IfPresent,
             _ => Resume::No,
         }
     }

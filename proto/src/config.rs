@@ -367,6 +367,13 @@ pub struct DistSection {
     /// Every this many steps, compare a checksum of the parameters across
     /// ranks and stop with an error if they differ (0 = off).
     pub check_every: u64,
+    /// A worker that makes no progress in a step's collectives (or
+    /// evaluation) for this long has stalled: it says so and ends the job,
+    /// which the launcher restarts from the latest checkpoint.
+    pub timeout_s: f64,
+    /// The same for phases that wait on another rank's long work (rank 0's
+    /// metrics, a checkpoint write) or load data.
+    pub wait_timeout_s: f64,
 }
 
 impl Default for DistSection {
@@ -374,6 +381,8 @@ impl Default for DistSection {
         DistSection {
             backend: Backend::Auto,
             check_every: 0,
+            timeout_s: 600.0,
+            wait_timeout_s: 7200.0,
         }
     }
 }
@@ -573,6 +582,17 @@ impl RawConfig {
             }
         }
         positive("storage.concurrency", st.concurrency)?;
+        for (key, v) in [
+            ("dist.timeout_s", self.dist.timeout_s),
+            ("dist.wait_timeout_s", self.dist.wait_timeout_s),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(key_err(
+                    key,
+                    format!("must be a number of seconds > 0, got {v}"),
+                ));
+            }
+        }
         positive("early_stopping.patience", self.early_stopping.patience)?;
         finite_nonneg("early_stopping.min_delta", self.early_stopping.min_delta)?;
         positive("log.every_steps", self.log.every_steps)?;
@@ -792,6 +812,10 @@ mod tests {
         assert!(e.contains("not valid TOML"), "{e}");
         let e = err("", &["model.beta"]);
         assert!(e.contains("KEY=VALUE"), "{e}");
+        let e = err("", &["dist.timeout_s=0"]);
+        assert!(e.contains("dist.timeout_s") && e.contains('0'), "{e}");
+        let e = err("", &["dist.timeout_s=-5"]);
+        assert!(e.contains("dist.timeout_s"), "{e}");
         let e = err("", &["model.objective=factor", "train.batch_size=1"]);
         assert!(
             e.contains("train.batch_size") && e.contains("factor"),

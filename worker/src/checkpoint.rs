@@ -276,6 +276,22 @@ impl Checkpoints {
         })
     }
 
+    /// The step checkpoints that have a manifest, newest first.
+    pub fn complete(&self) -> Result<Vec<String>, CheckpointError> {
+        let mut names: Vec<String> = self
+            .store
+            .list("")?
+            .into_iter()
+            .filter_map(|o| {
+                let (dir, file) = o.split_once('/')?;
+                (dir.starts_with("step-") && file == CHECKPOINT_MANIFEST).then(|| dir.to_string())
+            })
+            .collect();
+        names.sort();
+        names.reverse();
+        Ok(names)
+    }
+
     /// Removes step checkpoints beyond the newest `keep`, and best ones,
     /// never one that `protect` names.
     pub fn prune(&self, keep: usize, protect: &[String]) -> Result<(), CheckpointError> {

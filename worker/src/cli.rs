@@ -29,6 +29,7 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
                 run_dir: None,
                 resume: false,
                 resume_if_present: false,
+                resume_from: None,
                 sweep: vec![],
                 ranks_per_point: None,
             };
@@ -59,6 +60,9 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let stop = StopFlag::install();
     let rpp = sweep.as_ref().map(|s| s.ranks_per_point);
     let conn = comm::connect(config.train.device, config.dist.backend, rpp)?;
+    let secs = std::time::Duration::from_secs_f64;
+    let (timeout, wait) = (config.dist.timeout_s, config.dist.wait_timeout_s);
+    crate::watchdog::start(conn.world().rank(), secs(timeout), secs(wait));
     let outcome = match sweep {
         Some(sweep) => {
             let csv = run_dir.join("sweep.csv");
@@ -102,6 +106,7 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
             })
         }),
     };
+    crate::watchdog::finish();
     let world = conn.world();
     match outcome {
         Ok(Some(line)) if world.rank() == 0 => println!("{line}"),

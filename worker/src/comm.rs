@@ -633,9 +633,13 @@ mod nccl {
             let mut comm = std::mem::MaybeUninit::uninit();
             unsafe { result::comm_init_rank(comm.as_mut_ptr(), size as i32, id, rank as i32) }
                 .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
-            Ok(Nccl {
-                comm: unsafe { comm.assume_init() },
-            })
+            let comm = unsafe { comm.assume_init() };
+            // The watchdog polls the communicator's asynchronous error state
+            // (thread-safe in NCCL) and aborts it on an error, so a failed
+            // peer ends the job instead of hanging it.
+            let raw = comm as usize;
+            crate::watchdog::hook(Box::new(move || async_error(raw as sys::ncclComm_t)));
+            Ok(Nccl { comm })
         }
 
         /// In-place sum of a contiguous float or double CUDA tensor over all ranks.
@@ -660,6 +664,25 @@ mod nccl {
             .map(|_| ())
             .map_err(|e| format!("{e:?}"))
         }
+    }
+
+    /// The communicator's asynchronous error, if it has one (then aborted).
+    fn async_error(comm: sys::ncclComm_t) -> Option<String> {
+        let mut err = sys::ncclResult_t::ncclSuccess;
+        // SAFETY: `comm` is a live communicator (the process ends with it).
+        let polled = unsafe { sys::ncclCommGetAsyncError(comm, &mut err) };
+        let bad = |r: sys::ncclResult_t| {
+            !matches!(
+                r,
+                sys::ncclResult_t::ncclSuccess | sys::ncclResult_t::ncclInProgress
+            )
+        };
+        if !bad(polled) && !bad(err) {
+            return None;
+        }
+        // SAFETY: aborting from another thread is what NCCL provides it for.
+        let _ = unsafe { result::comm_abort(comm) };
+        Some(format!("NCCL reported {err:?} (ncclCommGetAsyncError: {polled:?}); the communicator is aborted"))
     }
 
     impl Drop for Nccl {

@@ -5,6 +5,7 @@
 //! job, collectives), [`device`], [`checkpoint`] (the on-disk format),
 //! [`metrics`], [`disentanglement`], [`tensorboard`], [`images`], [`atomic`]
 //! (file writes), [`train`] (the training loop, a folder of its parts),
+//! [`watchdog`] (a stalled rank ends the job instead of hanging it),
 //! [`sweep`] (a sweep as one job), [`evaluate`] and [`export`] (the `eval`
 //! and `export` commands), and [`cli`] (runs the command line the binary
 //! parses).
@@ -27,3 +28,4 @@ pub mod signals;
 pub mod sweep;
 pub mod tensorboard;
 pub mod train;
+pub mod watchdog;

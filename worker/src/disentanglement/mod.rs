@@ -120,6 +120,7 @@ impl GroundTruth for EncoderOnDsprites<'_> {
         let mut out = Vec::with_capacity(factors.len());
         let mut img = vec![0u8; SIDE * SIDE];
         for chunk in factors.chunks(512) {
+            crate::watchdog::beat();
             let mut pixels = Vec::with_capacity(chunk.len() * SIDE * SIDE);
             for f in chunk {
                 render([f[0], f[1], f[2], f[3], f[4]], &mut img);

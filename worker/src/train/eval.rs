@@ -58,6 +58,7 @@ pub fn test_split(t: &Trainer, images: &Tensor) -> Result<TestEval, TrainError> 
                 terms, mu, logvar, ..
             } = t.forward(&x, Stream::EvalNoise, 0, rows, step, &scope)?;
             acc += batch_sums(&terms, &mu);
+            crate::watchdog::beat();
             mus.push(mu);
             lvs.push(logvar);
         }

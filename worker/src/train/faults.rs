@@ -6,6 +6,7 @@
 //!   from the others' (what the replica check, `dist.check_every`, must catch).
 //! - `VAE_FAULT_SLOW_CHECKPOINT_MS=N`: a checkpoint's write pauses N ms
 //!   between its objects and its manifest.
+//! - `VAE_FAULT_SLOW_RANK=R:MS`: rank R sleeps MS ms before every step.
 use super::step::Trainer;
 use super::TrainError;
 
@@ -27,6 +28,29 @@ pub fn after_step(t: &mut Trainer, step: u64) -> Result<(), TrainError> {
     }
     Ok(())
 }
+
+/// Called before every step: `VAE_FAULT_SLOW_RANK=R:MS` makes rank R sleep
+/// MS milliseconds before each step (a straggler the others wait for).
+#[cfg(feature = "fault-injection")]
+pub fn before_step(comm: &dyn crate::comm::Comm, _step: u64) {
+    use std::sync::OnceLock;
+    static SLOW: OnceLock<Option<(usize, u64)>> = OnceLock::new();
+    let slow = SLOW.get_or_init(|| {
+        let v = std::env::var("VAE_FAULT_SLOW_RANK").ok()?;
+        let (r, ms) = v.split_once(':')?;
+        Some((r.parse().ok()?, ms.parse().ok()?))
+    });
+    if let Some((r, ms)) = *slow {
+        if comm.rank() == r {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+}
+
+/// Called before every step; without the feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn before_step(_comm: &dyn crate::comm::Comm, _step: u64) {}
 
 /// Called by the checkpoint writer between a checkpoint's objects and its
 /// manifest: `VAE_FAULT_SLOW_CHECKPOINT_MS=N` makes it wait N ms there (a

@@ -38,6 +38,7 @@ use crate::data::DataError;
 use crate::device::kind_of;
 use crate::metrics::Sums;
 use crate::signals::StopFlag;
+use crate::watchdog::{self, Phase};
 use feed::Feed;
 use report::{EvalRecord, Meter, Outcome, Reporter, Summary};
 use schedule::Schedule;
@@ -86,29 +87,37 @@ pub struct TrainArgs {
 /// Trains as `args` says and returns the summary (also written to
 /// `summary.json`), or `None` when a signal stopped the run.
 pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainError> {
-    let mut run = Run::set_up(&args, comm)?;
+    let mut run = in_phase(Phase::SetUp, || Run::set_up(&args, comm))?;
     let s = run.schedule.clone();
     while s.more_epochs(run.state.epoch, run.state.batch_in_epoch, run.state.step) {
         let per_step = run.trainer.batches_per_step();
         let dealt = run.state.epoch_world(comm.world_size());
         let (e, done) = (run.state.epoch, run.state.batch_in_epoch);
-        let mut epoch = run.feed.epoch(e, done, per_step, dealt)?;
+        let mut epoch = in_phase(Phase::SetUp, || run.feed.epoch(e, done, per_step, dealt))?;
         run.begin_epoch(epoch.steps);
         while !s.step_limit_reached(run.state.step) {
+            let _step = watchdog::phase(Phase::Step);
             let Some(batch) = epoch.next_step() else {
                 break;
             };
+            faults::before_step(comm, run.state.step);
             let outcome = run.trainer.step(&batch?, run.state.step)?;
             if run.after_step(outcome, epoch.steps)? == Flow::Stop {
                 return run.interrupted();
             }
         }
         let complete = run.end_epoch(epoch.steps);
-        if !complete || run.after_epoch()? == Flow::Stop {
+        if !complete || in_phase(Phase::Evaluation, || run.after_epoch())? == Flow::Stop {
             break; // max_steps reached mid-epoch, or early stopping
         }
     }
-    run.finish().map(Some)
+    in_phase(Phase::Evaluation, || run.finish()).map(Some)
+}
+
+/// Runs `f` with the watchdog in `phase`.
+fn in_phase<T>(phase: Phase, f: impl FnOnce() -> T) -> T {
+    let _g = watchdog::phase(phase);
+    f()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +168,7 @@ impl<'a> Run<'a> {
         let ckpts = Checkpoints::open(&rundir::checkpoints_url(&args.run_dir, cfg), &storage)?;
         let mut resume = false;
         if rank == 0 {
-            resume = rundir::prepare(&args.run_dir, cfg, args.resume, &ckpts)?;
+            resume = rundir::prepare(&args.run_dir, cfg, &args.resume, &ckpts)?;
         }
         let resume = crate::comm::from_rank0(comm, resume)?;
         // Data: manifest first (cheap, fails fast on a bad URL), then the
@@ -176,7 +185,11 @@ impl<'a> Run<'a> {
         let mut report = Reporter::new(cfg, &args.run_dir, rank);
         let mut state = TrainState::default();
         if resume {
-            let (resumed, from) = ckpt.resume(&mut trainer)?;
+            let explicit = match &args.resume {
+                Resume::From(spec) => Some(spec.as_str()),
+                _ => None,
+            };
+            let (resumed, from) = ckpt.resume(&mut trainer, explicit, &mut report)?;
             if let Some(from) = from {
                 report.resumed(&from, resumed.step, resumed.epoch);
             }
@@ -217,6 +230,7 @@ impl<'a> Run<'a> {
         steps_in_epoch: u64,
     ) -> Result<Flow, TrainError> {
         self.state.finish_step();
+        watchdog::at_step(self.state.step);
         self.meter.add(outcome);
         self.report.tick();
         let step = self.state.step;
@@ -269,6 +283,9 @@ impl<'a> Run<'a> {
             &test.sums,
             self.meter.samples_per_sec,
         );
+        // Rank 0 reports (pictures, files) while the others wait for its
+        // decision: both may take a while, so the long timeout applies.
+        let waiting = watchdog::phase(Phase::Waiting);
         let pictures = self
             .report
             .wants_pictures()
@@ -276,11 +293,17 @@ impl<'a> Run<'a> {
             .flatten();
         self.report
             .epoch(&rec, &test, self.trainer.latent, pictures)?;
+        // Rank 0 decides (every rank's test loss is a reduced float, and
+        // reductions need not be bit-identical on every rank).
         let es = &mut self.state.early_stopping;
         let verdict = self
             .schedule
             .early_stopping
             .observe(es, rec.test_loss, step);
+        let decided = (verdict, self.state.early_stopping.clone());
+        let (verdict, es) = crate::comm::from_rank0(self.comm, decided)?;
+        drop(waiting);
+        self.state.early_stopping = es;
         self.state.finish_epoch();
         let metrics = BTreeMap::from([
             ("test_loss".to_string(), rec.test_loss),
@@ -323,11 +346,13 @@ impl<'a> Run<'a> {
     fn metrics(&mut self) -> Result<(), TrainError> {
         let step = self.state.step;
         if self.report.is_active() {
+            let _g = watchdog::phase(Phase::Metrics);
             let started = Instant::now();
             let values = eval::factor_metrics(&self.trainer);
             self.report.metrics(step, values, started.elapsed())?;
         }
         self.last_metrics_step = Some(step);
+        let _g = watchdog::phase(Phase::Waiting);
         self.comm.barrier()?;
         Ok(())
     }

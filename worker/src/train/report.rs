@@ -98,6 +98,28 @@ pub struct Window {
     pub samples_per_sec: f64,
     /// Mean seconds per step in the gradient all-reduce, on this rank.
     pub allreduce_secs: f64,
+    /// The same for every rank (with more than one): the slowest rank
+    /// waits least, the others wait for it.
+    pub waits: Vec<f64>,
+    /// Mean seconds per step.
+    pub step_secs: f64,
+}
+
+impl Window {
+    /// `(max wait, min wait, the slowest rank)` over ranks, in seconds.
+    pub fn stragglers(&self) -> Option<(f64, f64, usize)> {
+        if self.waits.len() < 2 {
+            return None;
+        }
+        let max = self.waits.iter().copied().fold(f64::MIN, f64::max);
+        let (slowest, min) = self
+            .waits
+            .iter()
+            .copied()
+            .enumerate()
+            .fold((0, f64::MAX), |b, (i, w)| if w < b.1 { (i, w) } else { b });
+        Some((max, min, slowest))
+    }
 }
 
 /// Adds up what the steps report, on the device (no host sync per step).
@@ -189,11 +211,20 @@ impl Meter {
                 .map_err(tensor_err("regulariser sums"))?;
             comm.all_reduce_f64(&mut regularizer)?;
         }
+        let allreduce_secs = self.comm_secs / self.window_steps.max(1) as f64;
+        let mut waits = Vec::new();
+        if comm.world_size() > 1 {
+            waits = vec![0.0; comm.world_size()];
+            waits[comm.rank()] = allreduce_secs;
+            comm.all_reduce_f64(&mut waits)?;
+        }
         let w = Window {
             sums,
             regularizer,
             samples_per_sec: samples as f64 / secs.max(1e-9),
-            allreduce_secs: self.comm_secs / self.window_steps.max(1) as f64,
+            allreduce_secs,
+            waits,
+            step_secs: secs / self.window_steps.max(1) as f64,
         };
         self.reset_window();
         Ok(w)
@@ -214,6 +245,9 @@ impl Meter {
         Ok(s)
     }
 }
+
+/// Logging windows in a row with the same slowest rank before the console says so.
+pub const STRAGGLER_WINDOWS: u32 = 3;
 
 /// The scalars of an evaluation or a window under `prefix` (`train`, `test`).
 pub fn sums_scalars(prefix: &str, s: &Sums, has_tc: bool) -> Vec<(String, f64)> {
@@ -239,6 +273,11 @@ pub fn train_scalars(w: &Window, t: &Trainer, step: u64) -> Vec<(String, f64)> {
     v.push(("train/samples_per_sec".into(), w.samples_per_sec));
     if t.comm().world_size() > 1 {
         v.push(("train/allreduce_ms_per_step".into(), 1e3 * w.allreduce_secs));
+    }
+    if let Some((max, min, slowest)) = w.stragglers() {
+        v.push(("dist/wait_ms_max".into(), 1e3 * max));
+        v.push(("dist/wait_ms_min".into(), 1e3 * min));
+        v.push(("dist/slowest_rank".into(), slowest as f64));
     }
     if let Some(r) = &t.regularizer {
         v.extend(
@@ -320,6 +359,8 @@ pub struct Reporter {
     writes: Vec<f64>,
     /// Whether this run is an HPARAMS session (a sweep's point).
     session: bool,
+    /// The rank that was slowest in the last windows, and for how many.
+    straggler: Option<(usize, u32)>,
 }
 
 impl Reporter {
@@ -341,6 +382,7 @@ impl Reporter {
             stalls: Vec::new(),
             writes: Vec::new(),
             session: false,
+            straggler: None,
         }
     }
 
@@ -395,8 +437,11 @@ impl Reporter {
         self.bar.finish_and_clear();
     }
 
-    /// A logging window: progress message and the scalars of [`train_scalars`].
+    /// A logging window: progress message, the scalars of [`train_scalars`],
+    /// and a console line when one rank has been the slowest for
+    /// [`STRAGGLER_WINDOWS`] windows in a row, by a margin.
     pub fn window(&mut self, w: &Window, scalars: Vec<(String, f64)>, step: u64) {
+        self.stragglers(w, step);
         let Some(o) = self.out.as_mut() else { return };
         self.bar.set_message(format!(
             "loss {:.2}  {:.0} samples/s",
@@ -406,6 +451,26 @@ impl Reporter {
         for (tag, v) in scalars {
             o.board.scalar(&tag, v, step);
             self.last.insert(tag, v);
+        }
+    }
+
+    fn stragglers(&mut self, w: &Window, step: u64) {
+        let Some((max, min, slowest)) = w.stragglers() else {
+            return;
+        };
+        // A margin: the others wait more than 1 ms and 20% of a step longer.
+        let marked = max - min > 1e-3_f64.max(0.2 * w.step_secs);
+        let streak = match self.straggler {
+            Some((r, n)) if r == slowest && marked => n + 1,
+            _ if marked => 1,
+            _ => 0,
+        };
+        self.straggler = (streak > 0).then_some((slowest, streak));
+        if streak == STRAGGLER_WINDOWS {
+            self.say(&format!(
+                "step {step}: rank {slowest} has been the slowest for {streak} logging windows; the others wait up to {:.1} ms per step for it",
+                1e3 * max
+            ));
         }
     }
 

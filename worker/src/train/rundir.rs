@@ -21,7 +21,7 @@ use crate::checkpoint::{CheckpointError, Checkpoints, CONFIG_FILE};
 pub fn prepare(
     dir: &Path,
     config: &Config,
-    resume: Resume,
+    resume: &Resume,
     ckpts: &Checkpoints,
 ) -> Result<bool, TrainError> {
     let fail = |message: String| TrainError::RunDir {
@@ -30,10 +30,10 @@ pub fn prepare(
     };
     fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
     let has_ckpt = ckpts.follow(LATEST_POINTER)?.is_some();
-    if resume == Resume::Yes && !has_ckpt {
+    if *resume == Resume::Yes && !has_ckpt {
         return Err(CheckpointError::Missing { url: ckpts.url() }.into());
     }
-    if resume == Resume::No && has_ckpt {
+    if *resume == Resume::No && has_ckpt {
         return Err(TrainError::Invalid(format!(
             "{}: already holds checkpoints; pass --resume to continue the run, or choose another --run-dir (or checkpoint.url)",
             ckpts.url()
@@ -49,7 +49,11 @@ pub fn prepare(
         fs::create_dir_all(dir.join(sub))
             .map_err(|e| fail(format!("cannot create {sub}/: {e}")))?;
     }
-    Ok(has_ckpt && resume != Resume::No)
+    Ok(match resume {
+        Resume::No => false,
+        Resume::From(_) => true,
+        Resume::Yes | Resume::IfPresent => has_ckpt,
+    })
 }
 
 /// Where the run's checkpoints go: `checkpoint.url`, or `<run-dir>/checkpoints`.

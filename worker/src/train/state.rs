@@ -133,6 +133,7 @@ impl<'a> Checkpointer<'a> {
 
     /// Waits for the write in progress, if any; its error, if it failed.
     pub fn finish(&mut self) -> Result<(), TrainError> {
+        let _g = crate::watchdog::phase(crate::watchdog::Phase::Waiting);
         if let Some(w) = self.writing.take() {
             let took = w
                 .join()
@@ -212,15 +213,28 @@ impl<'a> Checkpointer<'a> {
         self.save(t, state, name, BEST_DIR, metrics)
     }
 
-    /// Rank 0 reads the latest checkpoint into `t`; every rank then holds
-    /// its weights, optimizer states and position. Returns the position and,
-    /// on rank 0, the URL of the checkpoint read.
-    pub fn resume(&self, t: &mut Trainer) -> Result<(TrainState, Option<String>), TrainError> {
+    /// Rank 0 reads a checkpoint into `t` — `explicit` (damage is an
+    /// error), or the latest, or when the latest is damaged the newest
+    /// intact one (saying which was skipped and why); every rank then holds
+    /// its weights, optimizer states and position. Returns the position
+    /// and, on rank 0, the URL of the checkpoint read.
+    pub fn resume(
+        &self,
+        t: &mut Trainer,
+        explicit: Option<&str>,
+        report: &mut super::report::Reporter,
+    ) -> Result<(TrainState, Option<String>), TrainError> {
         let mut state = TrainState::default();
         let mut from = None;
         if self.comm.rank() == 0 {
-            let name = self.ckpts.latest()?;
-            let loaded = self.ckpts.read(&name)?;
+            let loaded = match explicit {
+                Some(spec) => {
+                    let opts = crate::data::store::StorageOptions::from_config(&self.cfg.storage);
+                    let (ckpts, name) = checkpoint::locate(spec, &opts)?;
+                    ckpts.read(&name)?
+                }
+                None => self.newest_intact(report)?,
+            };
             restore(t, &loaded)?;
             state = TrainState::from_manifest(&loaded.manifest);
             from = Some(loaded.url);
@@ -235,6 +249,43 @@ impl<'a> Checkpointer<'a> {
         t.set_step(state.step);
         Ok((state, from))
     }
+
+    /// The latest checkpoint, or when it is damaged (its objects missing or
+    /// not matching its manifest) the newest one that is intact.
+    fn newest_intact(&self, report: &super::report::Reporter) -> Result<Loaded, TrainError> {
+        let latest = self.ckpts.latest()?;
+        let first = match self.ckpts.read(&latest) {
+            Ok(l) => return Ok(l),
+            Err(e) if damaged(&e) => e,
+            Err(e) => return Err(e.into()),
+        };
+        let mut why = format!("{}: {first}", self.ckpts.url_of(&latest));
+        for name in self.ckpts.complete()?.into_iter().filter(|n| *n != latest) {
+            match self.ckpts.read(&name) {
+                Ok(l) => {
+                    report.say(&format!(
+                        "checkpoint {why}; resuming from the newest intact one, {}",
+                        l.url
+                    ));
+                    return Ok(l);
+                }
+                Err(e) if damaged(&e) => why = format!("{}: {e}", self.ckpts.url_of(&name)),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(first.into())
+    }
+}
+
+/// Whether an error reading a checkpoint means the checkpoint is damaged
+/// (rather than the store unreachable).
+fn damaged(e: &CheckpointError) -> bool {
+    matches!(
+        e,
+        CheckpointError::Corrupt { .. }
+            | CheckpointError::Tensor { .. }
+            | CheckpointError::Storage(crate::data::DataError::NotFound { .. })
+    )
 }
 
 /// The trainer's state copied off the device.

@@ -1,0 +1,256 @@
+//! The stall watchdog. The training thread says which phase it is in (a
+//! step's collectives, evaluation, waiting for rank 0's metrics or a
+//! checkpoint write, set-up) and beats when it makes progress; a thread
+//! checks once a second. When a phase makes no progress for its timeout
+//! (`dist.timeout_s`; `dist.wait_timeout_s` for phases that wait on another
+//! rank's long work, so a long metric computation is no false alarm), the
+//! worker prints one line — rank, host, step, phase — and ends its process
+//! at once; mpirun (or `srun --kill-on-bad-exit`) then ends the job, and
+//! `vae-launch` restarts it from the latest checkpoint. A stalled process
+//! itself (stopped, hung in a driver) cannot speak: the ranks waiting for it
+//! do, and the launcher names the one that did not. A watchdog that finds
+//! itself frozen (its process was stopped) gives its rank a fresh start
+//! instead of accusing the others. Hooks (the NCCL
+//! communicator's asynchronous error state) are polled on the same tick.
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What the training thread is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Nothing the watchdog times (before training, after it).
+    Idle = 0,
+    /// Reading data, building the model, resuming: may be long (large
+    /// datasets from buckets), so the long timeout applies.
+    SetUp = 1,
+    /// A training step and its collectives (the gradient all-reduce).
+    Step = 2,
+    /// The test split's evaluation and its reductions.
+    Evaluation = 3,
+    /// Waiting for another rank's long work (rank 0's metrics, a
+    /// checkpoint write): the long timeout.
+    Waiting = 4,
+    /// Computing the disentanglement metrics (beats per batch).
+    Metrics = 5,
+}
+
+impl Phase {
+    fn from_u8(v: u8) -> Phase {
+        match v {
+            1 => Phase::SetUp,
+            2 => Phase::Step,
+            3 => Phase::Evaluation,
+            4 => Phase::Waiting,
+            5 => Phase::Metrics,
+            _ => Phase::Idle,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::SetUp => "set-up (data, model, resume)",
+            Phase::Step => "a training step (the gradient all-reduce)",
+            Phase::Evaluation => "evaluation",
+            Phase::Waiting => "waiting for another rank's long work (metrics, checkpoint)",
+            Phase::Metrics => "the disentanglement metrics",
+        }
+    }
+
+    /// Whether this phase waits on work that may legitimately be long.
+    fn long(self) -> bool {
+        matches!(self, Phase::SetUp | Phase::Waiting)
+    }
+}
+
+/// Something to check on every tick; an error message ends the job.
+pub type Hook = Box<dyn Fn() -> Option<String> + Send>;
+
+struct Shared {
+    start: Instant,
+    phase: AtomicU8,
+    step: AtomicU64,
+    /// Milliseconds since `start` of the last progress.
+    last: AtomicU64,
+    timeout: Duration,
+    wait_timeout: Duration,
+    rank: usize,
+    host: String,
+    hooks: Mutex<Vec<Hook>>,
+    done: AtomicBool,
+}
+
+static WATCHDOG: OnceLock<Arc<Shared>> = OnceLock::new();
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Starts the watchdog of this process (once; later calls do nothing).
+pub fn start(rank: usize, timeout: Duration, wait_timeout: Duration) {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map_or_else(|| "?".into(), |h| h.trim().to_string());
+    let shared = Arc::new(Shared {
+        start: Instant::now(),
+        phase: AtomicU8::new(Phase::Idle as u8),
+        step: AtomicU64::new(0),
+        last: AtomicU64::new(0),
+        timeout,
+        wait_timeout,
+        rank,
+        host,
+        hooks: Mutex::new(Vec::new()),
+        done: AtomicBool::new(false),
+    });
+    if WATCHDOG.set(Arc::clone(&shared)).is_ok() {
+        std::thread::Builder::new()
+            .name("vae-watchdog".into())
+            .spawn(move || watch(&shared))
+            .ok();
+    }
+}
+
+fn watch(s: &Shared) {
+    let tick = Duration::from_millis(500)
+        .min(s.timeout / 4)
+        .max(Duration::from_millis(50));
+    loop {
+        let before = Instant::now();
+        std::thread::sleep(tick);
+        if s.done.load(Ordering::Relaxed) {
+            return;
+        }
+        if before.elapsed() > tick + Duration::from_secs(2) {
+            // This process (or its machine) was frozen: its own idleness
+            // says nothing of the others. Give it a fresh start.
+            beat();
+            continue;
+        }
+        if let Ok(hooks) = s.hooks.lock() {
+            for h in hooks.iter() {
+                if let Some(problem) = h() {
+                    stalled(s, &problem);
+                }
+            }
+        }
+        let phase = Phase::from_u8(s.phase.load(Ordering::Relaxed));
+        if phase == Phase::Idle {
+            continue;
+        }
+        let limit = if phase.long() {
+            s.wait_timeout
+        } else {
+            s.timeout
+        };
+        let idle = ms(s.start.elapsed()).saturating_sub(s.last.load(Ordering::Relaxed));
+        if idle > ms(limit) {
+            let key = if phase.long() {
+                "dist.wait_timeout_s"
+            } else {
+                "dist.timeout_s"
+            };
+            stalled(
+                s,
+                &format!(
+                    "no progress for {:.0} s in {} ({key} = {:.0})",
+                    idle as f64 / 1e3,
+                    phase.describe(),
+                    limit.as_secs_f64()
+                ),
+            );
+        }
+    }
+}
+
+/// Says why, gives the other ranks a moment to say what they saw, and ends
+/// the process without running anything else (MPI would wait forever).
+fn stalled(s: &Shared, why: &str) -> ! {
+    eprintln!(
+        "vae-worker: rank {} on {} stalled at step {}: {why}; ending the job so it can restart from the latest checkpoint",
+        s.rank,
+        s.host,
+        s.step.load(Ordering::Relaxed)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: _exit ends the process immediately; no Rust state is touched.
+    unsafe { libc::_exit(STALL_EXIT) }
+}
+
+/// The exit status of a process its watchdog ended.
+pub const STALL_EXIT: i32 = 75;
+
+fn shared() -> Option<&'static Arc<Shared>> {
+    WATCHDOG.get()
+}
+
+/// Progress: the training thread is alive and moving.
+pub fn beat() {
+    if let Some(s) = shared() {
+        s.last.store(ms(s.start.elapsed()), Ordering::Relaxed);
+    }
+}
+
+/// The step the run is at (for the report).
+pub fn at_step(step: u64) {
+    if let Some(s) = shared() {
+        s.step.store(step, Ordering::Relaxed);
+    }
+}
+
+/// Adds a check to every tick (e.g. the NCCL communicator's error state).
+pub fn hook(h: Hook) {
+    if let Some(s) = shared() {
+        if let Ok(mut hooks) = s.hooks.lock() {
+            hooks.push(h);
+        }
+    }
+}
+
+/// Stops watching (the run is over).
+pub fn finish() {
+    if let Some(s) = shared() {
+        s.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Enters `phase` until the guard is dropped (then the previous phase is
+/// back); entering counts as progress.
+pub fn phase(phase: Phase) -> PhaseGuard {
+    let previous = shared().map_or(Phase::Idle, |s| {
+        Phase::from_u8(s.phase.swap(phase as u8, Ordering::Relaxed))
+    });
+    beat();
+    PhaseGuard { previous }
+}
+
+pub struct PhaseGuard {
+    previous: Phase,
+}
+
+impl Drop for PhaseGuard {
+    fn drop(&mut self) {
+        if let Some(s) = shared() {
+            s.phase.store(self.previous as u8, Ordering::Relaxed);
+        }
+        beat();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_nest_and_come_back() {
+        // Without a started watchdog the calls are harmless no-ops.
+        let g = phase(Phase::Step);
+        beat();
+        drop(g);
+        assert_eq!(Phase::from_u8(Phase::Metrics as u8), Phase::Metrics);
+        assert!(Phase::Waiting.long() && !Phase::Step.long());
+    }
+}
