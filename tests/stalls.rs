@@ -127,7 +127,7 @@ fn rank_0_computing_metrics_longer_than_the_timeout_is_no_false_alarm() {
             "train.batch_size=32",
             "train.max_steps=30",
             "eval.metrics=[\"factorvae\", \"mig\"]",
-            "eval.scale=0.1",
+            "eval.scale=0.25",
             "dist.timeout_s=2",
         ],
         &[],

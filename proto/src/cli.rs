@@ -32,6 +32,13 @@ pub enum Command {
     Eval(EvalCmd),
     /// Write a checkpoint's weights as safetensors under PyTorch state_dict names.
     Export(ExportCmd),
+    /// What this worker runs on: CUDA devices, the NCCL libtorch loaded
+    /// (version, file, copies), CPU bf16 support.
+    Info {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Clone, Debug)]

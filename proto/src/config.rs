@@ -111,6 +111,16 @@ pub enum Dtype {
     Float64,
 }
 
+/// The arithmetic of matmuls and convolutions (mixed precision).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    /// bf16 matmuls and convolutions; fp32 master weights, activations,
+    /// losses, reductions and Adam.
+    Bf16,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
@@ -268,6 +278,8 @@ pub struct TrainSection {
     pub device: DeviceChoice,
     /// Precision of parameters and arithmetic.
     pub dtype: Dtype,
+    /// "bf16": matmuls and convolutions in bf16 (mixed precision).
+    pub precision: Precision,
     /// Show a progress bar when stderr is a terminal.
     pub progress: bool,
 }
@@ -283,6 +295,7 @@ impl Default for TrainSection {
             threads: 0,
             device: DeviceChoice::Auto,
             dtype: Dtype::Float32,
+            precision: Precision::Fp32,
             progress: true,
         }
     }
@@ -548,6 +561,12 @@ impl RawConfig {
         let t = &self.train;
         positive("train.batch_size", t.batch_size)?;
         positive("train.eval_batch_size", t.eval_batch_size)?;
+        if t.precision == Precision::Bf16 && t.dtype != Dtype::Float32 {
+            return Err(key_err(
+                "train.precision",
+                "\"bf16\" is mixed precision over float32 parameters: it needs train.dtype = \"float32\"",
+            ));
+        }
         if t.epochs == 0 && t.max_steps == 0 {
             return Err(key_err(
                 "train.epochs",
@@ -778,6 +797,19 @@ mod tests {
         assert_eq!(c.optim.lr, 1e-3);
         assert_eq!(c.model.latent_dim, 20);
         assert_eq!(c.max_steps, None);
+    }
+
+    #[test]
+    fn precision_is_fp32_or_bf16_over_float32() {
+        let c = parse("", "test", &["train.precision=bf16".into()]).unwrap();
+        assert_eq!(c.train.precision, Precision::Bf16);
+        let e = err("", &["train.precision=fp16"]);
+        assert!(e.contains("train.precision") && e.contains("fp16"), "{e}");
+        let e = err("", &["train.precision=bf16", "train.dtype=float64"]);
+        assert!(
+            e.contains("train.precision") && e.contains("float32"),
+            "{e}"
+        );
     }
 
     #[test]

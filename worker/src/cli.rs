@@ -43,6 +43,17 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&figures)?);
             Ok(())
         }
+        Command::Info { json } => {
+            let info = crate::info::gather();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                crate::info::lines(&info)
+                    .iter()
+                    .for_each(|l| println!("{l}"));
+            }
+            Ok(())
+        }
         Command::Export(cmd) => {
             let step = crate::export::export(&cmd.checkpoint, &cmd.out)?;
             println!("wrote the weights of step {step} to {}", cmd.out.display());
@@ -63,6 +74,14 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let secs = std::time::Duration::from_secs_f64;
     let (timeout, wait) = (config.dist.timeout_s, config.dist.wait_timeout_s);
     crate::watchdog::start(conn.world().rank(), secs(timeout), secs(wait));
+    let bf16 = config.train.precision == vae_proto::config::Precision::Bf16;
+    if bf16
+        && conn.device == tch::Device::Cpu
+        && conn.world().rank() == 0
+        && !crate::info::cpu_has_bf16()
+    {
+        eprintln!("note: train.precision = \"bf16\" on a CPU without bf16 instructions (AVX-512 BF16 / AMX): emulated, several times slower than fp32");
+    }
     let outcome = match sweep {
         Some(sweep) => {
             let csv = run_dir.join("sweep.csv");

@@ -2,14 +2,15 @@
 //! [`Comm`]: [`Single`] for one process; [`Dist`] when started by an MPI
 //! launcher (`mpirun`, `srun`, `vae-launch`). MPI is the wire-up (ranks,
 //! barriers, broadcast, host-side reductions, the NCCL unique id); gradients
-//! travel as one flat buffer through NCCL on GPU (libnccl from the torch wheel,
-//! through cudarc) or MPI on CPU.
+//! travel as one flat buffer through NCCL on GPU (the torch wheel's libnccl,
+//! see [`crate::nccl`]) or MPI on CPU.
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use tch::{Device, Tensor};
 use vae_proto::config::{Backend, DeviceChoice};
 
-use crate::device::{self, DeviceError};
+use crate::device::{self, DeviceError, Local};
+use crate::nccl::Communicator as NcclComm;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommError {
@@ -30,10 +31,6 @@ pub enum CommError {
 pub trait Comm {
     fn rank(&self) -> usize;
     fn world_size(&self) -> usize;
-    /// Rank among the workers of this node (picks the GPU).
-    fn local_rank(&self) -> usize {
-        0
-    }
     /// Sums `t` over all ranks; `t` is replaced by the sum.
     fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), CommError>;
     /// Sums host values over all ranks, in place (metrics, agreement flags).
@@ -227,8 +224,11 @@ pub fn connect(
         None
     };
     let mut world = universe.as_ref().map(Dist::world);
-    let local_rank = world.as_ref().map_or(0, |d| d.local_rank());
-    let device = device::pick(choice, local_rank)?;
+    let local = world
+        .as_ref()
+        .map_or(Local { rank: 0, size: 1 }, Dist::local);
+    let nccl_on_cuda = uses_nccl(backend, Device::Cuda(0)).unwrap_or(false);
+    let device = device::pick(choice, local, nccl_on_cuda)?;
     // Checked here too for a worker outside MPI, which has no Dist.
     uses_nccl(backend, device).map_err(CommError::Config)?;
     let mut group = match (&world, ranks_per_point) {
@@ -277,18 +277,6 @@ pub fn launched_by_mpi() -> bool {
         .any(|v| std::env::var_os(v).is_some())
 }
 
-fn local_rank_from_env() -> usize {
-    [
-        "OMPI_COMM_WORLD_LOCAL_RANK",
-        "MPI_LOCALRANKID",
-        "SLURM_LOCALID",
-        "LOCAL_RANK",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse().ok())
-    .unwrap_or(0)
-}
-
 /// Whether `backend` puts gradients on NCCL for a worker on `device`; an
 /// error when it asks for NCCL on a CPU worker.
 pub fn uses_nccl(backend: Backend, device: Device) -> Result<bool, String> {
@@ -318,8 +306,7 @@ pub struct Dist {
     world: SimpleCommunicator,
     rank: usize,
     size: usize,
-    local_rank: usize,
-    nccl: Option<nccl::Nccl>,
+    nccl: Option<NcclComm>,
 }
 
 impl Dist {
@@ -334,8 +321,18 @@ impl Dist {
             world,
             rank,
             size,
-            local_rank: local_rank_from_env(),
             nccl: None,
+        }
+    }
+
+    /// This rank's place among the ranks on its node: MPI's shared-memory
+    /// split (`MPI_Comm_split_type`), which knows the node under `mpirun`,
+    /// `srun` and any other launcher alike. A collective: every rank calls it.
+    fn local(&self) -> Local {
+        let node = self.world.split_shared(self.rank as i32);
+        Local {
+            rank: node.rank() as usize,
+            size: node.size() as usize,
         }
     }
 
@@ -363,21 +360,24 @@ impl Dist {
             let Device::Cuda(ordinal) = device else {
                 unreachable!("checked above")
             };
+            let setup = |e: crate::nccl::NcclError| CommError::Setup {
+                rank: self.rank,
+                message: e.to_string(),
+            };
+            // Every rank checks for the library before rank 0 broadcasts.
+            let lib = crate::nccl::library().map_err(setup)?;
             let mut id = if self.rank == 0 {
-                nccl::unique_id().map_err(|message| CommError::Setup {
-                    rank: self.rank,
-                    message,
-                })?
+                lib.unique_id().map_err(setup)?
             } else {
                 [0u8; 128]
             };
             self.world.process_at_rank(0).broadcast_into(&mut id[..]);
-            self.nccl = Some(nccl::Nccl::new(ordinal, self.rank, self.size, id).map_err(
-                |message| CommError::Setup {
-                    rank: self.rank,
-                    message,
-                },
-            )?);
+            let comm = NcclComm::new(ordinal, self.rank, self.size, id).map_err(setup)?;
+            // The watchdog polls the communicator's asynchronous error state
+            // and aborts it on an error, so a failed peer ends the job
+            // instead of hanging it.
+            crate::watchdog::hook(Box::new(comm.error_poller()));
+            self.nccl = Some(comm);
         }
         Ok(())
     }
@@ -452,18 +452,25 @@ impl Comm for Dist {
     fn world_size(&self) -> usize {
         self.size
     }
-    fn local_rank(&self) -> usize {
-        self.local_rank
-    }
     fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), CommError> {
         match &self.nccl {
             Some(n) if t.device().is_cuda() => {
-                let c = t.contiguous();
-                n.all_reduce_sum(&c).map_err(|message| CommError::Failed {
+                let failed = |message: String| CommError::Failed {
                     rank: self.rank,
                     op: "NCCL all-reduce",
                     message,
-                })?;
+                };
+                let double = match t.kind() {
+                    tch::Kind::Float => false,
+                    tch::Kind::Double => true,
+                    k => return Err(failed(format!("{k:?} tensors are not supported"))),
+                };
+                let c = t.contiguous();
+                // SAFETY: `c` is a contiguous CUDA tensor of `numel` elements of
+                // that kind on this rank's device, alive for the call; NCCL runs
+                // on the legacy default stream, where torch's kernels run too.
+                unsafe { n.all_reduce_sum(c.data_ptr(), c.numel(), double) }
+                    .map_err(|e| failed(e.to_string()))?;
                 *t = c;
                 Ok(())
             }
@@ -580,116 +587,6 @@ impl Comm for Dist {
             "nccl"
         } else {
             "mpi"
-        }
-    }
-}
-
-/// NCCL through cudarc's `result` layer, on the raw device pointers of tch
-/// tensors. tch has no stream API, so collectives run on the legacy default
-/// stream, where torch's own kernels run too: ordering needs no extra sync.
-mod nccl {
-    use cudarc::nccl::{result, sys};
-    use tch::Tensor;
-
-    pub struct Nccl {
-        comm: sys::ncclComm_t,
-    }
-
-    fn check_library() -> Result<(), String> {
-        if !tch::Cuda::is_available() {
-            return Err("NCCL needs CUDA, and libtorch sees no CUDA device".into());
-        }
-        // cudarc looks for `libnccl.so`; the torch wheel ships `libnccl.so.2`
-        // (scripts/setup.sh links the first name to the second).
-        if !unsafe { sys::is_culib_present() } {
-            return Err("libnccl.so not found: run scripts/setup.sh, or put a libnccl.so on the library path".into());
-        }
-        Ok(())
-    }
-
-    pub fn unique_id() -> Result<[u8; 128], String> {
-        check_library()?;
-        let id = result::get_uniqueid().map_err(|e| format!("ncclGetUniqueId: {e:?}"))?;
-        Ok(id.internal.map(|c| c as u8))
-    }
-
-    impl Nccl {
-        pub fn new(
-            ordinal: usize,
-            rank: usize,
-            size: usize,
-            id: [u8; 128],
-        ) -> Result<Nccl, String> {
-            check_library()?;
-            // NCCL takes the device from the thread's current CUDA context.
-            let ctx = cudarc::driver::CudaContext::new(ordinal)
-                .map_err(|e| format!("CUDA device {ordinal}: {e:?}"))?;
-            ctx.bind_to_thread()
-                .map_err(|e| format!("CUDA device {ordinal}: {e:?}"))?;
-            std::mem::forget(ctx); // the primary context stays for the life of the process
-            let id = sys::ncclUniqueId {
-                internal: id.map(|b| b as ::core::ffi::c_char),
-            };
-            let mut comm = std::mem::MaybeUninit::uninit();
-            unsafe { result::comm_init_rank(comm.as_mut_ptr(), size as i32, id, rank as i32) }
-                .map_err(|e| format!("ncclCommInitRank: {e:?}"))?;
-            let comm = unsafe { comm.assume_init() };
-            // The watchdog polls the communicator's asynchronous error state
-            // (thread-safe in NCCL) and aborts it on an error, so a failed
-            // peer ends the job instead of hanging it.
-            let raw = comm as usize;
-            crate::watchdog::hook(Box::new(move || async_error(raw as sys::ncclComm_t)));
-            Ok(Nccl { comm })
-        }
-
-        /// In-place sum of a contiguous float or double CUDA tensor over all ranks.
-        pub fn all_reduce_sum(&self, t: &Tensor) -> Result<(), String> {
-            let dtype = match t.kind() {
-                tch::Kind::Float => sys::ncclDataType_t::ncclFloat32,
-                tch::Kind::Double => sys::ncclDataType_t::ncclFloat64,
-                k => return Err(format!("{k:?} tensors are not supported")),
-            };
-            let ptr = t.data_ptr();
-            unsafe {
-                result::all_reduce(
-                    ptr as *const _,
-                    ptr,
-                    t.numel(),
-                    dtype,
-                    sys::ncclRedOp_t::ncclSum,
-                    self.comm,
-                    std::ptr::null_mut(),
-                )
-            }
-            .map(|_| ())
-            .map_err(|e| format!("{e:?}"))
-        }
-    }
-
-    /// The communicator's asynchronous error, if it has one (then aborted).
-    fn async_error(comm: sys::ncclComm_t) -> Option<String> {
-        let mut err = sys::ncclResult_t::ncclSuccess;
-        // SAFETY: `comm` is a live communicator (the process ends with it).
-        let polled = unsafe { sys::ncclCommGetAsyncError(comm, &mut err) };
-        let bad = |r: sys::ncclResult_t| {
-            !matches!(
-                r,
-                sys::ncclResult_t::ncclSuccess | sys::ncclResult_t::ncclInProgress
-            )
-        };
-        if !bad(polled) && !bad(err) {
-            return None;
-        }
-        // SAFETY: aborting from another thread is what NCCL provides it for.
-        let _ = unsafe { result::comm_abort(comm) };
-        Some(format!("NCCL reported {err:?} (ncclCommGetAsyncError: {polled:?}); the communicator is aborted"))
-    }
-
-    impl Drop for Nccl {
-        fn drop(&mut self) {
-            unsafe {
-                let _ = result::comm_destroy(self.comm);
-            }
         }
     }
 }

@@ -32,7 +32,7 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         .and_then(Path::parent)
         .map(Path::to_path_buf);
     let cfg = config(&cmd, &loaded.config, run_dir.as_deref())?;
-    let device = device::pick(cfg.train.device, 0)?;
+    let device = device::pick(cfg.train.device, device::Local { rank: 0, size: 1 }, false)?;
     let storage = StorageOptions::from_config(&cfg.storage);
     let dataset = Dataset::open(&cfg.data.url, &storage)?;
     let n_train = dataset.split("train")?.samples as usize;

@@ -77,6 +77,45 @@ pub fn normals(
     out
 }
 
+/// [`normals`] computed by tensor ops on `device`, `[rows.len(), dims]`
+/// float: on a GPU the noise is made where it is used, with no host-to-device
+/// copy. The integer hashing is exact (64-bit wrapping arithmetic, as on the
+/// host); `ln`, `sqrt` and `cos` are the device's, so values equal the host's
+/// up to float rounding.
+pub fn normals_on(
+    seed: u64,
+    stream: Stream,
+    counter: u64,
+    rows: std::ops::Range<u64>,
+    dims: usize,
+    device: tch::Device,
+) -> tch::Tensor {
+    use tch::{Kind, Tensor};
+    let n = (rows.end - rows.start) as i64;
+    let prefix = mix(mix(mix(seed) ^ stream as u64) ^ counter);
+    let index = Tensor::arange_start(rows.start as i64, rows.end as i64, (Kind::Int64, device));
+    let keys = mix_tensor(&index.bitwise_xor(prefix as i64)).unsqueeze(1);
+    let j = Tensor::arange(2 * dims as i64, (Kind::Int64, device)).unsqueeze(0);
+    let bits = mix_tensor(&(keys + (j + 1) * GOLDEN as i64));
+    let unit = (shift_right(&bits, 11).to_kind(Kind::Double) + 0.5) * (1.0 / (1u64 << 53) as f64);
+    let unit = unit.view([n, dims as i64, 2]);
+    let (u1, u2) = (unit.select(2, 0), unit.select(2, 1));
+    ((u1.log() * -2.0).sqrt() * (u2 * std::f64::consts::TAU).cos()).to_kind(Kind::Float)
+}
+
+/// Logical right shift of 64-bit integers held in an int64 tensor.
+fn shift_right(x: &tch::Tensor, k: i64) -> tch::Tensor {
+    x.bitwise_right_shift_tensor_scalar(k)
+        .bitwise_and(((1u64 << (64 - k)) - 1) as i64)
+}
+
+/// [`mix`] over an int64 tensor (two's complement: wrapping like `u64`).
+fn mix_tensor(z: &tch::Tensor) -> tch::Tensor {
+    let z = (z.bitwise_xor_tensor(&shift_right(z, 30))) * 0xBF58_476D_1CE4_E5B9u64 as i64;
+    let z = (z.bitwise_xor_tensor(&shift_right(&z, 27))) * 0x94D0_49BB_1331_11EBu64 as i64;
+    z.bitwise_xor_tensor(&shift_right(&z, 31))
+}
+
 /// A uniform integer in `0..n` from 64 bits (multiply-shift).
 pub fn below(b: u64, n: u64) -> u64 {
     ((b as u128 * n as u128) >> 64) as u64
@@ -94,6 +133,26 @@ mod tests {
         let var = v.iter().map(|x| (*x as f64 - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 0.02, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "var {var}");
+    }
+
+    #[test]
+    fn noise_made_by_tensor_ops_equals_the_hosts() {
+        let host = normals(5, Stream::TrainNoise, 77, 100..612, 20);
+        let dev = normals_on(5, Stream::TrainNoise, 77, 100..612, 20, tch::Device::Cpu);
+        assert_eq!(dev.size(), [512, 20]);
+        let dev = Vec::<f32>::try_from(dev.flatten(0, -1)).unwrap_or_default();
+        assert_eq!(dev.len(), host.len());
+        let mut same = 0;
+        for (a, b) in host.iter().zip(&dev) {
+            assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{a} vs {b}");
+            same += usize::from(a == b);
+        }
+        // Float rounding of ln/cos may move a value by one ulp, rarely.
+        assert!(
+            same * 1000 >= host.len() * 999,
+            "{same} of {} equal",
+            host.len()
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl Phase {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub fn describe(self) -> &'static str {
         match self {
             Phase::Idle => "idle",
             Phase::SetUp => "set-up (data, model, resume)",
@@ -90,10 +90,7 @@ fn ms(d: Duration) -> u64 {
 
 /// Starts the watchdog of this process (once; later calls do nothing).
 pub fn start(rank: usize, timeout: Duration, wait_timeout: Duration) {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map_or_else(|| "?".into(), |h| h.trim().to_string());
+    let host = crate::device::host_name();
     let shared = Arc::new(Shared {
         start: Instant::now(),
         phase: AtomicU8::new(Phase::Idle as u8),
@@ -199,6 +196,15 @@ pub fn at_step(step: u64) {
     if let Some(s) = shared() {
         s.step.store(step, Ordering::Relaxed);
     }
+}
+
+/// Rank, step and phase of this process, once the watchdog runs (for
+/// messages about a failure, e.g. out of memory).
+pub fn where_now() -> Option<(usize, u64, Phase)> {
+    shared().map(|s| {
+        let phase = Phase::from_u8(s.phase.load(Ordering::Relaxed));
+        (s.rank, s.step.load(Ordering::Relaxed), phase)
+    })
 }
 
 /// Adds a check to every tick (e.g. the NCCL communicator's error state).

@@ -5,16 +5,18 @@
 //! the logits cropped back, so any `[C, H, W]` works.
 use tch::{nn, nn::Module, Tensor};
 
-use super::Vae;
+use vae_proto::config::Precision;
+
+use super::{mixed_linear, Mixed, Vae};
 
 pub struct ConvVae {
-    enc: Vec<nn::Conv2D>,
-    dec: Vec<nn::ConvTranspose2D>,
-    enc_fc: Option<nn::Linear>,
-    dec_fc: Option<nn::Linear>,
-    mu: nn::Linear,
-    logvar: nn::Linear,
-    from_z: nn::Linear,
+    enc: Vec<Mixed<nn::Conv2D>>,
+    dec: Vec<Mixed<nn::ConvTranspose2D>>,
+    enc_fc: Option<Mixed<nn::Linear>>,
+    dec_fc: Option<Mixed<nn::Linear>>,
+    mu: Mixed<nn::Linear>,
+    logvar: Mixed<nn::Linear>,
+    from_z: Mixed<nn::Linear>,
     shape: [i64; 3],
     /// Padded height and width, multiples of 2^layers.
     padded: [i64; 2],
@@ -30,6 +32,7 @@ impl ConvVae {
         channels: &[i64],
         hidden: i64,
         latent: i64,
+        precision: Precision,
     ) -> ConvVae {
         let [c, h, w] = shape;
         let k = 1i64 << channels.len();
@@ -40,19 +43,25 @@ impl ConvVae {
         let mut enc = Vec::new();
         let mut prev = c;
         for (i, &ch) in channels.iter().enumerate() {
-            enc.push(super::conv_down(root / "encoder" / i, prev, ch, 4));
+            enc.push(super::conv_down(
+                root / "encoder" / i,
+                prev,
+                ch,
+                4,
+                precision,
+            ));
             prev = ch;
         }
         let mut dec = Vec::new();
         let outs: Vec<i64> = channels.iter().rev().skip(1).copied().chain([c]).collect();
         for (i, &ch) in outs.iter().enumerate() {
-            dec.push(super::conv_up(root / "decoder" / i, prev, ch, 4));
+            dec.push(super::conv_up(root / "decoder" / i, prev, ch, 4, precision));
             prev = ch;
         }
         let (enc_fc, dec_fc, head_in) = if hidden > 0 {
             (
-                Some(super::linear(root / "enc_fc", flat, hidden)),
-                Some(super::linear(root / "dec_fc", hidden, flat)),
+                Some(mixed_linear(root / "enc_fc", flat, hidden, precision)),
+                Some(mixed_linear(root / "dec_fc", hidden, flat, precision)),
                 hidden,
             )
         } else {
@@ -63,9 +72,9 @@ impl ConvVae {
             dec,
             enc_fc,
             dec_fc,
-            mu: super::linear(root / "fc_mu", head_in, latent),
-            logvar: super::linear(root / "fc_logvar", head_in, latent),
-            from_z: super::linear(root / "fc_z", latent, head_in),
+            mu: mixed_linear(root / "fc_mu", head_in, latent, precision),
+            logvar: mixed_linear(root / "fc_logvar", head_in, latent, precision),
+            from_z: mixed_linear(root / "fc_z", latent, head_in, precision),
             shape,
             padded,
             inner,

@@ -5,21 +5,30 @@
 //! of the logit difference.
 use tch::{nn, nn::Module, Tensor};
 
+use vae_proto::config::Precision;
+
+use super::{mixed_linear, Mixed};
 use crate::rng::{self, Stream};
 
 pub struct Discriminator {
-    layers: Vec<nn::Linear>,
+    layers: Vec<Mixed<nn::Linear>>,
 }
 
 impl Discriminator {
-    pub fn new(root: &nn::Path, latent: i64, hidden: i64, layers: u64) -> Discriminator {
+    pub fn new(
+        root: &nn::Path,
+        latent: i64,
+        hidden: i64,
+        layers: u64,
+        precision: Precision,
+    ) -> Discriminator {
         let mut v = Vec::new();
         let mut prev = latent;
         for i in 0..layers {
-            v.push(super::linear(root / "net" / i, prev, hidden));
+            v.push(mixed_linear(root / "net" / i, prev, hidden, precision));
             prev = hidden;
         }
-        v.push(super::linear(root / "net" / layers, prev, 2));
+        v.push(mixed_linear(root / "net" / layers, prev, 2, precision));
         Discriminator { layers: v }
     }
 

@@ -4,27 +4,35 @@
 //! dataset and config.
 use tch::{nn, nn::Module, Tensor};
 
-use super::Vae;
+use vae_proto::config::Precision;
+
+use super::{mixed_linear, Mixed, Vae};
 
 pub struct MlpVae {
-    fc1: nn::Linear,
-    fc21: nn::Linear,
-    fc22: nn::Linear,
-    fc3: nn::Linear,
-    fc4: nn::Linear,
+    fc1: Mixed<nn::Linear>,
+    fc21: Mixed<nn::Linear>,
+    fc22: Mixed<nn::Linear>,
+    fc3: Mixed<nn::Linear>,
+    fc4: Mixed<nn::Linear>,
     shape: [i64; 3],
     latent: i64,
 }
 
 impl MlpVae {
-    pub fn new(root: &nn::Path, shape: [i64; 3], hidden: i64, latent: i64) -> MlpVae {
+    pub fn new(
+        root: &nn::Path,
+        shape: [i64; 3],
+        hidden: i64,
+        latent: i64,
+        precision: Precision,
+    ) -> MlpVae {
         let d: i64 = shape.iter().product();
         MlpVae {
-            fc1: super::linear(root / "fc1", d, hidden),
-            fc21: super::linear(root / "fc21", hidden, latent),
-            fc22: super::linear(root / "fc22", hidden, latent),
-            fc3: super::linear(root / "fc3", latent, hidden),
-            fc4: super::linear(root / "fc4", hidden, d),
+            fc1: mixed_linear(root / "fc1", d, hidden, precision),
+            fc21: mixed_linear(root / "fc21", hidden, latent, precision),
+            fc22: mixed_linear(root / "fc22", hidden, latent, precision),
+            fc3: mixed_linear(root / "fc3", latent, hidden, precision),
+            fc4: mixed_linear(root / "fc4", hidden, d, precision),
             shape,
             latent,
         }

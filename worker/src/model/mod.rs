@@ -4,10 +4,17 @@
 //! Parameters live in a `tch::nn::VarStore` under PyTorch `state_dict` names.
 pub mod conv;
 pub mod discriminator;
+pub mod mixed;
 pub mod mlp;
 
 use tch::{nn, Tensor};
-use vae_proto::config::{ModelKind, ModelSection};
+use vae_proto::config::{ModelKind, ModelSection, Precision};
+
+pub use mixed::Mixed;
+
+/// Stride and padding of every convolution ([`conv_down`], [`conv_up`]).
+const STRIDE: i64 = 2;
+const PADDING: i64 = 1;
 
 pub trait Vae {
     /// `x: [B, C, H, W]` → `(μ, log σ²)`, each `[B, L]`.
@@ -19,8 +26,13 @@ pub trait Vae {
 }
 
 /// Builds the model that `cfg` describes for samples of shape `[C, H, W]`,
-/// with its variables under `root`.
-pub fn build(root: &nn::Path, cfg: &ModelSection, sample_shape: [usize; 3]) -> Box<dyn Vae> {
+/// with its variables under `root`, computing in `precision`.
+pub fn build(
+    root: &nn::Path,
+    cfg: &ModelSection,
+    sample_shape: [usize; 3],
+    precision: Precision,
+) -> Box<dyn Vae> {
     let shape = sample_shape.map(|d| d as i64);
     match cfg.kind {
         ModelKind::Mlp => Box::new(mlp::MlpVae::new(
@@ -28,6 +40,7 @@ pub fn build(root: &nn::Path, cfg: &ModelSection, sample_shape: [usize; 3]) -> B
             shape,
             cfg.hidden_dim,
             cfg.latent_dim,
+            precision,
         )),
         ModelKind::Conv => Box::new(conv::ConvVae::new(
             root,
@@ -35,6 +48,7 @@ pub fn build(root: &nn::Path, cfg: &ModelSection, sample_shape: [usize; 3]) -> B
             &cfg.conv_channels,
             cfg.hidden_dim,
             cfg.latent_dim,
+            precision,
         )),
     }
 }
@@ -62,29 +76,40 @@ pub fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
     )
 }
 
+/// [`linear`] computing in `precision`.
+pub fn mixed_linear(p: nn::Path, i: i64, o: i64, precision: Precision) -> Mixed<nn::Linear> {
+    Mixed::new(linear(p, i, o), precision)
+}
+
 /// `nn.Conv2d(i, o, k, stride=2, padding=1)` as PyTorch initialises it.
-pub fn conv_down(p: nn::Path, i: i64, o: i64, k: i64) -> nn::Conv2D {
+pub fn conv_down(p: nn::Path, i: i64, o: i64, k: i64, precision: Precision) -> Mixed<nn::Conv2D> {
     let init = torch_init(i * k * k);
     let c = nn::ConvConfig {
-        stride: 2,
-        padding: 1,
+        stride: STRIDE,
+        padding: PADDING,
         ws_init: init,
         bs_init: init,
         ..Default::default()
     };
-    nn::conv2d(p, i, o, k, c)
+    Mixed::new(nn::conv2d(p, i, o, k, c), precision)
 }
 
 /// `nn.ConvTranspose2d(i, o, k, stride=2, padding=1)` as PyTorch initialises
 /// it (its fan-in is computed from the weight's second dimension, `o`).
-pub fn conv_up(p: nn::Path, i: i64, o: i64, k: i64) -> nn::ConvTranspose2D {
+pub fn conv_up(
+    p: nn::Path,
+    i: i64,
+    o: i64,
+    k: i64,
+    precision: Precision,
+) -> Mixed<nn::ConvTranspose2D> {
     let init = torch_init(o * k * k);
     let c = nn::ConvTransposeConfig {
-        stride: 2,
-        padding: 1,
+        stride: STRIDE,
+        padding: PADDING,
         ws_init: init,
         bs_init: init,
         ..Default::default()
     };
-    nn::conv_transpose2d(p, i, o, k, c)
+    Mixed::new(nn::conv_transpose2d(p, i, o, k, c), precision)
 }

@@ -33,7 +33,13 @@ impl FactorDiscriminator {
     ) -> Result<FactorDiscriminator, TrainError> {
         let d = &cfg.discriminator;
         let vs = nn::VarStore::new(device);
-        let net = Discriminator::new(&(vs.root() / "discriminator"), latent, d.hidden, d.layers);
+        let net = Discriminator::new(
+            &(vs.root() / "discriminator"),
+            latent,
+            d.hidden,
+            d.layers,
+            cfg.train.precision,
+        );
         let optim = OptimSection {
             lr: d.lr,
             beta1: d.beta1,

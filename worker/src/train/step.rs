@@ -61,9 +61,12 @@ pub fn sample_z(
 ) -> Tensor {
     let l = mu.size()[1];
     let n = (rows.end - rows.start) as i64;
-    let eps = Tensor::from_slice(&rng::normals(seed, stream, counter, rows, l as usize))
-        .view([n, l])
-        .to_device(mu.device());
+    let eps = if mu.device().is_cuda() {
+        // Made on the GPU: no host-to-device copy in the step.
+        rng::normals_on(seed, stream, counter, rows, l as usize, mu.device())
+    } else {
+        Tensor::from_slice(&rng::normals(seed, stream, counter, rows, l as usize)).view([n, l])
+    };
     mu + (logvar * 0.5).exp() * eps
 }
 
@@ -79,7 +82,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Trainer<'a>, TrainError> {
         tch::manual_seed(cfg.train.seed as i64);
         let vs = nn::VarStore::new(device);
-        let model = model::build(&vs.root(), &cfg.model, shape);
+        let model = model::build(&vs.root(), &cfg.model, shape, cfg.train.precision);
         let kind = kind_of(cfg.train.dtype);
         let weights = Weights::new(vs, kind, &cfg.optim, comm)?;
         let latent = model.latent_dim() as usize;

@@ -130,8 +130,8 @@ impl Feed {
             Source::Global { images, order } => {
                 let s = order.slice(rank, world);
                 let data = Indexed {
+                    order: Indexed::upload(&order.permutation(epoch), images.device()),
                     images: images.shallow_clone(),
-                    order: order.permutation(epoch),
                     stride: order.batch,
                     offset: s.start,
                     local: s.end - s.start,
@@ -210,23 +210,28 @@ fn streams(
 
 /// `global` order: the epoch's batches index the resident training split.
 /// Global batch `b` is `order[b·stride + offset .. b·stride + offset + local]`.
+/// The split and the epoch's order live on the training device, so a step
+/// copies nothing from the host (on a GPU: no host-to-device transfer).
 struct Indexed {
     images: Tensor,
-    order: Vec<u32>,
+    /// The epoch's permutation, int64 `[n]`, on the images' device.
+    order: Tensor,
     stride: usize,
     offset: usize,
     local: usize,
 }
 
 impl Indexed {
+    /// The epoch's permutation on `device`, once per epoch.
+    fn upload(order: &[u32], device: tch::Device) -> Tensor {
+        let order: Vec<i64> = order.iter().map(|&i| i64::from(i)).collect();
+        Tensor::from_slice(&order).to_device(device)
+    }
+
     /// This rank's samples of global batch `b`, as pixels in [0, 1].
     fn batch(&self, b: u64, kind: Kind) -> Tensor {
-        let at = b as usize * self.stride + self.offset;
-        let idx: Vec<i64> = self.order[at..at + self.local]
-            .iter()
-            .map(|&i| i as i64)
-            .collect();
-        let idx = Tensor::from_slice(&idx).to_device(self.images.device());
+        let at = b as i64 * self.stride as i64 + self.offset as i64;
+        let idx = self.order.narrow(0, at, self.local as i64);
         self.images.index_select(0, &idx).to_kind(kind) / 255.0
     }
 }
