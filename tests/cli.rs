@@ -345,6 +345,66 @@ fn bad_data_and_run_dirs_exit_with_one_line_naming_them() {
 }
 
 #[test]
+fn an_untrusted_manifest_is_refused_naming_the_object_and_field() {
+    // A manifest from a bucket is data someone else wrote: each lie is one
+    // line naming the manifest and the field, before anything is allocated
+    // from it or written outside storage.cache_dir.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let manifest: serde_json::Value = json(&Path::new(&mnist()).join("manifest.json"));
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit, &str); 5] = [
+        (
+            "sha",
+            |m| m["splits"]["train"]["shards"][0]["sha256"] = "../../../../tmp/x".into(),
+            "sha256",
+        ),
+        (
+            "overflow",
+            |m| m["splits"]["train"]["shards"][0]["samples"] = (u64::MAX / 3).into(),
+            "overflow",
+        ),
+        (
+            "absurd",
+            |m| m["splits"]["train"]["samples"] = (1u64 << 40).into(),
+            "samples",
+        ),
+        (
+            "size",
+            |m| m["splits"]["train"]["shards"][1]["bytes"] = 12345.into(),
+            "bytes",
+        ),
+        (
+            "escape",
+            |m| m["splits"]["train"]["shards"][0]["object"] = "../../etc/passwd".into(),
+            "shard object",
+        ),
+    ];
+    for (name, edit, want) in cases {
+        let copy = dir.path().join(name);
+        std::fs::create_dir(&copy).unwrap();
+        for e in std::fs::read_dir(mnist()).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+        let mut m = manifest.clone();
+        edit(&mut m);
+        std::fs::write(copy.join("manifest.json"), m.to_string()).unwrap();
+        let mut c = worker();
+        c.args(["data", "read", "--set"])
+            .arg(format!("data.url={}", copy.display()))
+            .args(["--set", "data.order=shard", "--set"])
+            .arg(format!("storage.cache_dir={}", cache.display()));
+        let err = fails(c);
+        assert!(
+            err.contains("manifest.json") && err.contains(want),
+            "{name}: {err}"
+        );
+    }
+    assert!(!Path::new("/tmp/x").exists());
+}
+
+#[test]
 fn early_stopping_keeps_the_best_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");

@@ -6,6 +6,8 @@ mod cluster;
 mod common;
 #[path = "common/emulators.rs"]
 mod emulators;
+#[path = "faults.rs"]
+mod faults;
 #[path = "hosts.rs"]
 mod hosts;
 #[path = "slurm.rs"]
@@ -232,7 +234,7 @@ fn kill_9_of_a_worker_restarts_from_the_checkpoint_and_ends_identical() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("restart 1 of 1") && err.contains("from the latest checkpoint"),
+        err.contains("restart 1 of 1") && err.contains("from the run's newest checkpoint"),
         "{err}"
     );
     assert!(

@@ -2,7 +2,12 @@
 //! `vae-worker` runs without `LD_LIBRARY_PATH`, and keep `libtorch` (and with it
 //! `libtorch_cuda`) linked even though no symbol of it is referenced directly,
 //! otherwise `--as-needed` drops it and CUDA is invisible on GPU machines.
-//! NCCL's directory from the torch wheel goes into the rpath as well.
+//! NCCL's directory from the torch wheel goes into the rpath as well. Also
+//! records the commit the worker is built from (`VAE_BUILD_COMMIT`,
+//! "unknown" outside a git checkout), part of the version every rank
+//! compares before training (`agree.rs`).
+use std::process::Command;
+
 fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
@@ -17,4 +22,19 @@ fn main() {
     println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
     println!("cargo:rustc-link-arg=-ltorch");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=VAE_BUILD_COMMIT={commit}");
+    for p in ["../.git/HEAD", "../.git/refs/heads", "../.git/packed-refs"] {
+        if std::path::Path::new(p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
+    println!("cargo:rerun-if-changed=build.rs");
 }

@@ -32,10 +32,11 @@ struct Cli {
     /// Ranks training each point of a sweep (default: the config's, 1).
     #[arg(long)]
     ranks_per_point: Option<usize>,
-    /// Hosts to run on, comma-separated; each gets --nproc-per-node workers.
+    /// Hosts to run on, comma-separated: `name` (--nproc-per-node workers) or `name:N`.
     #[arg(long, value_delimiter = ',', conflicts_with = "hostfile")]
     hosts: Vec<String>,
-    /// A file of hosts (one per line, mpirun's format); each gets --nproc-per-node workers.
+    /// A file of hosts (one per line, mpirun's format); `slots=N` gives a host N
+    /// workers, else it gets --nproc-per-node.
     #[arg(long)]
     hostfile: Option<PathBuf>,
     /// An extra argument for mpirun, e.g. --mpirun-arg=--mca --mpirun-arg=btl_tcp_if_include
@@ -50,7 +51,10 @@ struct Cli {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let fail = |e: &dyn std::fmt::Display| {
-        eprintln!("vae-launch: error: {e}");
+        eprintln!(
+            "vae-launch: error: {}",
+            vae_proto::redact::redact(&e.to_string())
+        );
         std::process::ExitCode::from(2)
     };
     let hosts = match &cli.hostfile {
@@ -58,7 +62,10 @@ fn main() -> std::process::ExitCode {
             Ok(h) => h,
             Err(e) => return fail(&e),
         },
-        None => cli.hosts.clone(),
+        None => match plan::parse_hosts(&cli.hosts) {
+            Ok(h) => h,
+            Err(e) => return fail(&e),
+        },
     };
     let req = plan::Request {
         sweep: cli.sweep.clone(),

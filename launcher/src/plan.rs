@@ -76,28 +76,77 @@ pub struct Request {
     /// `--sweep KEY=V1,V2,...` arguments, passed on to the workers.
     pub sweep: Vec<String>,
     pub ranks_per_point: Option<usize>,
-    /// Hosts to run on (`--hosts` or `--hostfile`), each with
-    /// `--nproc-per-node` workers; none: this machine.
-    pub hosts: Vec<String>,
+    /// Hosts to run on (`--hosts` or `--hostfile`), each with its `slots`
+    /// or else `--nproc-per-node` workers; none: this machine.
+    pub hosts: Vec<HostSpec>,
     /// Extra `mpirun` arguments (e.g. `--mca btl tcp,self`).
     pub mpirun_args: Vec<String>,
 }
 
-/// The host names in a hostfile: the first word of each line that is not
-/// blank or a comment (`slots=` and the like are mpirun's business).
-pub fn read_hostfile(path: &Path) -> Result<Vec<String>, PlanError> {
+/// A host to run on, and how many workers it takes (`None`: `--nproc-per-node`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSpec {
+    pub name: String,
+    pub slots: Option<usize>,
+}
+
+fn positive_slots(v: &str) -> Option<usize> {
+    v.parse().ok().filter(|n| *n > 0)
+}
+
+/// `--hosts` entries: `name` or `name:N` (N workers there, as mpirun's `--host`).
+pub fn parse_hosts(list: &[String]) -> Result<Vec<HostSpec>, PlanError> {
+    list.iter()
+        .map(|h| match h.rsplit_once(':') {
+            Some((name, n)) if !name.is_empty() && !name.ends_with(':') => {
+                let slots = positive_slots(n).ok_or_else(|| {
+                    PlanError::Usage(format!(
+                        "--hosts {h}: `{n}` is not a positive number of workers"
+                    ))
+                })?;
+                Ok(HostSpec {
+                    name: name.to_string(),
+                    slots: Some(slots),
+                })
+            }
+            _ => Ok(HostSpec {
+                name: h.clone(),
+                slots: None,
+            }),
+        })
+        .collect()
+}
+
+/// The hosts of a hostfile (mpirun's format): the first word of each line
+/// that is not blank or a comment, with its `slots=N` when it says one.
+pub fn read_hostfile(path: &Path) -> Result<Vec<HostSpec>, PlanError> {
+    let shown = path.display();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| PlanError::Usage(format!("--hostfile {}: {e}", path.display())))?;
-    let hosts: Vec<String> = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect();
+        .map_err(|e| PlanError::Usage(format!("--hostfile {shown}: {e}")))?;
+    let mut hosts = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        let mut words = line.split_whitespace();
+        let Some(name) = words.next() else { continue };
+        let mut slots = None;
+        for w in words {
+            if let Some(v) = w.strip_prefix("slots=") {
+                slots = Some(positive_slots(v).ok_or_else(|| {
+                    PlanError::Usage(format!(
+                        "--hostfile {shown} line {}: slots=`{v}` is not a positive number",
+                        i + 1
+                    ))
+                })?);
+            }
+        }
+        hosts.push(HostSpec {
+            name: name.to_string(),
+            slots,
+        });
+    }
     if hosts.is_empty() {
         return Err(PlanError::Usage(format!(
-            "--hostfile {}: names no host",
-            path.display()
+            "--hostfile {shown}: names no host"
         )));
     }
     Ok(hosts)
@@ -106,10 +155,11 @@ pub fn read_hostfile(path: &Path) -> Result<Vec<String>, PlanError> {
 /// A planned job.
 #[derive(Debug)]
 pub struct Plan {
-    /// Workers per host.
+    /// Workers per host (this machine's, or a host's without `slots`).
     pub nproc: usize,
-    /// Hosts (empty: this machine); rank `r` runs on `hosts[r / nproc]`.
+    /// Hosts (empty: this machine), each with `workers[i]` consecutive ranks.
     pub hosts: Vec<String>,
+    pub workers: Vec<usize>,
     pub mpirun_args: Vec<String>,
     pub sweep: Option<Sweep>,
     pub gpus: bool,
@@ -151,7 +201,6 @@ pub fn plan(
     let config = train.load_config()?;
     let sweep = train.sweep(&config)?;
     let gpus = devices.gpus > 0 && config.train.device != config::DeviceChoice::Cpu;
-    let nodes = req.hosts.len().max(1);
     let n = match (nproc, &sweep) {
         (Nproc::Exactly(n), _) => n,
         (Nproc::Auto, _) if gpus => devices.gpus,
@@ -165,7 +214,11 @@ pub fn plan(
             devices.gpus
         )));
     }
-    let ranks = n * nodes;
+    let ranks = if req.hosts.is_empty() {
+        n
+    } else {
+        req.hosts.iter().map(|h| h.slots.unwrap_or(n)).sum()
+    };
     match &sweep {
         Some(s) => {
             s.groups(ranks).map_err(PlanError::Usage)?;
@@ -190,7 +243,8 @@ pub fn plan(
     };
     Ok(Plan {
         nproc: n,
-        hosts: req.hosts.clone(),
+        hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
+        workers: req.hosts.iter().map(|h| h.slots.unwrap_or(n)).collect(),
         mpirun_args: req.mpirun_args.clone(),
         sweep,
         gpus,
@@ -204,12 +258,30 @@ pub fn plan(
 impl Plan {
     /// Workers in all.
     pub fn ranks(&self) -> usize {
-        self.nproc * self.hosts.len().max(1)
+        if self.hosts.is_empty() {
+            self.nproc
+        } else {
+            self.workers.iter().sum()
+        }
     }
 
     /// The host rank `r` runs on, when the job spans hosts.
     pub fn host_of(&self, rank: usize) -> Option<&str> {
-        self.hosts.get(rank / self.nproc.max(1)).map(String::as_str)
+        let mut first = 0;
+        for (h, n) in self.hosts.iter().zip(&self.workers) {
+            if rank < first + n {
+                return Some(h);
+            }
+            first += n;
+        }
+        None
+    }
+
+    /// The host of every rank, in rank order (empty on this machine alone).
+    pub fn rank_hosts(&self) -> Vec<String> {
+        (0..self.ranks())
+            .filter_map(|r| self.host_of(r).map(str::to_string))
+            .collect()
     }
 
     /// The `mpirun` command for one attempt; a `restart` continues from
@@ -229,7 +301,8 @@ impl Plan {
             let slots: Vec<String> = self
                 .hosts
                 .iter()
-                .map(|h| format!("{h}:{}", self.nproc))
+                .zip(&self.workers)
+                .map(|(h, n)| format!("{h}:{n}"))
                 .collect();
             c.args(["--host", &slots.join(","), "--map-by", "slot"]);
         }
@@ -241,12 +314,35 @@ impl Plan {
         if !self.gpus && std::env::var_os("OMP_NUM_THREADS").is_none() {
             c.args(["-x", &format!("OMP_NUM_THREADS={}", self.threads)]);
         }
-        c.arg(worker).args(&self.worker_args);
-        let resumes = self.worker_args.iter().any(|a| a.starts_with("--resume"));
-        if restart && !resumes {
-            c.arg("--resume-if-present");
-        }
+        // Workers start with SIGUSR1 and SIGUSR2 ignored (an ignored signal
+        // stays ignored across exec) until they install their handlers: a
+        // stop forwarded while one is still loading libtorch must not kill it.
+        c.args([
+            "/bin/sh",
+            "-c",
+            "trap '' USR1 USR2; exec \"$@\"",
+            "vae-worker",
+        ])
+        .arg(worker)
+        .args(self.attempt_args(restart));
         c
+    }
+
+    /// The workers' arguments for an attempt. A restart continues from the
+    /// newest intact checkpoint of the run: `--resume-if-present` (with
+    /// `--resume-from X`, X is only where to start when the run has written
+    /// none of its own yet; `--resume` already takes the newest intact one).
+    pub fn attempt_args(&self, restart: bool) -> Vec<String> {
+        let mut args = self.worker_args.clone();
+        let has = |flag: &str| {
+            self.worker_args
+                .iter()
+                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        };
+        if restart && !has("--resume") && !has("--resume-if-present") {
+            args.push("--resume-if-present".into());
+        }
+        args
     }
 }
 
@@ -390,7 +486,7 @@ mod tests {
     fn hosts_get_nproc_workers_each() {
         let cpu = Devices { gpus: 0, cores: 2 };
         let req = Request {
-            hosts: vec!["10.0.0.1".into(), "10.0.0.2".into()],
+            hosts: parse_hosts(&["10.0.0.1".into(), "10.0.0.2".into()]).unwrap(),
             ..Request::default()
         };
         let p = plan(Nproc::Exactly(1), &args("train --run-dir r"), &cpu, &req).unwrap();
@@ -405,6 +501,79 @@ mod tests {
                 .any(|w| w[0] == "--host" && w[1] == "10.0.0.1:1,10.0.0.2:1"),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn a_hostfile_s_slots_are_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("hosts");
+        std::fs::write(
+            &f,
+            "# two hosts\na slots=3\nb   # default\nc slots=1 max_slots=4\n",
+        )
+        .unwrap();
+        let hosts = read_hostfile(&f).unwrap();
+        let cpu = Devices { gpus: 0, cores: 2 };
+        let req = Request {
+            hosts,
+            ..Request::default()
+        };
+        let p = plan(
+            Nproc::Exactly(2),
+            &args("train --run-dir r --set train.batch_size=120"),
+            &cpu,
+            &req,
+        )
+        .unwrap();
+        assert_eq!(p.ranks(), 6);
+        assert_eq!(p.rank_hosts(), ["a", "a", "a", "b", "b", "c"]);
+        let a: Vec<String> = p
+            .mpirun("mpirun", Path::new("w"), false)
+            .get_args()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            a.windows(2)
+                .any(|w| w[0] == "--host" && w[1] == "a:3,b:2,c:1"),
+            "{a:?}"
+        );
+        std::fs::write(&f, "a slots=x\n").unwrap();
+        let e = read_hostfile(&f).unwrap_err().to_string();
+        assert!(e.contains("slots=") && e.contains("line 1"), "{e}");
+        assert_eq!(
+            parse_hosts(&["h:4".into()]).unwrap()[0],
+            HostSpec {
+                name: "h".into(),
+                slots: Some(4)
+            }
+        );
+        assert!(parse_hosts(&["h:0".into()]).is_err());
+    }
+
+    #[test]
+    fn a_restart_continues_from_the_run_s_newest_checkpoint() {
+        let cpu = Devices { gpus: 0, cores: 2 };
+        let p = |a: &str| plan(Nproc::Auto, &args(a), &cpu, &Request::default()).unwrap();
+        let fresh = p("train --run-dir r");
+        assert!(!fresh
+            .attempt_args(false)
+            .contains(&"--resume-if-present".to_string()));
+        assert!(fresh
+            .attempt_args(true)
+            .contains(&"--resume-if-present".to_string()));
+        // --resume-from X: a restart prefers the run's own newest checkpoint,
+        // X only while the run has none.
+        let from = p("train --run-dir r --resume-from /x/step-0000000010");
+        let again = from.attempt_args(true);
+        assert!(
+            again.contains(&"--resume-if-present".to_string()),
+            "{again:?}"
+        );
+        assert!(parse_worker_args(&again).is_ok(), "{again:?}");
+        let resume = p("train --run-dir r --resume");
+        assert!(!resume
+            .attempt_args(true)
+            .contains(&"--resume-if-present".to_string()));
     }
 
     #[test]

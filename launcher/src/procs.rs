@@ -57,6 +57,15 @@ pub fn signal(pid: i32, sig: i32) {
     }
 }
 
+/// Whether process `pid` exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z")
+    })
+}
+
 /// Makes this process the reaper of orphaned descendants (Linux).
 pub fn become_subreaper() {
     // SAFETY: prctl with integer arguments only.

@@ -1,18 +1,34 @@
 //! Running and supervising a planned job: start `mpirun` (which starts the
-//! workers), prefix each output line with its rank, forward signals (the
-//! first SIGINT/SIGTERM becomes SIGUSR1, which mpirun passes to every worker:
-//! finish the step, checkpoint, exit; a second one kills everything), and
-//! when the job fails, clean up every process and start it again from the
-//! latest checkpoint while restarts remain.
+//! workers) in a process group of its own, so a Ctrl-C at the terminal
+//! reaches the launcher alone, and tied to the launcher's life (a parent-death
+//! signal: `kill -9` of the launcher takes mpirun with it, and the workers
+//! follow their mpirun); prefix each output line with its rank (credentials
+//! taken out); forward signals (the first SIGINT/SIGTERM becomes SIGUSR1,
+//! which mpirun passes to every worker: finish the step, checkpoint, exit —
+//! repeated while the job runs, so a worker still starting gets it too; a
+//! second one becomes SIGUSR2: the workers clean up and leave at once, then
+//! what is left is killed); and when the job fails, clean up every process and start it
+//! again from the run's newest checkpoint while restarts remain. A signal
+//! between two attempts ends the job there; output pipes a process keeps open
+//! after the job ended (one stuck in uninterruptible sleep) are not waited for.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::plan::Plan;
 use crate::procs;
+
+/// How long the workers have after a second signal to abort their uploads
+/// and remove staged files before everything is killed.
+const CLEANUP_GRACE: Duration = Duration::from_secs(5);
+/// How long output relays may take to drain once the job's processes are gone.
+const DRAIN: Duration = Duration::from_secs(3);
+/// The pause before a restart (a signal in it ends the job).
+const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// Rewrites mpirun's `--tag-output` prefix `[job,rank]<stdout>:` as
 /// `[rank N] ` (or `[rank N@host] ` when `host_of` knows the rank's host).
@@ -45,17 +61,27 @@ fn stall_report(line: &str) -> Option<usize> {
     rest[..end].parse().ok()
 }
 
+/// Copies `from` line by line to the launcher's stdout or stderr, retagged
+/// and redacted; says `done` when the pipe closes.
 fn relay<R: std::io::Read + Send + 'static>(
     from: R,
     to_stderr: bool,
-    hosts: (Vec<String>, usize),
+    rank_hosts: Vec<String>,
     stalls: Stalls,
-) -> std::thread::JoinHandle<()> {
+    done: mpsc::Sender<()>,
+) {
     std::thread::spawn(move || {
-        let host_of = |r: usize| hosts.0.get(r / hosts.1.max(1)).cloned();
+        let host_of = |r: usize| rank_hosts.get(r).cloned();
+        let mut forwarded = false;
         for line in BufReader::new(from).lines() {
             let Ok(line) = line else { break };
-            let line = retag(&line, &host_of);
+            // mpirun says so each time a stop request is repeated: once is enough.
+            if line.starts_with("mpirun: Forwarding signal")
+                && std::mem::replace(&mut forwarded, true)
+            {
+                continue;
+            }
+            let line = vae_proto::redact::redact(&retag(&line, &host_of));
             if let Some(rank) = stall_report(&line) {
                 if let Ok(mut s) = stalls.lock() {
                     s.insert(rank, line.clone());
@@ -67,7 +93,8 @@ fn relay<R: std::io::Read + Send + 'static>(
                 let _ = writeln!(std::io::stdout(), "{line}");
             }
         }
-    })
+        let _ = done.send(());
+    });
 }
 
 /// Signals received: 0 none, else the first signal's number; the count of
@@ -78,6 +105,32 @@ struct SignalState {
     mpirun: AtomicI32,
 }
 
+impl SignalState {
+    fn stopping(&self) -> bool {
+        self.count.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// Asks the job to stop (SIGUSR1 to mpirun, which forwards it) every
+/// [`RESEND`] while it runs: a worker that was still starting (the signal
+/// ignored until its handler is in place) gets it too, and one that has it
+/// already is not bothered by it again.
+fn keep_asking(state: Arc<SignalState>) {
+    std::thread::spawn(move || loop {
+        if state.count.load(Ordering::SeqCst) > 1 {
+            return;
+        }
+        let pid = state.mpirun.load(Ordering::SeqCst);
+        if pid > 0 {
+            procs::signal(pid, libc::SIGUSR1);
+        }
+        std::thread::sleep(RESEND);
+    });
+}
+
+/// How often a stop request is repeated to the job.
+const RESEND: Duration = Duration::from_secs(1);
+
 fn watch_signals(state: Arc<SignalState>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
@@ -87,12 +140,21 @@ fn watch_signals(state: Arc<SignalState>) -> std::io::Result<()> {
             let pid = state.mpirun.load(Ordering::SeqCst);
             if n == 0 {
                 state.first.store(sig, Ordering::SeqCst);
-                eprintln!("[launcher] signal {sig}: asking the workers to checkpoint and stop (again to kill)");
-                if pid > 0 {
-                    procs::signal(pid, libc::SIGUSR1);
-                }
+                eprintln!("[launcher] signal {sig}: asking the workers to checkpoint and stop (again to stop at once)");
+                keep_asking(Arc::clone(&state));
             } else {
-                eprintln!("[launcher] second signal: killing the job");
+                eprintln!("[launcher] second signal: the workers clean up and leave; then killing the job");
+                if pid > 0 {
+                    procs::signal(pid, libc::SIGUSR2);
+                }
+                let started = Instant::now();
+                while started.elapsed() < CLEANUP_GRACE
+                    && state.mpirun.load(Ordering::SeqCst) == pid
+                    && pid > 0
+                    && procs::alive(pid)
+                {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 procs::kill_all_descendants(None);
             }
         }
@@ -107,11 +169,24 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// Starts mpirun for one attempt: in its own process group (a terminal's
+/// Ctrl-C goes to the launcher only, which forwards it as the workers
+/// expect), killed if the launcher dies.
 fn start(plan: &Plan, mpirun: &str, worker: &Path, restart: bool) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
     let mut cmd = plan.mpirun(mpirun, worker, restart);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        .process_group(0);
+    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs
+    // between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
     cmd.spawn()
 }
 
@@ -144,6 +219,43 @@ fn name_the_stalled(stalls: &Stalls, ranks: usize) {
     );
 }
 
+/// Waits for `n` relays to finish, at most [`DRAIN`]; a pipe that stays
+/// open (a process in uninterruptible sleep holds it) is left behind.
+fn drain(done: &mpsc::Receiver<()>, n: usize) {
+    let deadline = Instant::now() + DRAIN;
+    for _ in 0..n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done.recv_timeout(left).is_err() {
+            eprintln!("[launcher] a process still holds the job's output open (uninterruptible sleep?); not waiting for it");
+            return;
+        }
+    }
+}
+
+/// Pauses before a restart; `false` when a signal came meanwhile.
+fn pause_before_restart(state: &SignalState) -> bool {
+    let until = Instant::now() + RESTART_DELAY;
+    while Instant::now() < until {
+        if state.stopping() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !state.stopping()
+}
+
+/// How the job ended after a signal: 128 + the signal when the workers
+/// stopped cleanly, else their failure.
+fn stopped(state: &SignalState, code: i32) -> i32 {
+    let sig = state.first.load(Ordering::SeqCst);
+    eprintln!("[launcher] stopped by signal {sig}; resume with the same command and --resume");
+    if code == 0 {
+        128 + sig
+    } else {
+        code
+    }
+}
+
 /// Runs the job with up to `max_restarts` restarts; returns the exit code.
 pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyhow::Result<i32> {
     procs::become_subreaper();
@@ -162,34 +274,41 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
             if plan.gpus { "GPU" } else { "CPU" },
             if plan.ranks() == 1 { "" } else { "s" },
             if restart {
-                " from the latest checkpoint (if there is one)"
+                " from the run's newest checkpoint (if there is one)"
             } else {
                 ""
             }
         );
         let mut child = start(plan, mpirun, worker, restart)
             .map_err(|e| anyhow::anyhow!("cannot start {mpirun}: {e}"))?;
+        // A stop asked for meanwhile reaches this mpirun through `keep_asking`.
         state.mpirun.store(child.id() as i32, Ordering::SeqCst);
-        let hosts = (plan.hosts.clone(), plan.nproc);
         let stalls: Stalls = Arc::default();
-        let out =
-            (child.stdout.take()).map(|s| relay(s, false, hosts.clone(), Arc::clone(&stalls)));
-        let err = (child.stderr.take()).map(|s| relay(s, true, hosts, Arc::clone(&stalls)));
+        let (done_tx, done) = mpsc::channel();
+        let mut relays = 0;
+        if let Some(s) = child.stdout.take() {
+            relay(
+                s,
+                false,
+                plan.rank_hosts(),
+                Arc::clone(&stalls),
+                done_tx.clone(),
+            );
+            relays += 1;
+        }
+        if let Some(s) = child.stderr.take() {
+            relay(s, true, plan.rank_hosts(), Arc::clone(&stalls), done_tx);
+            relays += 1;
+        }
         let status = child.wait()?;
         state.mpirun.store(0, Ordering::SeqCst);
         // Whatever mpirun left behind goes now (and is reaped).
         procs::kill_all_descendants(None);
-        for h in [out, err].into_iter().flatten() {
-            let _ = h.join();
-        }
+        drain(&done, relays);
         let code = exit_code(status);
         name_the_stalled(&stalls, plan.ranks());
-        let sig = state.first.load(Ordering::SeqCst);
-        if sig != 0 {
-            eprintln!(
-                "[launcher] stopped by signal {sig}; resume with the same command and --resume"
-            );
-            return Ok(if code == 0 { 128 + sig } else { code });
+        if state.stopping() {
+            return Ok(stopped(&state, code));
         }
         if code == 0 {
             return Ok(0);
@@ -200,8 +319,13 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
         }
         attempt += 1;
         eprintln!(
-            "[launcher] job failed with exit status {code}; restart {attempt} of {max_restarts}"
+            "[launcher] job failed with exit status {code}; restart {attempt} of {max_restarts} in {} s",
+            RESTART_DELAY.as_secs()
         );
+        if !pause_before_restart(&state) {
+            // Nothing runs: the stop is the user's, not the failure's.
+            return Ok(stopped(&state, 0));
+        }
     }
 }
 

@@ -35,6 +35,13 @@ pub struct CheckpointManifest {
     pub world_size: usize,
     /// Model kind, to refuse a checkpoint of another architecture.
     pub model_kind: String,
+    /// The run that wrote it (`<run-dir>/run-id`): a resume refuses another
+    /// run's checkpoint. Absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    /// SHA-256 of the resolved config it was trained with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
     pub early_stopping: EarlyStoppingState,
     /// Metrics at the time of writing (test loss of the last evaluation, ...).
     pub metrics: std::collections::BTreeMap<String, f64>,

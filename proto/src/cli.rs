@@ -55,13 +55,19 @@ pub struct TrainCmd {
     /// Continue from the latest checkpoint (in --run-dir, or checkpoint.url).
     #[arg(long, requires = "run_dir")]
     pub resume: bool,
-    /// Continue from the latest checkpoint if there is one, else start the
-    /// run (what vae-launch passes when it restarts a failed job).
+    /// Continue from the run's newest intact checkpoint if there is one,
+    /// else start the run — or, with --resume-from, start from that
+    /// checkpoint (what vae-launch passes when it restarts a failed job).
     #[arg(long, requires = "run_dir", conflicts_with = "resume")]
     pub resume_if_present: bool,
     /// Continue from this checkpoint (a path or URL; damage is an error),
     /// writing new checkpoints where the run keeps them.
-    #[arg(long, value_name = "CHECKPOINT", requires = "run_dir", conflicts_with_all = ["resume", "resume_if_present"])]
+    #[arg(
+        long,
+        value_name = "CHECKPOINT",
+        requires = "run_dir",
+        conflicts_with = "resume"
+    )]
     pub resume_from: Option<String>,
     /// Sweep a config key over values, e.g. --sweep model.beta=1,2,4,8
     /// (repeatable: the Cartesian product; adds to the config's [sweep]).
@@ -84,6 +90,9 @@ pub enum Resume {
     IfPresent,
     /// Continue from this checkpoint; damage is an error.
     From(String),
+    /// Continue from the run's newest intact checkpoint when it has one,
+    /// else from this checkpoint (a restart after `--resume-from`).
+    LatestOr(String),
 }
 
 impl TrainCmd {
@@ -116,6 +125,7 @@ impl TrainCmd {
 
     pub fn resume(&self) -> Resume {
         match (self.resume, self.resume_if_present, &self.resume_from) {
+            (_, true, Some(spec)) => Resume::LatestOr(spec.clone()),
             (_, _, Some(spec)) => Resume::From(spec.clone()),
             (true, _, _) => Resume::Yes,
             (_, true, _) => Resume::IfPresent,
@@ -154,7 +164,14 @@ pub struct EvalCmd {
     /// Scale of the metrics' sample counts (1 = the published 10,000 / 5,000).
     #[arg(long)]
     pub scale: Option<f64>,
-    /// Override a key of the run's config, e.g. --set data.url=... (repeatable).
+    /// The dataset to evaluate on, a path or URL (default: the checkpoint's
+    /// `data.url`, read with this command's storage settings).
+    #[arg(long, value_name = "URL")]
+    pub data: Option<String>,
+    /// Override a key of the run's config, e.g. --set eval.scale=0.5, or set
+    /// how to reach storage, e.g. --set storage.endpoint=... (repeatable).
+    /// Storage settings come from here and the environment only, never from
+    /// the checkpoint.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// Where to write the JSON (default: <run-dir>/eval-step-<N>.json).

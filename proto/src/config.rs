@@ -501,11 +501,67 @@ pub struct Config {
 }
 
 impl Config {
-    /// The resolved config as TOML, as written to `<run-dir>/config.toml`.
+    /// The resolved config as TOML with every credential taken out (see
+    /// [`crate::redact`]): what is written to `<run-dir>/config.toml` and
+    /// into checkpoints, and what reports show.
     pub fn to_toml(&self) -> String {
+        crate::redact::redact(&self.to_toml_exact())
+    }
+
+    /// The resolved config as TOML, exactly (credentials in URLs included):
+    /// for building derived configs in memory, never to be written or shown.
+    pub fn to_toml_exact(&self) -> String {
         // Serialising plain structs of numbers, strings and lists cannot fail.
         toml::to_string_pretty(&self.raw).unwrap_or_default()
     }
+
+    /// The SHA-256 (hex) of the resolved config: the identity of what a
+    /// run trains, compared across ranks and recorded in checkpoints.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(self.to_toml_exact().as_bytes()))
+    }
+}
+
+/// The first dotted key (in sorted order) whose value differs between two
+/// TOML documents, e.g. `model.beta`; `None` when they are equal.
+pub fn first_difference(a: &str, b: &str) -> Option<String> {
+    let parse = |t: &str| t.parse::<toml::Table>().unwrap_or_default();
+    diff_tables(&parse(a), &parse(b), "")
+}
+
+fn diff_tables(a: &toml::Table, b: &toml::Table, prefix: &str) -> Option<String> {
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    for k in keys {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                if let Some(d) = diff_tables(x, y, &key) {
+                    return Some(d);
+                }
+            }
+            (x, y) if x != y => return Some(key),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A number of seconds for a duration key: finite, above zero, and no more
+/// than `Duration` holds (a year, to leave room for arithmetic on it).
+fn seconds(key: &str, v: f64) -> Result<(), ConfigError> {
+    const MAX: f64 = 365.0 * 24.0 * 3600.0;
+    if !(v.is_finite() && v > 0.0 && v <= MAX) {
+        return Err(key_err(
+            key,
+            format!("must be a number of seconds > 0 and at most {MAX} (a year), got {v}"),
+        ));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, v: u64) -> Result<(), ConfigError> {
@@ -592,26 +648,12 @@ impl RawConfig {
             ("storage.retry_timeout_s", st.retry_timeout_s),
             ("storage.timeout_s", st.timeout_s),
             ("storage.connect_timeout_s", st.connect_timeout_s),
-        ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(key_err(
-                    key,
-                    format!("must be a number of seconds > 0, got {v}"),
-                ));
-            }
-        }
-        positive("storage.concurrency", st.concurrency)?;
-        for (key, v) in [
             ("dist.timeout_s", self.dist.timeout_s),
             ("dist.wait_timeout_s", self.dist.wait_timeout_s),
         ] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(key_err(
-                    key,
-                    format!("must be a number of seconds > 0, got {v}"),
-                ));
-            }
+            seconds(key, v)?;
         }
+        positive("storage.concurrency", st.concurrency)?;
         positive("early_stopping.patience", self.early_stopping.patience)?;
         finite_nonneg("early_stopping.min_delta", self.early_stopping.min_delta)?;
         positive("log.every_steps", self.log.every_steps)?;
@@ -848,6 +890,19 @@ mod tests {
         assert!(e.contains("dist.timeout_s") && e.contains('0'), "{e}");
         let e = err("", &["dist.timeout_s=-5"]);
         assert!(e.contains("dist.timeout_s"), "{e}");
+        // Every duration key refuses what `Duration` cannot hold, naming it.
+        for key in [
+            "dist.timeout_s",
+            "dist.wait_timeout_s",
+            "storage.timeout_s",
+            "storage.retry_timeout_s",
+            "storage.connect_timeout_s",
+        ] {
+            for v in ["1e20", "inf", "nan"] {
+                let e = err("", &[&format!("{key}={v}")]);
+                assert!(e.contains(key) && !e.contains('\n'), "{e}");
+            }
+        }
         let e = err("", &["model.objective=factor", "train.batch_size=1"]);
         assert!(
             e.contains("train.batch_size") && e.contains("factor"),
@@ -871,5 +926,33 @@ mod tests {
         // The resolved config round-trips.
         let again = parse(&c.to_toml(), "resolved", &[]).unwrap();
         assert_eq!(again.model.beta, 4.0);
+        assert_eq!(again.hash(), c.hash());
+        assert_ne!(parse("", "t", &[]).unwrap().hash(), c.hash());
+    }
+
+    #[test]
+    fn the_written_config_has_no_credentials_and_names_the_first_difference() {
+        let c = parse(
+            "",
+            "t",
+            &[
+                "data.url=https://alice:pw1234@example.com/mnist".into(),
+                "storage.endpoint=http://minio:pw5678@10.0.0.1:9000".into(),
+            ],
+        )
+        .unwrap();
+        let written = c.to_toml();
+        assert!(
+            !written.contains("pw1234") && !written.contains("pw5678"),
+            "{written}"
+        );
+        assert!(c.to_toml_exact().contains("pw1234"));
+        let other = parse("", "t", &["model.beta=2".into(), "train.seed=9".into()]).unwrap();
+        let base = parse("", "t", &[]).unwrap();
+        assert_eq!(
+            first_difference(&base.to_toml(), &other.to_toml()).as_deref(),
+            Some("model.beta")
+        );
+        assert_eq!(first_difference(&base.to_toml(), &base.to_toml()), None);
     }
 }

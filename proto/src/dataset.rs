@@ -73,12 +73,17 @@ impl DatasetManifest {
         }
     }
 
-    /// Bytes a shard of `samples` records must have.
+    /// Bytes a shard of `samples` records must have (saturating: [`check`]
+    /// refuses manifests whose sizes overflow).
+    ///
+    /// [`check`]: DatasetManifest::check
     pub fn shard_bytes(&self, samples: u64) -> u64 {
-        samples * (self.sample_bytes() + self.targets.len()) as u64
+        samples.saturating_mul((self.sample_bytes() + self.targets.len()) as u64)
     }
 
-    /// Checks the manifest is self-consistent; the message names what is wrong.
+    /// Checks the manifest is self-consistent and within bounds before
+    /// anything is allocated from it (a manifest from a bucket is
+    /// untrusted); the message names the field that is wrong.
     pub fn check(&self) -> Result<(), String> {
         if self.format != DATASET_FORMAT {
             return Err(format!(
@@ -92,29 +97,217 @@ impl DatasetManifest {
                 self.dtype
             ));
         }
-        if self.sample_shape.contains(&0) {
-            return Err(format!("sample_shape {:?} has a zero", self.sample_shape));
-        }
-        for (name, split) in &self.splits {
-            let total: u64 = split.shards.iter().map(|s| s.samples).sum();
-            if total != split.samples {
+        let [c, h, w] = self.sample_shape;
+        let pixels = c.checked_mul(h).and_then(|x| x.checked_mul(w));
+        match pixels {
+            _ if self.sample_shape.contains(&0) => {
+                return Err(format!("sample_shape {:?} has a zero", self.sample_shape))
+            }
+            Some(p) if p <= MAX_SAMPLE_PIXELS && c <= 4 => {}
+            _ => {
                 return Err(format!(
-                    "split `{name}` says {} samples but its shards hold {total}",
-                    split.samples
+                    "sample_shape {:?} is out of bounds (at most 4 channels and {MAX_SAMPLE_PIXELS} pixels)",
+                    self.sample_shape
+                ))
+            }
+        }
+        if self.targets.len() > MAX_TARGETS {
+            return Err(format!(
+                "targets: {} columns, at most {MAX_TARGETS}",
+                self.targets.len()
+            ));
+        }
+        for t in &self.targets {
+            if t.values == 0 || t.values > 256 {
+                return Err(format!(
+                    "targets: `{}` has {} values; a target byte holds 1 to 256",
+                    t.name, t.values
                 ));
             }
-            for shard in &split.shards {
-                if shard.bytes != self.shard_bytes(shard.samples) {
-                    return Err(format!(
-                        "shard `{}` says {} bytes, {} samples need {}",
+        }
+        for (name, split) in &self.splits {
+            self.check_split(name, split)?;
+        }
+        Ok(())
+    }
+
+    fn check_split(&self, name: &str, split: &SplitManifest) -> Result<(), String> {
+        if split.samples > MAX_SAMPLES {
+            return Err(format!(
+                "split `{name}`: samples {} is more than {MAX_SAMPLES}",
+                split.samples
+            ));
+        }
+        let mut total = 0u64;
+        for shard in &split.shards {
+            check_object_name(&shard.object)
+                .map_err(|m| format!("split `{name}`: shard object `{}` {m}", shard.object))?;
+            check_sha256(&shard.sha256)
+                .map_err(|m| format!("shard `{}`: sha256 {m}", shard.object))?;
+            total = total
+                .checked_add(shard.samples)
+                .ok_or_else(|| format!("split `{name}`: the shards' samples overflow"))?;
+            let need = shard
+                .samples
+                .checked_mul((self.sample_bytes() + self.targets.len()) as u64);
+            if need != Some(shard.bytes) || shard.bytes > MAX_SHARD_BYTES {
+                return Err(match need {
+                    Some(n) if n == shard.bytes => format!(
+                        "shard `{}`: bytes {} is more than {MAX_SHARD_BYTES}",
+                        shard.object, shard.bytes
+                    ),
+                    Some(n) => format!(
+                        "shard `{}`: bytes {} disagrees with samples {} × {} bytes = {n}",
                         shard.object,
                         shard.bytes,
                         shard.samples,
-                        self.shard_bytes(shard.samples)
-                    ));
-                }
+                        self.sample_bytes() + self.targets.len()
+                    ),
+                    None => format!(
+                        "shard `{}`: samples {} × the sample size overflows",
+                        shard.object, shard.samples
+                    ),
+                });
             }
         }
+        if total != split.samples {
+            return Err(format!(
+                "split `{name}`: samples says {} but its shards hold {total}",
+                split.samples
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Bounds on what a manifest may declare (far above any real dataset: an
+/// ImageNet-scale split, a 1024×1024 RGBA image, a 4 GiB shard).
+pub const MAX_SAMPLES: u64 = 1 << 34;
+pub const MAX_SAMPLE_PIXELS: usize = 4 << 20;
+pub const MAX_SHARD_BYTES: u64 = 4 << 30;
+pub const MAX_TARGETS: usize = 64;
+
+/// A shard's object name: relative, under the dataset prefix (no `..`, no
+/// leading `/`, no empty or `.` part, no backslash or control character).
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    let bad = name.is_empty()
+        || name.len() > 1024
+        || name.starts_with('/')
+        || name.contains('\\')
+        || name.chars().any(char::is_control)
+        || name
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..");
+    if bad {
+        return Err("is not a plain relative name under the dataset".into());
+    }
+    Ok(())
+}
+
+/// A SHA-256 as the manifest holds it: 64 lower-case hex digits.
+pub fn check_sha256(s: &str) -> Result<(), String> {
+    if s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not 64 lower-case hex digits",
+            s.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> DatasetManifest {
+        let shard = |object: &str, samples: u64| ShardEntry {
+            object: object.into(),
+            samples,
+            bytes: samples * 785,
+            sha256: "0".repeat(64),
+        };
+        DatasetManifest {
+            format: DATASET_FORMAT.into(),
+            name: "t".into(),
+            sample_shape: [1, 28, 28],
+            dtype: "u8".into(),
+            targets: vec![TargetSpec {
+                name: "label".into(),
+                values: 10,
+            }],
+            splits: BTreeMap::from([(
+                "train".to_string(),
+                SplitManifest {
+                    samples: 30,
+                    shards: vec![shard("train-00000.bin", 10), shard("train-00001.bin", 20)],
+                },
+            )]),
+        }
+    }
+
+    fn refused(edit: impl Fn(&mut DatasetManifest)) -> String {
+        let mut m = manifest();
+        edit(&mut m);
+        let e = m.check().expect_err("refused");
+        assert!(!e.contains('\n'), "{e}");
+        e
+    }
+
+    #[test]
+    fn a_good_manifest_passes() {
+        manifest().check().unwrap();
+    }
+
+    #[test]
+    fn untrusted_fields_are_named() {
+        let shard = |m: &mut DatasetManifest| m.splits.get_mut("train").unwrap().shards[0].clone();
+        let set = |m: &mut DatasetManifest, s: ShardEntry| {
+            m.splits.get_mut("train").unwrap().shards[0] = s;
+        };
+        let e = refused(|m| {
+            let mut s = shard(m);
+            s.sha256 = "xyz".into();
+            set(m, s)
+        });
+        assert!(e.contains("sha256") && e.contains("train-00000.bin"), "{e}");
+        let e = refused(|m| {
+            let mut s = shard(m);
+            s.sha256 = "A".repeat(64);
+            set(m, s)
+        });
+        assert!(e.contains("sha256"), "{e}");
+        let e = refused(|m| m.sample_shape = [usize::MAX, 2, 2]);
+        assert!(e.contains("sample_shape"), "{e}");
+        let e = refused(|m| {
+            let mut s = shard(m);
+            s.samples = u64::MAX / 2;
+            set(m, s)
+        });
+        assert!(
+            e.contains("train-00000.bin") && e.contains("overflow"),
+            "{e}"
+        );
+        let e = refused(|m| {
+            let mut s = shard(m);
+            s.bytes += 1;
+            set(m, s)
+        });
+        assert!(e.contains("bytes") && e.contains("disagrees"), "{e}");
+        let e = refused(|m| m.splits.get_mut("train").unwrap().samples = u64::MAX);
+        assert!(e.contains("samples"), "{e}");
+        for name in ["../../etc/passwd", "/abs", "a//b", "./x", ""] {
+            let e = refused(|m| {
+                let mut s = shard(m);
+                s.object = name.into();
+                set(m, s)
+            });
+            assert!(e.contains("shard object"), "{name}: {e}");
+        }
+        let e = refused(|m| m.targets[0].values = 1000);
+        assert!(e.contains("targets"), "{e}");
     }
 }

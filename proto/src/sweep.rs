@@ -25,7 +25,7 @@ pub struct Point {
     pub name: String,
     /// The `--set` overrides that make its config.
     pub sets: Vec<String>,
-    /// `(key, value)` per axis.
+    /// `(key, value)` per axis, credentials taken out (for reports).
     pub values: Vec<(String, String)>,
 }
 
@@ -182,7 +182,20 @@ fn value_text(v: &toml::Value) -> String {
 }
 
 /// The Cartesian product of the axes, the first axis varying slowest.
+/// Points whose names would be the same once credentials are taken out
+/// get their index after the name, so each keeps a run directory of its own.
 fn product(axes: &[Axis]) -> Vec<Point> {
+    let mut points = points_of(axes);
+    let names: Vec<String> = points.iter().map(|p| p.name.clone()).collect();
+    for p in &mut points {
+        if names.iter().filter(|n| **n == p.name).count() > 1 {
+            p.name = format!("{}~{}", p.name, p.index);
+        }
+    }
+    points
+}
+
+fn points_of(axes: &[Axis]) -> Vec<Point> {
     let mut combos: Vec<Vec<(String, String)>> = vec![vec![]];
     for a in axes {
         combos = combos
@@ -199,23 +212,39 @@ fn product(axes: &[Axis]) -> Vec<Point> {
     combos
         .into_iter()
         .enumerate()
-        .map(|(index, values)| Point {
-            index,
-            name: values
+        .map(|(index, exact)| {
+            // Names and reported values never carry a credential; the
+            // overrides that build the point's config keep the exact text.
+            let values: Vec<(String, String)> = exact
                 .iter()
-                .map(|(k, v)| format!("{k}={}", v.replace(['/', ' '], "_")))
-                .collect::<Vec<_>>()
-                .join(","),
-            sets: values.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            values,
+                .map(|(k, v)| (k.clone(), crate::redact::redact(v)))
+                .collect();
+            Point {
+                index,
+                name: values
+                    .iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}={}",
+                            v.replace(['/', ' ', '?', '#', '%', '[', ']', '\\', '"'], "_")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                sets: exact.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                values,
+            }
         })
         .collect()
 }
 
-/// The config of point `p`: `base` with its values set and no sweep of its own.
+/// The config of point `p`: `base` with its values set and no sweep of its
+/// own; with a `checkpoint.url`, the point's checkpoints go under
+/// `<checkpoint.url>/<point name>/`, as its run directory goes under the
+/// sweep's, so no point resumes another's.
 pub fn point_config(base: &Config, p: &Point, origin: &str) -> Result<Config, ConfigError> {
     let mut table: toml::Table =
-        base.to_toml()
+        base.to_toml_exact()
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax {
                 origin: origin.to_string(),
@@ -224,6 +253,21 @@ pub fn point_config(base: &Config, p: &Point, origin: &str) -> Result<Config, Co
     table.remove("sweep");
     for s in &p.sets {
         config::apply_override(&mut table, s)?;
+    }
+    let url = table
+        .get("checkpoint")
+        .and_then(|c| c.get("url"))
+        .and_then(toml::Value::as_str)
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(url) = url {
+        let own = toml::Value::String(format!("{url}/{}/", p.name));
+        if let Some(c) = table
+            .get_mut("checkpoint")
+            .and_then(toml::Value::as_table_mut)
+        {
+            c.insert("url".into(), own);
+        }
     }
     let text = toml::to_string(&table).map_err(|e| ConfigError::Syntax {
         origin: origin.to_string(),
@@ -284,6 +328,14 @@ mod tests {
         assert_eq!(s.points[1].sets, vec!["model.beta=8", "model.kind=conv"]);
         let c = point_config(&b, &s.points[1], "t").unwrap();
         assert_eq!(c.model.beta, 8.0);
+        assert_eq!(c.checkpoint.url, "");
+        let mut with_url = b.clone();
+        with_url.raw.checkpoint.url = "s3://bucket/runs/7".into();
+        let c = point_config(&with_url, &s.points[1], "t").unwrap();
+        assert_eq!(
+            c.checkpoint.url,
+            format!("s3://bucket/runs/7/{}/", s.points[1].name)
+        );
         assert!(c.sweep.values.is_empty());
         assert!(Sweep::plan(&base(""), &[], None, "t").unwrap().is_none());
     }
@@ -309,6 +361,24 @@ mod tests {
         assert!(e.contains("--sweep model.beta"), "{e}");
         let e = err(&["sweep.ranks_per_point=1,2"], None);
         assert!(e.contains("sweep"), "{e}");
+    }
+
+    #[test]
+    fn point_names_and_values_carry_no_credential() {
+        let s = Sweep::plan(
+            &base(""),
+            &["data.url=https://u:topsecret@h/a?sig=one,https://u:topsecret@h/a?sig=two".into()],
+            None,
+            "t",
+        )
+        .unwrap()
+        .unwrap();
+        assert_ne!(s.points[0].name, s.points[1].name);
+        for p in &s.points {
+            assert!(!p.name.contains("topsecret"), "{}", p.name);
+            assert!(!format!("{:?}", p.values).contains("topsecret"));
+            assert!(p.sets[0].contains("topsecret"));
+        }
     }
 
     #[test]

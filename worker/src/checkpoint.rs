@@ -156,12 +156,35 @@ impl Checkpoints {
     /// Writes checkpoint `name`: its objects, then its manifest (the
     /// manifest's `files` are filled in here). `between` runs after the
     /// objects and before the manifest (a test hook slows writes there).
+    /// A write that fails (a full disk, an outage) takes back what it wrote,
+    /// so no incomplete checkpoint is left under its name.
     pub fn write(
+        &self,
+        name: &str,
+        manifest: CheckpointManifest,
+        snap: &Snapshot,
+        between: &dyn Fn(),
+    ) -> Result<(), CheckpointError> {
+        let mut written = Vec::new();
+        let result = self.write_objects(name, manifest, snap, between, &mut written);
+        if result.is_err() {
+            for o in &written {
+                let _ = self.store.delete(o);
+            }
+            if let Some(dir) = self.store.local_dir() {
+                let _ = std::fs::remove_dir(dir.join(name));
+            }
+        }
+        result
+    }
+
+    fn write_objects(
         &self,
         name: &str,
         mut manifest: CheckpointManifest,
         snap: &Snapshot,
         between: &dyn Fn(),
+        written: &mut Vec<String>,
     ) -> Result<(), CheckpointError> {
         let mut files = vec![
             (MODEL_FILE, self.encode(name, &snap.model)?),
@@ -173,7 +196,6 @@ impl Checkpoints {
         files.push((CONFIG_FILE, Bytes::from(snap.config.clone())));
         manifest.format = CHECKPOINT_FORMAT.into();
         manifest.files = Vec::new();
-        let mut written = Vec::new();
         for (file, bytes) in files {
             let object = format!("{name}/{file}");
             manifest.files.push(FileEntry {
@@ -181,8 +203,8 @@ impl Checkpoints {
                 bytes: bytes.len() as u64,
                 sha256: sha256_hex(&bytes),
             });
+            written.push(object.clone());
             self.store.put(&object, bytes)?;
-            written.push(object);
         }
         between();
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| CheckpointError::Corrupt {
@@ -190,8 +212,8 @@ impl Checkpoints {
             message: e.to_string(),
         })?;
         let object = format!("{name}/{CHECKPOINT_MANIFEST}");
+        written.push(object.clone());
         self.store.put(&object, json)?;
-        written.push(object);
         let names: Vec<&str> = written.iter().map(String::as_str).collect();
         self.store.sync(&names)?;
         Ok(())

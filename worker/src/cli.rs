@@ -4,9 +4,14 @@
 use anyhow::Context;
 use vae_proto::cli::{Command, DataCommand, PrepareDataset, TrainCmd, WorkerCli};
 
+use vae_proto::redact::redact;
+
+use std::time::Duration;
+
 use crate::comm;
 use crate::signals::StopFlag;
 use crate::train::{self, TrainArgs};
+use crate::watchdog;
 
 /// Runs the parsed command line.
 pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
@@ -35,7 +40,7 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
             };
             let cfg = cmd.load_config()?;
             let r = train::feed::read_throughput(&cfg, epochs)?;
-            println!("{}", serde_json::to_string(&r)?);
+            println!("{}", redact(&serde_json::to_string(&r)?));
             Ok(())
         }
         Command::Eval(cmd) => {
@@ -62,18 +67,44 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
     }
 }
 
-/// `vae-worker train`: joins the job (MPI, device, NCCL) and trains — one
-/// run, or a sweep's points in groups of ranks.
+/// The watchdog's limits for a run of `config`: its `[dist]` timeouts, and
+/// in `shard` order (the only one that fetches while training) the time the
+/// storage may spend retrying a shard.
+fn limits(config: &vae_proto::config::Config) -> watchdog::Limits {
+    let secs = Duration::from_secs_f64;
+    let fetch_bound = match config.data.order {
+        vae_proto::config::DataOrder::Shard => {
+            secs(config.storage.retry_timeout_s) + secs(config.storage.timeout_s)
+        }
+        vae_proto::config::DataOrder::Global => Duration::ZERO,
+    };
+    watchdog::Limits {
+        timeout: secs(config.dist.timeout_s),
+        wait_timeout: secs(config.dist.wait_timeout_s),
+        fetch_bound,
+    }
+}
+
+/// `vae-worker train`: joins the job (MPI, device, NCCL), checks that every
+/// rank trains the same thing, and trains — one run, or a sweep's points in
+/// groups of ranks. The watchdog runs from before MPI starts, so a rank
+/// that fails or hangs in set-up ends the job too.
 fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let config = cmd.load_config()?;
     let sweep = cmd.sweep(&config)?;
-    let run_dir = cmd.run_dir_or_default();
     let stop = StopFlag::install();
+    watchdog::start(comm::env_rank(), limits(&config));
+    let setting_up = watchdog::phase(watchdog::Phase::SetUp);
+    crate::train::faults::setup_hang();
     let rpp = sweep.as_ref().map(|s| s.ranks_per_point);
     let conn = comm::connect(config.train.device, config.dist.backend, rpp)?;
-    let secs = std::time::Duration::from_secs_f64;
-    let (timeout, wait) = (config.dist.timeout_s, config.dist.wait_timeout_s);
-    crate::watchdog::start(conn.world().rank(), secs(timeout), secs(wait));
+    watchdog::set_rank(conn.world().rank());
+    // One run directory for the whole job: rank 0's default name (each
+    // rank's clock would name its own).
+    let run_dir = comm::from_rank0(conn.world(), cmd.run_dir_or_default())?;
+    let axes = sweep.as_ref().map(|s| s.worker_args().join(" "));
+    crate::agree::check(conn.world(), &config, axes.as_deref().unwrap_or(""))?;
+    drop(setting_up);
     let bf16 = config.train.precision == vae_proto::config::Precision::Bf16;
     if bf16
         && conn.device == tch::Device::Cpu
@@ -125,7 +156,6 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
             })
         }),
     };
-    crate::watchdog::finish();
     let world = conn.world();
     match outcome {
         Ok(Some(line)) if world.rank() == 0 => println!("{line}"),
@@ -133,11 +163,17 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
         // Under MPI the job must end here, before MPI is finalised (which
         // would wait for the other ranks forever).
         Err(e) if world.world_size() > 1 => {
-            eprintln!("vae-worker: error: rank {}: {e:#}", world.rank());
+            eprintln!(
+                "vae-worker: error: rank {}: {}",
+                world.rank(),
+                redact(&format!("{e:#}"))
+            );
             comm::abort_job(1);
         }
         Err(e) => return Err(e.into()),
     }
+    watchdog::finish();
+    comm::finalize(conn);
     Ok(())
 }
 
@@ -175,9 +211,10 @@ fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
         .map(|(k, s)| format!("{k} {}", s.samples))
         .collect();
     println!(
-        "wrote {} ({}) to {out} in {:.1} s",
+        "wrote {} ({}) to {} in {:.1} s",
         m.name,
         counts.join(", "),
+        redact(&out),
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -175,14 +175,42 @@ impl Comm for Single {
 
 /// A worker's place in the job: its collectives (MPI and NCCL under an MPI
 /// launcher, [`Single`] otherwise) — the whole job's, and in a sweep its
-/// group's — and its device.
+/// group's — and its device. MPI itself stays initialised until
+/// [`finalize`]: an error on any path before that ends the job with
+/// `MPI_Abort` ([`abort_job`]), never with a finalize that waits for every
+/// other rank.
 pub struct Connection {
     /// A sweep's group of ranks training one point (its own communicator).
     group: Option<Dist>,
     world: Option<Dist>,
     pub device: Device,
-    /// Dropped last: every communicator goes before MPI is finalised.
-    _universe: Option<mpi::environment::Universe>,
+}
+
+/// MPI, once initialised: kept here (not in a value an error path could
+/// drop, which would finalise MPI and wait for the other ranks) until the
+/// run ends well ([`finalize`]).
+static UNIVERSE: std::sync::Mutex<Option<mpi::environment::Universe>> = std::sync::Mutex::new(None);
+
+/// Finalises MPI after a successful run, once `conn` (every communicator) is gone.
+pub fn finalize(conn: Connection) {
+    drop(conn);
+    if let Ok(mut u) = UNIVERSE.lock() {
+        drop(u.take());
+    }
+}
+
+/// The rank an MPI launcher gave this process in its environment (before
+/// MPI is initialised; 0 outside one).
+pub fn env_rank() -> usize {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .unwrap_or(0)
 }
 
 impl Connection {
@@ -215,20 +243,33 @@ pub fn connect(
     backend: Backend,
     ranks_per_point: Option<usize>,
 ) -> Result<Connection, CommError> {
-    let universe = if launched_by_mpi() {
-        Some(mpi::initialize().ok_or(CommError::Setup {
-            rank: 0,
+    let mut world = None;
+    if launched_by_mpi() {
+        let universe = mpi::initialize().ok_or(CommError::Setup {
+            rank: env_rank(),
             message: "MPI was already initialised".into(),
-        })?)
-    } else {
-        None
-    };
-    let mut world = universe.as_ref().map(Dist::world);
+        })?;
+        world = Some(Dist::world(&universe));
+        if let Ok(mut u) = UNIVERSE.lock() {
+            *u = Some(universe);
+        }
+    }
+    crate::train::faults::connect().map_err(|message| CommError::Setup {
+        rank: env_rank(),
+        message,
+    })?;
     let local = world
         .as_ref()
         .map_or(Local { rank: 0, size: 1 }, Dist::local);
+    // Every rank takes the same kind of device: CUDA for `auto` only when
+    // every rank has one, so no rank joins NCCL while another stays on MPI.
+    let here = device::cuda_devices();
+    let everywhere = match &world {
+        Some(w) => w.min_usize(here),
+        None => here,
+    };
     let nccl_on_cuda = uses_nccl(backend, Device::Cuda(0)).unwrap_or(false);
-    let device = device::pick(choice, local, nccl_on_cuda)?;
+    let device = device::pick(choice, local, nccl_on_cuda, here, everywhere)?;
     // Checked here too for a worker outside MPI, which has no Dist.
     uses_nccl(backend, device).map_err(CommError::Config)?;
     let mut group = match (&world, ranks_per_point) {
@@ -242,7 +283,6 @@ pub fn connect(
         group,
         world,
         device,
-        _universe: universe,
     })
 }
 
@@ -315,6 +355,14 @@ impl Dist {
         Dist::over(universe.world())
     }
 
+    /// The smallest of every rank's `v`.
+    fn min_usize(&self, v: usize) -> usize {
+        let mut min = 0u64;
+        self.world
+            .all_reduce_into(&(v as u64), &mut min, SystemOperation::min());
+        min as usize
+    }
+
     fn over(world: SimpleCommunicator) -> Dist {
         let (rank, size) = (world.rank() as usize, world.size() as usize);
         Dist {
@@ -325,15 +373,17 @@ impl Dist {
         }
     }
 
-    /// This rank's place among the ranks on its node: MPI's shared-memory
-    /// split (`MPI_Comm_split_type`), which knows the node under `mpirun`,
-    /// `srun` and any other launcher alike. A collective: every rank calls it.
+    /// This rank's place among the ranks on its node that see the same GPUs:
+    /// the node from MPI's shared-memory split (`MPI_Comm_split_type`, which
+    /// knows it under `mpirun`, `srun` and any launcher alike), the GPUs from
+    /// `CUDA_VISIBLE_DEVICES` (SLURM's `--gpus-per-task=1` shows each rank
+    /// one GPU of its own; then each takes its first). A collective.
     fn local(&self) -> Local {
         let node = self.world.split_shared(self.rank as i32);
-        Local {
-            rank: node.rank() as usize,
-            size: node.size() as usize,
-        }
+        let mine = device::visible_key();
+        let mut keys = vec![0u64; node.size() as usize];
+        node.all_gather_into(&mine, &mut keys[..]);
+        device::among_same_visible(&keys, node.rank() as usize)
     }
 
     /// The communicator of the ranks whose `color` is this rank's (ranks

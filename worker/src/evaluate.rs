@@ -1,8 +1,10 @@
-//! `vae-worker eval`: evaluates a checkpoint on its run's test split
-//! (reconstruction, KL, TC estimate, active units, the regulariser's figures
-//! such as the discriminator's accuracy) and, on data with known factors,
-//! the disentanglement metrics; writes them as JSON and to the run's
-//! TensorBoard log under `eval/`.
+//! `vae-worker eval`: evaluates a checkpoint on its run's test split (or
+//! `--data`'s): reconstruction, KL, TC estimate, active units, the
+//! regulariser's figures such as the discriminator's accuracy, and on data
+//! with known factors the disentanglement metrics; writes them as JSON and
+//! to the run's TensorBoard log under `eval/`. A checkpoint is data, not a
+//! credential router: its `[storage]` section is ignored, and every request
+//! goes where the caller's environment and `--set storage.*` say.
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -23,7 +25,8 @@ use crate::train::TrainError;
 
 /// Runs `vae-worker eval` and returns the figures.
 pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
-    let (ckpts, name) = checkpoint::locate(&cmd.checkpoint, &StorageOptions::default())?;
+    let caller = caller_storage(&cmd)?;
+    let (ckpts, name) = checkpoint::locate(&cmd.checkpoint, &caller)?;
     let loaded = ckpts.read(&name)?;
     // A local run directory: the one the checkpoints are in.
     let run_dir = ckpts
@@ -32,7 +35,9 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         .and_then(Path::parent)
         .map(Path::to_path_buf);
     let cfg = config(&cmd, &loaded.config, run_dir.as_deref())?;
-    let device = device::pick(cfg.train.device, device::Local { rank: 0, size: 1 }, false)?;
+    let gpus = device::cuda_devices();
+    let alone = device::Local { rank: 0, size: 1 };
+    let device = device::pick(cfg.train.device, alone, false, gpus, gpus)?;
     let storage = StorageOptions::from_config(&cfg.storage);
     let dataset = Dataset::open(&cfg.data.url, &storage)?;
     let n_train = dataset.split("train")?.samples as usize;
@@ -71,17 +76,43 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         .map(|d| d.join("tensorboard"))
         .filter(|d| d.is_dir());
     if let Some(tb) = tb {
-        let mut board = Board::new(&tb);
+        let mut board = Board::new(&tb)?;
         for (k, v) in out.iter().filter(|(k, _)| k.as_str() != "step") {
             board.scalar(&format!("eval/{k}"), *v, step);
         }
-        board.flush();
+        board.flush()?;
     }
     Ok(out)
 }
 
+/// How this command reaches storage: the environment, and its own
+/// `--set storage.*` overrides (nothing from any checkpoint).
+fn caller_storage(cmd: &EvalCmd) -> Result<StorageOptions, TrainError> {
+    let sets: Vec<String> = cmd
+        .set
+        .iter()
+        .filter(|s| s.trim_start().starts_with("storage."))
+        .cloned()
+        .collect();
+    let c = vae_proto::config::parse("", "the command line", &sets)
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+    Ok(StorageOptions::from_config(&c.storage))
+}
+
+/// `text` (a saved config) without its `[storage]` section.
+fn without_storage(text: &str) -> String {
+    match text.parse::<toml::Table>() {
+        Ok(mut t) => {
+            t.remove("storage");
+            toml::to_string(&t).unwrap_or_default()
+        }
+        Err(_) => text.to_string(),
+    }
+}
+
 /// The config the checkpoint was written with (or its run directory's,
-/// for older checkpoints), with the command's overrides.
+/// for older checkpoints) without its storage settings, with the command's
+/// overrides (which give the storage settings and `--data`).
 fn config(
     cmd: &EvalCmd,
     saved: &Option<String>,
@@ -91,12 +122,25 @@ fn config(
     let bad = |origin: &str, e: vae_proto::config::ConfigError| {
         TrainError::Invalid(format!("{origin}: {e}"))
     };
+    let parse =
+        |text: &str, origin: &str| vae_proto::config::parse(&without_storage(text), origin, &sets);
     match (saved, run_dir) {
-        (Some(text), _) => vae_proto::config::parse(text, "the checkpoint's config.toml", &sets)
-            .map_err(|e| bad(&cmd.checkpoint, e)),
+        (Some(text), _) => {
+            parse(text, "the checkpoint's config.toml").map_err(|e| bad(&cmd.checkpoint, e))
+        }
         (None, Some(dir)) => {
             let path = dir.join("config.toml");
-            vae_proto::config::load(&path, &sets).map_err(|e| bad(&path.display().to_string(), e))
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                bad(
+                    &path.display().to_string(),
+                    vae_proto::config::ConfigError::Read {
+                        path: path.clone(),
+                        source: e,
+                    },
+                )
+            })?;
+            parse(&text, &path.display().to_string())
+                .map_err(|e| bad(&path.display().to_string(), e))
         }
         (None, None) => Err(TrainError::Invalid(format!(
             "{}: the checkpoint has no config.toml and is not inside a run directory",
@@ -105,9 +149,15 @@ fn config(
     }
 }
 
-/// The run's config overrides: `--set`, then `--metrics` and `--scale`.
+/// The run's config overrides: `--set`, then `--data`, `--metrics` and `--scale`.
 fn overrides(cmd: &EvalCmd) -> Vec<String> {
     let mut sets = cmd.set.clone();
+    if let Some(url) = &cmd.data {
+        sets.push(format!(
+            "data.url=\"{}\"",
+            url.replace('\\', "\\\\").replace('"', "\\\"")
+        ));
+    }
     if !cmd.metrics.is_empty() {
         let quoted: Vec<String> = cmd.metrics.iter().map(|m| format!("\"{m}\"")).collect();
         sets.push(format!("eval.metrics=[{}]", quoted.join(", ")));

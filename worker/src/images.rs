@@ -70,9 +70,11 @@ impl Grid {
         Ok(out)
     }
 
+    /// Writes the PNG atomically: a reader (or a full disk) never leaves a
+    /// half-written picture under `path`.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let png = self.to_png().map_err(std::io::Error::other)?;
-        std::fs::write(path, png)
+        crate::atomic::write(path, &png)
     }
 }
 

@@ -2,13 +2,15 @@
 //! concern each: [`model`] (architectures), [`loss`] (the objective), [`optim`]
 //! (flat parameters and Adam), [`data`] (dataset format, object storage,
 //! sample order), [`rng`] (counter-based randomness), [`comm`] (joining the
-//! job, collectives), [`device`], [`checkpoint`] (the on-disk format),
+//! job, collectives), [`agree`] (every rank trains the same config on the
+//! same version), [`device`], [`checkpoint`] (the on-disk format),
 //! [`metrics`], [`disentanglement`], [`tensorboard`], [`images`], [`atomic`]
 //! (file writes), [`train`] (the training loop, a folder of its parts),
 //! [`watchdog`] (a stalled rank ends the job instead of hanging it),
 //! [`sweep`] (a sweep as one job), [`evaluate`] and [`export`] (the `eval`
 //! and `export` commands), and [`cli`] (runs the command line the binary
 //! parses).
+pub mod agree;
 pub mod atomic;
 pub mod checkpoint;
 pub mod cli;

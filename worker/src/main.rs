@@ -18,7 +18,10 @@ fn main() -> std::process::ExitCode {
     match vae_worker::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("vae-worker: error: {e:#}");
+            eprintln!(
+                "vae-worker: error: {}",
+                vae_proto::redact::redact(&format!("{e:#}"))
+            );
             vae_worker::comm::abort_job(1);
             std::process::ExitCode::FAILURE
         }

@@ -196,6 +196,13 @@ impl Library {
     }
 }
 
+fn aborted() -> NcclError {
+    NcclError::Call {
+        call: "ncclAllReduce",
+        message: "the communicator was aborted after an NCCL error".into(),
+    }
+}
+
 /// An NCCL communicator over the ranks that share `id`.
 pub struct Communicator {
     lib: &'static Library,
@@ -237,7 +244,9 @@ impl Communicator {
     }
 
     /// In-place sum over all ranks of `numel` elements at device pointer
-    /// `ptr` (f32 or f64 as `double`), on the legacy default stream.
+    /// `ptr` (f32 or f64 as `double`), on the legacy default stream. Once
+    /// the watchdog has aborted the communicator this is an error, never a
+    /// call on it: the check and the call hold the same lock as the abort.
     ///
     /// # Safety
     /// `ptr` points to `numel` elements of that type on this rank's device.
@@ -247,6 +256,10 @@ impl Communicator {
         numel: usize,
         double: bool,
     ) -> Result<(), NcclError> {
+        let live = self.live.lock().map_err(|_| aborted())?;
+        if !*live {
+            return Err(aborted());
+        }
         let dtype = if double { NCCL_FLOAT64 } else { NCCL_FLOAT32 };
         let code = (*self.lib.all_reduce)(
             ptr,

@@ -23,7 +23,12 @@ fn keys(phase: Phase) -> &'static str {
         Phase::Step => "lower train.batch_size (or the model's size)",
         Phase::Evaluation | Phase::Metrics => "lower train.eval_batch_size",
         Phase::SetUp => "the model (model.hidden_dim, model.conv_channels, model.latent_dim) or the data does not fit",
-        Phase::Idle | Phase::Waiting => "lower train.batch_size or train.eval_batch_size",
+        Phase::Fetch => "lower storage.prefetch_shards or data.shuffle_buffer",
+        Phase::Idle
+        | Phase::Waiting
+        | Phase::Agree
+        | Phase::Checkpoint
+        | Phase::Finished => "lower train.batch_size or train.eval_batch_size",
     }
 }
 

@@ -1,40 +1,135 @@
-//! TensorBoard event files: scalars, images and histograms, written through
-//! `tensorboard-rs` into `<run-dir>/tensorboard/`; and the HPARAMS plugin's
-//! records (experiment, session start and end), which tensorboard-rs has
-//! no helper for: `tensorboard-proto`'s hparams messages in a summary whose
-//! metadata names the `hparams` plugin, as TensorBoard's own
-//! `plugins/hparams/summary.py` writes them.
+//! TensorBoard event files: scalars, images and histograms, written into
+//! `<run-dir>/tensorboard/` as TensorBoard's record format (length, masked
+//! CRC-32C, event, masked CRC-32C, through `tensorboard-rs`'s record writer
+//! and `tensorboard-proto`'s messages), synchronously, so a write that fails
+//! (a full disk) is an error naming the file instead of a panic in a writer
+//! thread, and a record that was cut short is taken back off the file's
+//! end; and the HPARAMS plugin's records (experiment, session start and
+//! end), which tensorboard-rs has no helper for: `tensorboard-proto`'s
+//! hparams messages in a summary whose metadata names the `hparams` plugin,
+//! as TensorBoard's own `plugins/hparams/summary.py` writes them.
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 use protobuf::well_known_types::Value as PbValue;
 use protobuf::Message;
 use tensorboard_proto::api::{DataType, Experiment, HParamInfo, MetricInfo, MetricName, Status};
+use tensorboard_proto::event::Event;
 use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
 use tensorboard_proto::summary::{
     Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
 };
+use tensorboard_rs::record_writer::RecordWriter;
 use tensorboard_rs::summary::{histogram_raw, scalar};
-use tensorboard_rs::summary_writer::FileWriter;
 
 use crate::images::Grid;
 
+/// A failed write of an event file.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}", path = path.display())]
+pub struct BoardError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// One event file. Writes go straight to the file; the first failure is
+/// kept (later writes are skipped) and reported by [`Board::status`].
 pub struct Board {
-    writer: FileWriter,
+    path: PathBuf,
+    writer: RecordWriter<File>,
+    /// The same file, to cut a partial record off its end.
+    file: File,
+    /// Bytes of complete records.
+    len: u64,
+    failed: Option<String>,
+}
+
+fn unix_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Board {
-    /// Opens an event file in `dir`, which must exist and be writable (the
-    /// writer itself cannot report I/O errors).
-    pub fn new(dir: &Path) -> Board {
-        Board {
-            writer: FileWriter::new(dir),
+    /// Creates a new event file in `dir` (which must exist), as TensorBoard
+    /// names them: `events.out.tfevents.<secs>.<host>.<pid>.0`.
+    pub fn new(dir: &Path) -> Result<Board, BoardError> {
+        let name = format!(
+            "events.out.tfevents.{:010}.{}.{}.0",
+            unix_secs() as u64,
+            crate::device::host_name(),
+            std::process::id()
+        );
+        let path = dir.join(name);
+        let fail = |e: std::io::Error| BoardError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(fail)?;
+        let writer = RecordWriter::new(file.try_clone().map_err(fail)?);
+        let mut board = Board {
+            path,
+            writer,
+            file,
+            len: 0,
+            failed: None,
+        };
+        let mut first = Event::new();
+        first.set_wall_time(unix_secs());
+        first.set_file_version("brain.Event:2".to_string());
+        board.event(first);
+        board.status()?;
+        Ok(board)
+    }
+
+    /// The first write error so far, naming the file.
+    pub fn status(&self) -> Result<(), BoardError> {
+        match &self.failed {
+            None => Ok(()),
+            Some(m) => Err(BoardError {
+                path: self.path.clone(),
+                message: m.clone(),
+            }),
         }
     }
 
+    fn event(&mut self, event: Event) {
+        if self.failed.is_some() {
+            return;
+        }
+        let data = match event.write_to_bytes() {
+            Ok(d) => d,
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                return;
+            }
+        };
+        match self.writer.write(&data) {
+            Ok(()) => self.len += data.len() as u64 + 16,
+            Err(e) => {
+                // Take the partial record back off the end: readers see
+                // whole records only.
+                let _ = self.file.set_len(self.len);
+                self.failed = Some(e.to_string());
+            }
+        }
+    }
+
+    fn add_summary(&mut self, summary: Summary, step: u64) {
+        let mut e = Event::new();
+        e.set_wall_time(unix_secs());
+        e.set_step(step as i64);
+        e.set_summary(summary);
+        self.event(e);
+    }
+
     pub fn scalar(&mut self, tag: &str, value: f64, step: u64) {
-        self.writer
-            .add_summary(scalar(tag, value as f32), step as usize);
+        self.add_summary(scalar(tag, value as f32), step);
     }
 
     pub fn image(&mut self, tag: &str, grid: &Grid, step: u64) -> Result<(), png::EncodingError> {
@@ -48,7 +143,7 @@ impl Board {
         value.set_image(img);
         let mut summary = Summary::new();
         summary.set_value(protobuf::RepeatedField::from(vec![value]));
-        self.writer.add_summary(summary, step as usize);
+        self.add_summary(summary, step);
         Ok(())
     }
 
@@ -75,11 +170,12 @@ impl Board {
         }
         let limits: Vec<f64> = (1..=buckets).map(|i| lo + width * i as f64).collect();
         let h = histogram_raw(tag, lo, hi, values.len() as f64, sum, sq, &limits, &counts);
-        self.writer.add_summary(h, step as usize);
+        self.add_summary(h, step);
     }
 
-    pub fn flush(&mut self) {
-        self.writer.flush();
+    /// Records are written as they come; this reports the first failure.
+    pub fn flush(&mut self) -> Result<(), BoardError> {
+        self.status()
     }
 
     /// One HPARAMS plugin record under `tag`.
@@ -99,8 +195,7 @@ impl Board {
         value.set_tensor(tensor);
         let mut summary = Summary::new();
         summary.set_value(protobuf::RepeatedField::from(vec![value]));
-        self.writer.add_summary(summary, 0);
-        self.writer.flush();
+        self.add_summary(summary, 0);
     }
 
     /// The start of a session (one point of a sweep): its hyperparameters.

@@ -34,6 +34,17 @@ pub enum Phase {
     Waiting = 4,
     /// Computing the disentanglement metrics (beats per batch).
     Metrics = 5,
+    /// Reading this rank's next batch (a shard fetch from storage, bounded
+    /// by the storage's own retries).
+    Fetch = 6,
+    /// Agreeing with the other ranks to go on (the stop agreement), which
+    /// waits for every rank's next batch: as long as a fetch may take.
+    Agree = 7,
+    /// Rank 0 writing a checkpoint in the step (`checkpoint.asynchronous = false`).
+    Checkpoint = 8,
+    /// Done, waiting for the rest of the job (a sweep's other groups, which
+    /// their own watchdogs watch): not timed.
+    Finished = 9,
 }
 
 impl Phase {
@@ -44,6 +55,10 @@ impl Phase {
             3 => Phase::Evaluation,
             4 => Phase::Waiting,
             5 => Phase::Metrics,
+            6 => Phase::Fetch,
+            7 => Phase::Agree,
+            8 => Phase::Checkpoint,
+            9 => Phase::Finished,
             _ => Phase::Idle,
         }
     }
@@ -56,12 +71,26 @@ impl Phase {
             Phase::Evaluation => "evaluation",
             Phase::Waiting => "waiting for another rank's long work (metrics, checkpoint)",
             Phase::Metrics => "the disentanglement metrics",
+            Phase::Fetch => "reading its next batch (a shard fetch)",
+            Phase::Agree => {
+                "waiting for the other ranks' next batch (a shard fetch) and stop decision"
+            }
+            Phase::Checkpoint => "writing a checkpoint",
+            Phase::Finished => "finished, waiting for the rest of the job",
         }
     }
 
-    /// Whether this phase waits on work that may legitimately be long.
-    fn long(self) -> bool {
-        matches!(self, Phase::SetUp | Phase::Waiting)
+    /// The limit of this phase and the config key that sets it (`None`:
+    /// not timed).
+    fn limit(self, s: &Shared) -> Option<(Duration, &'static str)> {
+        match self {
+            Phase::Idle | Phase::Finished => None,
+            Phase::SetUp | Phase::Waiting | Phase::Checkpoint => {
+                Some((s.wait_timeout, "dist.wait_timeout_s"))
+            }
+            Phase::Fetch | Phase::Agree => Some((s.timeout + s.fetch_bound, "dist.timeout_s")),
+            Phase::Step | Phase::Evaluation | Phase::Metrics => Some((s.timeout, "dist.timeout_s")),
+        }
     }
 }
 
@@ -76,7 +105,13 @@ struct Shared {
     last: AtomicU64,
     timeout: Duration,
     wait_timeout: Duration,
-    rank: usize,
+    /// How long a shard fetch may take beyond `timeout` (the storage's
+    /// retry bound; zero when training fetches nothing).
+    fetch_bound: Duration,
+    rank: AtomicU64,
+    /// The process that started this one under an MPI launcher (mpirun,
+    /// orted, slurmstepd): when it is gone, so is the job.
+    parent: Option<i32>,
     host: String,
     hooks: Mutex<Vec<Hook>>,
     done: AtomicBool,
@@ -88,17 +123,32 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Starts the watchdog of this process (once; later calls do nothing).
-pub fn start(rank: usize, timeout: Duration, wait_timeout: Duration) {
+/// The limits the watchdog applies (from `[dist]` and `[storage]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub wait_timeout: Duration,
+    pub fetch_bound: Duration,
+}
+
+/// Starts the watchdog of this process (once; later calls do nothing), from
+/// the start of the process: set-up is watched too. `rank` is the launcher's
+/// (the environment's) until [`set_rank`] confirms it. Under an MPI launcher
+/// the process also ends when its parent does (`kill -9` of the launcher).
+pub fn start(rank: usize, limits: Limits) {
     let host = crate::device::host_name();
+    // SAFETY: getppid has no preconditions.
+    let parent = crate::comm::launched_by_mpi().then(|| unsafe { libc::getppid() });
     let shared = Arc::new(Shared {
         start: Instant::now(),
         phase: AtomicU8::new(Phase::Idle as u8),
         step: AtomicU64::new(0),
         last: AtomicU64::new(0),
-        timeout,
-        wait_timeout,
-        rank,
+        timeout: limits.timeout,
+        wait_timeout: limits.wait_timeout,
+        fetch_bound: limits.fetch_bound,
+        rank: AtomicU64::new(rank as u64),
+        parent,
         host,
         hooks: Mutex::new(Vec::new()),
         done: AtomicBool::new(false),
@@ -127,6 +177,12 @@ fn watch(s: &Shared) {
             beat();
             continue;
         }
+        if let Some(p) = s.parent {
+            // SAFETY: getppid has no preconditions.
+            if unsafe { libc::getppid() } != p {
+                orphaned(s, p);
+            }
+        }
         if let Ok(hooks) = s.hooks.lock() {
             for h in hooks.iter() {
                 if let Some(problem) = h() {
@@ -135,32 +191,42 @@ fn watch(s: &Shared) {
             }
         }
         let phase = Phase::from_u8(s.phase.load(Ordering::Relaxed));
-        if phase == Phase::Idle {
+        let Some((limit, key)) = phase.limit(s) else {
             continue;
-        }
-        let limit = if phase.long() {
-            s.wait_timeout
-        } else {
-            s.timeout
         };
         let idle = ms(s.start.elapsed()).saturating_sub(s.last.load(Ordering::Relaxed));
         if idle > ms(limit) {
-            let key = if phase.long() {
-                "dist.wait_timeout_s"
-            } else {
-                "dist.timeout_s"
-            };
             stalled(
                 s,
                 &format!(
-                    "no progress for {:.0} s in {} ({key} = {:.0})",
+                    "no progress for {:.0} s in {} ({key}{})",
                     idle as f64 / 1e3,
                     phase.describe(),
-                    limit.as_secs_f64()
+                    if matches!(phase, Phase::Fetch | Phase::Agree) {
+                        format!(
+                            " = {:.0}, plus {:.0} s the storage may retry",
+                            s.timeout.as_secs_f64(),
+                            s.fetch_bound.as_secs_f64()
+                        )
+                    } else {
+                        format!(" = {:.0}", limit.as_secs_f64())
+                    }
                 ),
             );
         }
     }
+}
+
+/// The launcher or mpirun that started this process is gone (killed): the
+/// job is over, and nothing may go on writing into its run directory.
+fn orphaned(s: &Shared, parent: i32) -> ! {
+    eprintln!(
+        "vae-worker: rank {} on {}: the process that started it ({parent}) is gone; ending",
+        s.rank.load(Ordering::Relaxed),
+        s.host
+    );
+    // SAFETY: _exit ends the process immediately; no Rust state is touched.
+    unsafe { libc::_exit(1) }
 }
 
 /// Says why, gives the other ranks a moment to say what they saw, and ends
@@ -168,7 +234,7 @@ fn watch(s: &Shared) {
 fn stalled(s: &Shared, why: &str) -> ! {
     eprintln!(
         "vae-worker: rank {} on {} stalled at step {}: {why}; ending the job so it can restart from the latest checkpoint",
-        s.rank,
+        s.rank.load(Ordering::Relaxed),
         s.host,
         s.step.load(Ordering::Relaxed)
     );
@@ -203,8 +269,19 @@ pub fn at_step(step: u64) {
 pub fn where_now() -> Option<(usize, u64, Phase)> {
     shared().map(|s| {
         let phase = Phase::from_u8(s.phase.load(Ordering::Relaxed));
-        (s.rank, s.step.load(Ordering::Relaxed), phase)
+        (
+            s.rank.load(Ordering::Relaxed) as usize,
+            s.step.load(Ordering::Relaxed),
+            phase,
+        )
     })
+}
+
+/// This process's rank in the job, once MPI has said it.
+pub fn set_rank(rank: usize) {
+    if let Some(s) = shared() {
+        s.rank.store(rank as u64, Ordering::Relaxed);
+    }
 }
 
 /// Adds a check to every tick (e.g. the NCCL communicator's error state).
@@ -256,7 +333,14 @@ mod tests {
         let g = phase(Phase::Step);
         beat();
         drop(g);
-        assert_eq!(Phase::from_u8(Phase::Metrics as u8), Phase::Metrics);
-        assert!(Phase::Waiting.long() && !Phase::Step.long());
+        for p in [
+            Phase::Metrics,
+            Phase::Fetch,
+            Phase::Agree,
+            Phase::Checkpoint,
+            Phase::Finished,
+        ] {
+            assert_eq!(Phase::from_u8(p as u8), p);
+        }
     }
 }

@@ -1,10 +1,12 @@
 //! Datasets: the on-storage format ([`format`]), object-store access
 //! ([`store`]), fetching shards ahead with a cache ([`fetch`]), MNIST
-//! conversion ([`mnist`]), dSprites generation ([`dsprites`]), and the order
-//! in which samples are visited ([`sampler`]).
+//! conversion ([`mnist`]), dSprites generation ([`dsprites`]), the order
+//! in which samples are visited ([`sampler`]), and the writes in progress
+//! that a stop at once cleans up ([`inflight`]).
 pub mod dsprites;
 pub mod fetch;
 pub mod format;
+pub mod inflight;
 pub mod mnist;
 pub mod sampler;
 pub mod store;

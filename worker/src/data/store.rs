@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
@@ -22,15 +22,15 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::{
     BackoffConfig, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, RetryConfig,
-    WriteMultipart,
 };
 use url::Url;
 use vae_proto::config::StorageSection;
 
-use super::DataError;
+use super::{inflight, DataError};
 
-/// Objects larger than this are uploaded in parts.
+/// Objects larger than this are uploaded in parts of `PART` bytes.
 const MULTIPART_ABOVE: usize = 16 << 20;
+const PART: usize = 8 << 20;
 
 /// How requests are made (from `[storage]`).
 #[derive(Clone, Debug)]
@@ -160,31 +160,12 @@ fn normalize(path: &std::path::Path) -> PathBuf {
     out
 }
 
-/// Values of the environment's credential variables, to keep out of messages.
-fn secrets() -> Vec<String> {
-    const VARS: [&str; 8] = [
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AZURE_STORAGE_ACCOUNT_KEY",
-        "AZURE_STORAGE_ACCESS_KEY",
-        "AZURE_STORAGE_SAS_KEY",
-        "AZURE_STORAGE_TOKEN",
-        "GOOGLE_SERVICE_ACCOUNT_KEY",
-    ];
-    VARS.iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .filter(|v| v.len() >= 4)
-        .collect()
-}
-
-/// A message on one line with every credential value replaced.
+/// A message on one line with every credential taken out (URL userinfo,
+/// signing parameters, the environment's credential values: see
+/// [`vae_proto::redact`]).
 pub fn redact(message: &str) -> String {
-    let mut m = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    for s in secrets() {
-        m = m.replace(&s, "[redacted]");
-    }
-    m
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    vae_proto::redact::redact(&line)
 }
 
 /// The error of a request for `url`.
@@ -355,21 +336,55 @@ impl Store {
 
     /// Writes a whole object, in parts when it is large (atomically on
     /// local file systems; an object store shows it only when complete).
+    /// While it runs the write is registered ([`inflight`]), so a stop at
+    /// once removes its staged file or aborts its upload; a failed upload
+    /// is aborted here.
     pub async fn put_async(&self, name: &str, bytes: Bytes) -> Result<(), DataError> {
         let path = self.path_of(name);
         let fail = |e| request_error(&self.url_of(name), e);
         if bytes.len() <= MULTIPART_ABOVE || self.local.is_some() {
+            let _registered = self
+                .local
+                .as_ref()
+                .map(|d| inflight::register(inflight::Write::Local(d.join(name))));
             self.store
                 .put(&path, PutPayload::from(bytes))
                 .await
                 .map_err(fail)?;
             return Ok(());
         }
-        let upload = self.store.put_multipart(&path).await.map_err(fail)?;
-        let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
-        w.put(bytes);
-        w.finish().await.map_err(fail)?;
-        Ok(())
+        let upload: inflight::SharedUpload = Arc::new(tokio::sync::Mutex::new(
+            self.store.put_multipart(&path).await.map_err(fail)?,
+        ));
+        let _registered = inflight::register(inflight::Write::Upload(Arc::clone(&upload)));
+        let parts: Vec<_> = {
+            let mut u = upload.lock().await;
+            (0..bytes.len())
+                .step_by(PART)
+                .map(|at| {
+                    let part = bytes.slice(at..(at + PART).min(bytes.len()));
+                    let slow = crate::train::faults::slow_upload_part();
+                    let put = u.put_part(PutPayload::from(part));
+                    async move {
+                        slow.await;
+                        put.await
+                    }
+                })
+                .collect()
+        };
+        let sent = futures::stream::iter(parts)
+            .buffer_unordered(4)
+            .try_collect::<Vec<()>>()
+            .await;
+        let mut u = upload.lock().await;
+        match sent {
+            Ok(_) => u.complete().await.map(|_| ()),
+            Err(e) => {
+                let _ = u.abort().await;
+                Err(e)
+            }
+        }
+        .map_err(fail)
     }
 
     /// Writes a whole object (blocking).

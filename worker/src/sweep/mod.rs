@@ -92,8 +92,9 @@ pub fn run(a: SweepArgs) -> Result<Option<Vec<PointResult>>, TrainError> {
         }
     }
     // After training: the one collective of the whole job (groups that
-    // finish early wait here for the others).
-    let _waiting = crate::watchdog::phase(crate::watchdog::Phase::Waiting);
+    // finish early wait here for the others, which their own watchdogs
+    // watch: not timed, so a long point elsewhere is no false alarm).
+    let _waiting = crate::watchdog::phase(crate::watchdog::Phase::Finished);
     let stopped = a.world.any(stopped)?;
     let payload = if a.group.rank() == 0 {
         serde_json::to_vec(&mine).map_err(|e| TrainError::Invalid(e.to_string()))?

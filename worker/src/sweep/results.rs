@@ -93,7 +93,7 @@ pub fn write(
             message,
         })?;
     }
-    experiment(run_dir, sweep, base, &cols);
+    experiment(run_dir, sweep, base, &cols)?;
     print!("{}", table(&keys, &cols, rows));
     Ok(())
 }
@@ -171,9 +171,14 @@ fn table(keys: &[String], cols: &[String], rows: &[PointResult]) -> String {
 
 /// The HPARAMS experiment at the sweep's root: the hyperparameters and the
 /// metrics (scalar tags of each point's TensorBoard run).
-fn experiment(run_dir: &Path, sweep: &Sweep, base: &Config, cols: &[String]) {
+fn experiment(
+    run_dir: &Path,
+    sweep: &Sweep,
+    base: &Config,
+    cols: &[String],
+) -> Result<(), TrainError> {
     let Some(first) = sweep.points.first() else {
-        return;
+        return Ok(());
     };
     let config =
         vae_proto::sweep::point_config(base, first, "sweep").unwrap_or_else(|_| base.clone());
@@ -186,9 +191,9 @@ fn experiment(run_dir: &Path, sweep: &Sweep, base: &Config, cols: &[String]) {
             None => format!("metrics/{c}"),
         })
         .collect();
-    let mut board = Board::new(run_dir);
+    let mut board = Board::new(run_dir)?;
     board.experiment(&hparams, &metrics);
-    board.flush();
+    Ok(board.flush()?)
 }
 
 #[cfg(test)]

@@ -7,6 +7,11 @@
 //! - `VAE_FAULT_SLOW_CHECKPOINT_MS=N`: a checkpoint's write pauses N ms
 //!   between its objects and its manifest.
 //! - `VAE_FAULT_SLOW_RANK=R:MS`: rank R sleeps MS ms before every step.
+//! - `VAE_FAULT_SLOW_PART_MS=N`: each part of a multipart upload waits N ms.
+//! - `VAE_FAULT_SLOW_FETCH=R:MS`: rank R waits MS ms for each shard it reads.
+//! - `VAE_FAULT_CONNECT_FAIL=R`: rank R fails just after MPI starts.
+//! - `VAE_FAULT_SETUP_HANG=R`: rank R hangs in set-up, before MPI starts.
+//! - `VAE_FAULT_VERSION=R:TEXT`: rank R claims another version (`agree.rs`).
 use super::step::Trainer;
 use super::TrainError;
 
@@ -65,6 +70,25 @@ pub fn while_writing_checkpoint() {
     }
 }
 
+/// Before each part of a multipart upload: `VAE_FAULT_SLOW_PART_MS=N`
+/// delays it N ms (a slow bucket), so a test can stop the process while an
+/// upload is open.
+#[cfg(feature = "fault-injection")]
+pub fn slow_upload_part() -> impl std::future::Future<Output = ()> {
+    let ms: u64 = std::env::var("VAE_FAULT_SLOW_PART_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    tokio::time::sleep(std::time::Duration::from_millis(ms))
+}
+
+/// Before each part of a multipart upload; without the feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn slow_upload_part() -> impl std::future::Future<Output = ()> {
+    std::future::ready(())
+}
+
 /// Called by the checkpoint writer; without the feature, nothing.
 #[cfg(not(feature = "fault-injection"))]
 #[inline(always)]
@@ -76,3 +100,62 @@ pub fn while_writing_checkpoint() {}
 pub fn after_step(_t: &mut Trainer, _step: u64) -> Result<(), TrainError> {
     Ok(())
 }
+
+/// `rank:value` from the environment variable `var`, when `rank` is this
+/// process's (the launcher's rank).
+#[cfg(feature = "fault-injection")]
+fn for_this_rank(var: &str) -> Option<String> {
+    let v = std::env::var(var).ok()?;
+    let (r, rest) = v.split_once(':').unwrap_or((v.as_str(), ""));
+    (r.parse::<usize>().ok()? == crate::comm::env_rank()).then(|| rest.to_string())
+}
+
+/// Before a shard is read: `VAE_FAULT_SLOW_FETCH=R:MS` (a slow bucket on one rank).
+#[cfg(feature = "fault-injection")]
+pub fn slow_fetch() {
+    if let Some(ms) = for_this_rank("VAE_FAULT_SLOW_FETCH").and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Just after MPI starts: `VAE_FAULT_CONNECT_FAIL=R` fails rank R there.
+#[cfg(feature = "fault-injection")]
+pub fn connect() -> Result<(), String> {
+    match for_this_rank("VAE_FAULT_CONNECT_FAIL") {
+        Some(_) => Err("injected set-up failure (VAE_FAULT_CONNECT_FAIL)".into()),
+        None => Ok(()),
+    }
+}
+
+/// Early in set-up: `VAE_FAULT_SETUP_HANG=R` makes rank R hang there.
+#[cfg(feature = "fault-injection")]
+pub fn setup_hang() {
+    if for_this_rank("VAE_FAULT_SETUP_HANG").is_some() {
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// `VAE_FAULT_VERSION=R:TEXT`: the version rank R claims.
+#[cfg(feature = "fault-injection")]
+pub fn fault_version() -> Option<String> {
+    for_this_rank("VAE_FAULT_VERSION")
+}
+
+/// Without the feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn slow_fetch() {}
+
+/// Without the feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn connect() -> Result<(), String> {
+    Ok(())
+}
+
+/// Without the feature, nothing.
+#[cfg(not(feature = "fault-injection"))]
+#[inline(always)]
+pub fn setup_hang() {}

@@ -12,7 +12,7 @@
 //! - `rundir`: the run directory; `faults`: test-only fault injection.
 pub mod eval;
 mod factorvae;
-mod faults;
+pub(crate) mod faults;
 pub mod feed;
 pub mod regularizer;
 pub mod report;
@@ -55,6 +55,8 @@ pub enum TrainError {
     Comm(#[from] CommError),
     #[error(transparent)]
     Device(#[from] crate::device::DeviceError),
+    #[error(transparent)]
+    Board(#[from] crate::tensorboard::BoardError),
     #[error("run directory {path}: {message}", path = path.display())]
     RunDir { path: PathBuf, message: String },
     #[error("{context}: {source}")]
@@ -95,13 +97,23 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
         let (e, done) = (run.state.epoch, run.state.batch_in_epoch);
         let mut epoch = in_phase(Phase::SetUp, || run.feed.epoch(e, done, per_step, dealt))?;
         run.begin_epoch(epoch.steps);
+        let mut next = in_phase(Phase::Fetch, || epoch.next_step());
+        // Every rank holds its first batch before the first all-reduce.
+        in_phase(Phase::Agree, || comm.barrier())?;
         while !s.step_limit_reached(run.state.step) {
-            let _step = watchdog::phase(Phase::Step);
-            let Some(batch) = epoch.next_step() else {
+            let Some(batch) = next.take() else {
                 break;
             };
-            faults::before_step(comm, run.state.step);
-            let outcome = run.trainer.step(&batch?, run.state.step)?;
+            let outcome = in_phase(Phase::Step, || {
+                faults::before_step(comm, run.state.step);
+                run.trainer.step(&batch?, run.state.step)
+            })?;
+            // This rank's next batch comes before the stop agreement, so a
+            // slow shard fetch is waited for there, in the data phases, not
+            // in the next step's all-reduce.
+            if !s.step_limit_reached(run.state.step + 1) {
+                next = in_phase(Phase::Fetch, || epoch.next_step());
+            }
             if run.after_step(outcome, epoch.steps)? == Flow::Stop {
                 return run.interrupted();
             }
@@ -166,11 +178,14 @@ impl<'a> Run<'a> {
         // until they are ready (if rank 0 fails, it aborts the job).
         let storage = StorageOptions::from_config(&cfg.storage);
         let ckpts = Checkpoints::open(&rundir::checkpoints_url(&args.run_dir, cfg), &storage)?;
-        let mut resume = false;
+        let mut prepared = rundir::Prepared {
+            run_id: String::new(),
+            start: rundir::Start::Fresh,
+        };
         if rank == 0 {
-            resume = rundir::prepare(&args.run_dir, cfg, &args.resume, &ckpts)?;
+            prepared = rundir::prepare(&args.run_dir, cfg, &args.resume, &ckpts)?;
         }
-        let resume = crate::comm::from_rank0(comm, resume)?;
+        let prepared = crate::comm::from_rank0(comm, prepared)?;
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
         let dataset = Dataset::open(&cfg.data.url, &storage)?;
@@ -181,15 +196,12 @@ impl<'a> Run<'a> {
         let kind = kind_of(cfg.train.dtype);
         let feed = Feed::open(cfg, dataset, rank, world, args.device, kind)?;
         let mut trainer = Trainer::new(cfg, comm, args.device, shape, n_train)?;
-        let ckpt = Checkpointer::new(ckpts, cfg, comm);
-        let mut report = Reporter::new(cfg, &args.run_dir, rank);
+        let mut ckpt = Checkpointer::new(ckpts, cfg, comm, &args.run_dir, prepared.run_id);
+        let mut report = Reporter::new(cfg, &args.run_dir, rank)?;
         let mut state = TrainState::default();
+        let resume = prepared.start != rundir::Start::Fresh;
         if resume {
-            let explicit = match &args.resume {
-                Resume::From(spec) => Some(spec.as_str()),
-                _ => None,
-            };
-            let (resumed, from) = ckpt.resume(&mut trainer, explicit, &mut report)?;
+            let (resumed, from) = ckpt.resume(&mut trainer, &prepared.start, &mut report)?;
             if let Some(from) = from {
                 report.resumed(&from, resumed.step, resumed.epoch);
             }
@@ -222,13 +234,17 @@ impl<'a> Run<'a> {
         self.report.begin_epoch(steps, s.batch_in_epoch, s.epoch);
     }
 
-    /// After a step: count it, report, and act on the schedule (logging
-    /// window, metrics, replica check, checkpoint, stop on a signal).
+    /// After a step: agree on stopping (the first collective after the
+    /// step, which waits for every rank's next batch), count the step,
+    /// report, and act on the schedule (logging window, metrics, replica
+    /// check, checkpoint, stop on a signal).
     fn after_step(
         &mut self,
         outcome: StepOutcome,
         steps_in_epoch: u64,
     ) -> Result<Flow, TrainError> {
+        let stop = in_phase(Phase::Agree, || stop_requested(self.stop, self.comm))?;
+        let _step = watchdog::phase(Phase::Step);
         self.state.finish_step();
         watchdog::at_step(self.state.step);
         self.meter.add(outcome);
@@ -240,7 +256,7 @@ impl<'a> Run<'a> {
         if todo.log {
             let window = self.meter.window(self.comm, step)?;
             let scalars = report::train_scalars(&window, &self.trainer, step);
-            self.report.window(&window, scalars, step);
+            self.report.window(&window, scalars, step)?;
         }
         faults::after_step(&mut self.trainer, step)?;
         if todo.metrics {
@@ -249,7 +265,6 @@ impl<'a> Run<'a> {
         if todo.check_replicas {
             self.trainer.check_replicas(step)?;
         }
-        let stop = stop_requested(self.stop, self.comm)?;
         if todo.checkpoint_if(stop) {
             self.ckpt
                 .save_step(&self.trainer, &self.state, BTreeMap::new())?;
@@ -379,7 +394,7 @@ impl<'a> Run<'a> {
             let train_loss = self.report.last_train_loss();
             let sps = self.meter.samples_per_sec;
             let rec = EvalRecord::new(epoch, step, train_loss, &test.sums, sps);
-            self.report.final_eval(&rec, &test.sums);
+            self.report.final_eval(&rec, &test.sums)?;
             self.last_eval = Some((test.sums, rec));
         }
         let (test, last) = self

@@ -364,12 +364,15 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(cfg: &Config, run_dir: &Path, rank: usize) -> Reporter {
-        let out = (rank == 0).then(|| Outputs {
-            board: Board::new(&run_dir.join("tensorboard")),
-            run_dir: run_dir.to_path_buf(),
-        });
-        Reporter {
+    pub fn new(cfg: &Config, run_dir: &Path, rank: usize) -> Result<Reporter, TrainError> {
+        let out = match rank {
+            0 => Some(Outputs {
+                board: Board::new(&run_dir.join("tensorboard"))?,
+                run_dir: run_dir.to_path_buf(),
+            }),
+            _ => None,
+        };
+        Ok(Reporter {
             show_progress: cfg.train.progress && out.is_some(),
             out,
             bar: indicatif::ProgressBar::hidden(),
@@ -383,7 +386,7 @@ impl Reporter {
             writes: Vec::new(),
             session: false,
             straggler: None,
-        }
+        })
     }
 
     /// Whether this rank writes (rank 0).
@@ -399,7 +402,7 @@ impl Reporter {
     /// A console line (rank 0).
     pub fn say(&self, line: &str) {
         if self.is_active() {
-            println!("{line}");
+            println!("{}", vae_proto::redact::redact(line));
         }
     }
 
@@ -411,6 +414,7 @@ impl Reporter {
             self.history = serde_json::from_str(&text).unwrap_or_default();
             self.history.retain(|r| r.step <= step);
         }
+        let from = vae_proto::redact::redact(from);
         println!("resumed from {from} (step {step}, epoch {})", epoch + 1);
     }
 
@@ -440,9 +444,16 @@ impl Reporter {
     /// A logging window: progress message, the scalars of [`train_scalars`],
     /// and a console line when one rank has been the slowest for
     /// [`STRAGGLER_WINDOWS`] windows in a row, by a margin.
-    pub fn window(&mut self, w: &Window, scalars: Vec<(String, f64)>, step: u64) {
+    pub fn window(
+        &mut self,
+        w: &Window,
+        scalars: Vec<(String, f64)>,
+        step: u64,
+    ) -> Result<(), TrainError> {
         self.stragglers(w, step);
-        let Some(o) = self.out.as_mut() else { return };
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
         self.bar.set_message(format!(
             "loss {:.2}  {:.0} samples/s",
             w.sums.loss(),
@@ -452,6 +463,7 @@ impl Reporter {
             o.board.scalar(&tag, v, step);
             self.last.insert(tag, v);
         }
+        Ok(o.board.flush()?)
     }
 
     fn stragglers(&mut self, w: &Window, step: u64) {
@@ -503,14 +515,16 @@ impl Reporter {
         if let Some(p) = pictures {
             o.pictures(p, rec.epoch, rec.step)?;
         }
-        o.board.flush();
+        o.board.flush()?;
         self.history.push(rec.clone());
         write_json(&o.run_dir.join("history.json"), &self.history)
     }
 
     /// The evaluation where a run ends mid-epoch (`train.max_steps`).
-    pub fn final_eval(&mut self, rec: &EvalRecord, test: &Sums) {
-        let Some(o) = self.out.as_mut() else { return };
+    pub fn final_eval(&mut self, rec: &EvalRecord, test: &Sums) -> Result<(), TrainError> {
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
         println!(
             "stopped at step {}: test loss {:.4} (recon {:.4}, kl {:.4})",
             rec.step, rec.test_loss, rec.test_recon, rec.test_kl
@@ -518,7 +532,7 @@ impl Reporter {
         for (tag, v) in sums_scalars("test", test, self.has_tc) {
             o.board.scalar(&tag, v, rec.step);
         }
-        o.board.flush();
+        Ok(o.board.flush()?)
     }
 
     /// Makes this run an HPARAMS session with `hparams` (its start recorded
@@ -570,7 +584,7 @@ impl Reporter {
         for (k, v) in &values {
             o.board.scalar(&format!("metrics/{k}"), *v, step);
         }
-        o.board.flush();
+        o.board.flush()?;
         let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
         println!(
             "step {step}: {} ({:.0} s)",
@@ -617,6 +631,7 @@ impl Reporter {
             if self.session {
                 o.board.session_end(true, unix_secs());
             }
+            o.board.flush()?;
             write_json(&o.run_dir.join("summary.json"), &summary)?;
         }
         Ok(summary)

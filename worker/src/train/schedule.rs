@@ -81,21 +81,30 @@ impl Schedule {
     }
 
     /// What to do after the step that brought the count to `step`, being
-    /// step `batch_in_epoch` of `steps_in_epoch`.
+    /// step `batch_in_epoch` of `steps_in_epoch`. A step checkpoint due on
+    /// an epoch's last step is left to the end of the epoch
+    /// ([`Schedule::checkpoint_after_epoch`]), so `step-N` is written once,
+    /// with the epoch complete.
     pub fn after_step(&self, step: u64, batch_in_epoch: u64, steps_in_epoch: u64) -> AfterStep {
+        let last_of_epoch = batch_in_epoch == steps_in_epoch;
         AfterStep {
-            log: step.is_multiple_of(self.log_every) || batch_in_epoch == steps_in_epoch,
+            log: step.is_multiple_of(self.log_every) || last_of_epoch,
             metrics: due(step, self.metrics_every),
             check_replicas: due(step, self.check_every),
-            checkpoint: due(step, self.checkpoint_every_steps),
+            checkpoint: due(step, self.checkpoint_every_steps) && !last_of_epoch,
         }
     }
 
     /// Whether to checkpoint when `epochs_done` epochs are complete at
-    /// `step`: on the epoch schedule, when stopping early, and after the last.
+    /// `step`: on the epoch schedule, on the step schedule (its checkpoint
+    /// on an epoch's last step comes here), when stopping early, and after
+    /// the last.
     pub fn checkpoint_after_epoch(&self, epochs_done: u64, step: u64, stopping: bool) -> bool {
         let last = epochs_done >= self.epochs || self.step_limit_reached(step);
-        due(epochs_done, self.checkpoint_every_epochs) || stopping || last
+        due(epochs_done, self.checkpoint_every_epochs)
+            || due(step, self.checkpoint_every_steps)
+            || stopping
+            || last
     }
 
     /// Whether the end of training computes metrics: when configured, unless
@@ -190,6 +199,26 @@ mod tests {
         let a = s.after_step(7, 1, 100);
         assert_eq!(a, AfterStep::default());
         assert!(a.checkpoint_if(true) && !a.checkpoint_if(false));
+    }
+
+    #[test]
+    fn a_step_checkpoint_on_an_epoch_s_last_step_is_written_once() {
+        let s = Schedule {
+            checkpoint_every_steps: Some(30),
+            checkpoint_every_epochs: None,
+            ..schedule()
+        };
+        // Epochs of 60 steps: step 60 is the first epoch's last.
+        let during: Vec<u64> = (1..=180)
+            .filter(|&st| s.after_step(st, (st - 1) % 60 + 1, 60).checkpoint)
+            .collect();
+        assert_eq!(during, vec![30, 90, 150]);
+        let after: Vec<u64> = (1..=3)
+            .filter(|&e| s.checkpoint_after_epoch(e, e * 60, false))
+            .collect();
+        assert_eq!(after, vec![1, 2, 3]);
+        // A stop on that step still checkpoints there.
+        assert!(s.after_step(60, 60, 60).checkpoint_if(true));
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub struct Checkpointer<'a> {
     ckpts: Checkpoints,
     cfg: &'a Config,
     comm: &'a dyn Comm,
+    run_dir: std::path::PathBuf,
+    /// The run's identity, recorded in every checkpoint it writes.
+    run_id: String,
+    config_hash: String,
     /// The write in progress (rank 0).
     writing: Option<std::thread::JoinHandle<Result<Duration, CheckpointError>>>,
     /// How long the last checkpoint held training up, and how long the
@@ -115,11 +119,20 @@ impl Job {
 }
 
 impl<'a> Checkpointer<'a> {
-    pub fn new(ckpts: Checkpoints, cfg: &'a Config, comm: &'a dyn Comm) -> Checkpointer<'a> {
+    pub fn new(
+        ckpts: Checkpoints,
+        cfg: &'a Config,
+        comm: &'a dyn Comm,
+        run_dir: &std::path::Path,
+        run_id: String,
+    ) -> Checkpointer<'a> {
         Checkpointer {
             ckpts,
             cfg,
             comm,
+            run_dir: run_dir.to_path_buf(),
+            run_id,
+            config_hash: cfg.hash(),
             writing: None,
             last_stall: None,
             last_write: None,
@@ -144,7 +157,12 @@ impl<'a> Checkpointer<'a> {
     }
 
     /// Checkpoint `name` of the trainer at `state`, then `pointer` moved to
-    /// it (rank 0 writes; the other ranks go on).
+    /// it: rank 0 writes. A synchronous write (`checkpoint.asynchronous =
+    /// false`) holds the step up: the other ranks wait for it at a barrier,
+    /// in a phase of their own, so a long write is not taken for a stalled
+    /// all-reduce; an asynchronous one only copies the state, and the others
+    /// go on (a rank that stops meanwhile is seen at the next all-reduce).
+    /// Every rank calls this.
     fn save(
         &mut self,
         t: &Trainer,
@@ -153,9 +171,26 @@ impl<'a> Checkpointer<'a> {
         pointer: &'static str,
         metrics: BTreeMap<String, f64>,
     ) -> Result<(), TrainError> {
-        if self.comm.rank() != 0 {
-            return Ok(());
+        if self.comm.rank() == 0 {
+            let _g = crate::watchdog::phase(crate::watchdog::Phase::Checkpoint);
+            self.write(t, state, name, pointer, metrics)?;
         }
+        if self.comm.world_size() > 1 && !self.cfg.checkpoint.asynchronous {
+            let _g = crate::watchdog::phase(crate::watchdog::Phase::Waiting);
+            self.comm.barrier()?;
+        }
+        Ok(())
+    }
+
+    /// Rank 0's part of [`Checkpointer::save`].
+    fn write(
+        &mut self,
+        t: &Trainer,
+        state: &TrainState,
+        name: String,
+        pointer: &'static str,
+        metrics: BTreeMap<String, f64>,
+    ) -> Result<(), TrainError> {
         let started = Instant::now();
         self.finish()?;
         let job = Job {
@@ -185,6 +220,8 @@ impl<'a> Checkpointer<'a> {
             seed: self.cfg.train.seed,
             world_size: self.comm.world_size(),
             model_kind: self.cfg.model.kind.as_str().into(),
+            run_id: Some(self.run_id.clone()),
+            config_hash: Some(self.config_hash.clone()),
             early_stopping: state.early_stopping.clone(),
             metrics,
             files: vec![],
@@ -219,21 +256,27 @@ impl<'a> Checkpointer<'a> {
     /// its weights, optimizer states and position. Returns the position
     /// and, on rank 0, the URL of the checkpoint read.
     pub fn resume(
-        &self,
+        &mut self,
         t: &mut Trainer,
-        explicit: Option<&str>,
+        start: &super::rundir::Start,
         report: &mut super::report::Reporter,
     ) -> Result<(TrainState, Option<String>), TrainError> {
+        use super::rundir::Start;
         let mut state = TrainState::default();
         let mut from = None;
         if self.comm.rank() == 0 {
-            let loaded = match explicit {
-                Some(spec) => {
+            let loaded = match start {
+                Start::Explicit(spec) => {
                     let opts = crate::data::store::StorageOptions::from_config(&self.cfg.storage);
                     let (ckpts, name) = checkpoint::locate(spec, &opts)?;
                     ckpts.read(&name)?
                 }
-                None => self.newest_intact(report)?,
+                Start::Latest { adopt } => {
+                    let loaded = self.newest_intact(report)?;
+                    self.check_identity(&loaded, *adopt, report)?;
+                    loaded
+                }
+                Start::Fresh => return Ok((state, None)),
             };
             restore(t, &loaded)?;
             state = TrainState::from_manifest(&loaded.manifest);
@@ -248,6 +291,52 @@ impl<'a> Checkpointer<'a> {
         }
         t.set_step(state.step);
         Ok((state, from))
+    }
+
+    /// Refuses a checkpoint another run wrote (two jobs sharing a
+    /// `checkpoint.url`), naming both; `adopt` makes this run the
+    /// checkpoint's (an explicit `--resume` of a run directory that lost its
+    /// identity). A changed config is allowed (a longer run, say) and noted.
+    fn check_identity(
+        &mut self,
+        loaded: &Loaded,
+        adopt: bool,
+        report: &super::report::Reporter,
+    ) -> Result<(), TrainError> {
+        let m = &loaded.manifest;
+        let Some(theirs) = &m.run_id else {
+            return Ok(()); // written before checkpoints recorded their run
+        };
+        if adopt {
+            self.run_id = theirs.clone();
+            super::rundir::write_run_id(&self.run_dir, theirs)?;
+        } else if *theirs != self.run_id {
+            let hash = m.config_hash.as_deref().unwrap_or("?");
+            return Err(TrainError::Invalid(format!(
+                "{}: written by run {theirs} (config {}), not by this run {} (config {}, run directory {}): another job shares this checkpoint.url; give each job its own, or pass --resume-from {} to start from it deliberately",
+                loaded.url,
+                &hash[..hash.len().min(12)],
+                self.run_id,
+                &self.config_hash[..12],
+                self.run_dir.display(),
+                loaded.url
+            )));
+        }
+        if m.config_hash
+            .as_ref()
+            .is_some_and(|h| *h != self.config_hash)
+        {
+            let key = loaded
+                .config
+                .as_deref()
+                .and_then(|c| vae_proto::config::first_difference(c, &self.cfg.to_toml()));
+            report.say(&format!(
+                "note: the config differs from the one {} was trained with{}",
+                loaded.url,
+                key.map_or(String::new(), |k| format!(" (first at `{k}`)"))
+            ));
+        }
+        Ok(())
     }
 
     /// The latest checkpoint, or when it is damaged (its objects missing or

@@ -100,6 +100,7 @@ impl ShardStream {
     fn read_into(&mut self, i: usize) -> Result<(), DataError> {
         if self.current_i == self.current_n {
             let n = self.sizes.pop_front().unwrap_or(0);
+            crate::train::faults::slow_fetch();
             self.current = match self.fetch.next() {
                 Some(r) => r?,
                 None => {
