@@ -717,7 +717,7 @@ fn long_waits_for_other_ranks_are_no_false_alarm() {
     // A sweep group done early waits for the other past dist.wait_timeout_s.
     let data = super::small_shards(dir.path());
     let run = dir.path().join("sweep");
-    let mut args = super::shard_args(&run, &data, &["dist.wait_timeout_s=2", "train.epochs=100"]);
+    let mut args = super::shard_args(&run, &data, &["dist.wait_timeout_s=3", "train.epochs=100"]);
     args.insert(0, "--".into());
     let mut c = Command::new(launch_bin());
     env(&mut c)
@@ -727,19 +727,22 @@ fn long_waits_for_other_ranks_are_no_false_alarm() {
     assert!(text(&out).contains("sweep done"), "{}", text(&out));
     // Rank 0 writes a checkpoint in the step for longer than dist.timeout_s.
     let run = dir.path().join("sync");
-    let mut c = launch(
+    let mut args = super::shard_args(
         &run,
+        &data,
         &[
             "train.max_steps=20",
             "checkpoint.every_steps=10",
             "checkpoint.asynchronous=false",
             "dist.timeout_s=2",
-            "model.hidden_dim=64",
-            "log.images=0",
         ],
-        &[],
     );
-    c.env("VAE_FAULT_SLOW_CHECKPOINT_MS", "4000");
+    args.insert(0, "--".into());
+    let mut c = Command::new(launch_bin());
+    env(&mut c)
+        .args(["--nproc-per-node", "2"])
+        .args(args)
+        .env("VAE_FAULT_SLOW_CHECKPOINT_MS", "4000");
     ok(c);
     // One rank's shard fetches are slower than dist.timeout_s.
     let run = dir.path().join("fetch");
