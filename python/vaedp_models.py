@@ -11,9 +11,10 @@ state_dict names, and the objectives as vae-worker computes them.
 Models (tensor shapes as in worker/src/model/):
 - MlpVAE: pytorch/examples' VAE generalised (fc1, fc21, fc22, fc3, fc4).
 - ConvVAE: 4x4 stride-2 convolutions (encoder.N), optional dense layers
-  (enc_fc, dec_fc), heads fc_mu, fc_logvar, fc_z, transposed convolutions
+  (enc_fc, dec_fc), heads fc_mu, fc_logvar, fc_z (ReLU after it unless
+  fc_z_relu is false, as in seed 002's model), transposed convolutions
   (decoder.N); inputs padded to a multiple of 2^layers (28 -> 32), logits
-  cropped back. 28x28 MNIST and 64x64 dSprites alike.
+  cropped back. 28x28 MNIST, 64x64 dSprites and 3x64x64 RGB alike.
 - Discriminator: FactorVAE's MLP from codes to two logits (net.N), with
   LeakyReLU(0.2); a FactorVAE export holds it under `discriminator.`.
 """
@@ -44,8 +45,9 @@ class MlpVAE(nn.Module):
 
 
 class ConvVAE(nn.Module):
-    def __init__(self, shape, channels=(32, 64, 128), hidden=0, latent=10):
+    def __init__(self, shape, channels=(32, 64, 128), hidden=0, latent=10, fc_z_relu=True):
         super().__init__()
+        self.fc_z_relu = fc_z_relu
         c, h, w = shape
         self.shape = tuple(shape)
         k = 1 << len(channels)
@@ -86,7 +88,9 @@ class ConvVAE(nn.Module):
         return self.fc_mu(x), self.fc_logvar(x)
 
     def decode(self, z):
-        t = F.relu(self.fc_z(z))
+        t = self.fc_z(z)
+        if self.fc_z_relu:
+            t = F.relu(t)
         if hasattr(self, "dec_fc"):
             t = F.relu(self.dec_fc(t))
         t = t.view(-1, *self.inner)
@@ -120,12 +124,14 @@ class Discriminator(nn.Module):
 
 def from_config(cfg, sample_shape):
     """The model a run's resolved config (`config.toml`, as a dict) describes."""
-    m = {"kind": "mlp", "latent_dim": 20, "hidden_dim": 400, "conv_channels": [32, 64, 128]}
+    m = {"kind": "mlp", "latent_dim": 20, "hidden_dim": 400, "conv_channels": [32, 64, 128],
+         "fc_z_relu": True}
     m.update(cfg.get("model", {}))
     if m["kind"] == "mlp":
         model = MlpVAE(sample_shape, m["hidden_dim"], m["latent_dim"])
     else:
-        model = ConvVAE(sample_shape, m["conv_channels"], m["hidden_dim"], m["latent_dim"])
+        model = ConvVAE(sample_shape, m["conv_channels"], m["hidden_dim"], m["latent_dim"],
+                        m["fc_z_relu"])
     if m.get("objective", "vae") == "factor":
         d = {"hidden": 1000, "layers": 6}
         d.update(cfg.get("discriminator", {}))

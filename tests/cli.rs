@@ -96,8 +96,11 @@ fn one_epoch_matches_pytorch_examples() {
     // The resolved config is in the run directory and parses.
     let text = std::fs::read_to_string(run.join("config.toml")).unwrap();
     assert!(text.contains("batch_size = 128"), "{text}");
-    assert!(run.join("images/recon-epoch-001.png").is_file());
-    assert!(run.join("images/prior-epoch-001.png").is_file());
+    let step = json(&run.join("summary.json"))["step"].as_u64().unwrap();
+    for file in ["recon", "prior", "traversal"] {
+        let png = run.join(format!("images/{file}-step-{step:010}.png"));
+        assert!(png.is_file(), "{}", png.display());
+    }
 }
 
 #[test]
@@ -497,6 +500,261 @@ fn dsprites_generator_writes_the_factors_in_order_and_deterministically() {
         ra["min_col"].as_i64().unwrap() > 0 && ra["max_col"].as_i64().unwrap() < 63,
         "{ra}"
     );
+}
+
+/// Every file under `dir` (relative name → bytes).
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let (generated, imported) = (dir.path().join("generated"), dir.path().join("imported"));
+    let sizes = ["--test-samples", "300", "--shard-size", "500"];
+    let mut gen_args = vec!["--scales", "2", "--orientations", "4", "--positions", "8"];
+    gen_args.extend(sizes);
+    prepare_dsprites(&generated, &gen_args);
+    // The file in the published layout, written by NumPy from those images.
+    let npz = dir
+        .path()
+        .join("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz");
+    let script = repo().join("tests/python/make_dsprites_npz.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .arg(&generated)
+        .arg(&npz)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = worker();
+    c.args(["data", "prepare", "dsprites", "--from"])
+        .arg(&npz)
+        .arg("--out")
+        .arg(&imported)
+        .args(sizes);
+    run_ok(c);
+    let (a, b) = (tree(&generated), tree(&imported));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (name, bytes) in &a {
+        assert!(*bytes == b[name], "{name} differs");
+    }
+    // The same encoder on either gives the same metrics, to the last digit.
+    let run = dir.path().join("run");
+    let mut c = worker();
+    c.args(["train", "--run-dir"]).arg(&run);
+    for s in [
+        format!("data.url={}", generated.display()),
+        "train.max_steps=20".into(),
+        "train.batch_size=64".into(),
+        "model.latent_dim=6".into(),
+        "log.images=0".into(),
+    ] {
+        c.args(["--set", &s]);
+    }
+    run_ok(c);
+    let eval = |data: &Path, name: &str| {
+        let out = dir.path().join(name);
+        let mut c = worker();
+        c.args(["eval", "--checkpoint"])
+            .arg(&run)
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--metrics",
+                "factorvae,mig,betavae",
+                "--scale",
+                "0.02",
+                "--out",
+            ])
+            .arg(&out);
+        run_ok(c);
+        json(&out)
+    };
+    let (on_generated, on_imported) = (eval(&generated, "a.json"), eval(&imported, "b.json"));
+    assert_eq!(on_generated, on_imported);
+    for key in ["factorvae_score", "mig", "betavae_score"] {
+        let v = on_generated[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    // Bad input: one line naming the file and the key, nothing written.
+    let edits = [
+        ("missing", "del d['latents_classes']", "latents_classes"),
+        ("dtype", "d['imgs'] = d['imgs'].astype(np.float32)", "imgs"),
+        (
+            "grid",
+            "d['imgs'] = d['imgs'][:-1]; d['latents_classes'] = d['latents_classes'][:-1]",
+            "grid",
+        ),
+    ];
+    for (name, edit, want) in edits {
+        let bad = dir.path().join(format!("{name}.npz"));
+        let code = format!(
+            "import sys, numpy as np\nd = dict(np.load(sys.argv[1], allow_pickle=True))\n{edit}\nnp.savez_compressed(sys.argv[2], **d)"
+        );
+        let out = Command::new(python())
+            .args(["-c", &code])
+            .arg(&npz)
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dest = dir.path().join(format!("out-{name}"));
+        let mut c = worker();
+        c.args(["data", "prepare", "dsprites", "--from"])
+            .arg(&bad)
+            .arg("--out")
+            .arg(&dest);
+        let err = fails(c);
+        assert!(
+            err.contains(&format!("{name}.npz")) && err.contains(want),
+            "{name}: {err}"
+        );
+        assert!(!dest.join("manifest.json").exists() && !dest.join("train-00000.bin").exists());
+    }
+}
+
+/// Runs tests/python/make_factor_files.py with `args`; its stdout.
+fn factor_files(args: &[&str]) -> String {
+    let script = repo().join("tests/python/make_factor_files.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `vae-worker data prepare NAME --from FILE --out DIR ARGS`.
+fn prepare_from(name: &str, from: &Path, out: &Path, args: &[&str]) -> Command {
+    let mut c = worker();
+    c.args(["data", "prepare", name, "--from"])
+        .arg(from)
+        .arg("--out")
+        .arg(out)
+        .args(args);
+    c
+}
+
+#[test]
+fn shapes3d_h5_and_mpi3d_npz_import_pixel_for_pixel_and_train_with_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let h5 = dir.path().join("3dshapes.h5");
+    factor_files(&["shapes3d", h5.to_str().unwrap()]);
+    let shapes = dir.path().join("shapes3d");
+    run_ok(prepare_from(
+        "shapes3d",
+        &h5,
+        &shapes,
+        &["--test-samples", "40", "--shard-size", "100"],
+    ));
+    let m = json(&shapes.join("manifest.json"));
+    let sizes: Vec<usize> = m["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["values"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 3, 2, 4, 3]);
+    assert_eq!(m["sample_shape"], serde_json::json!([3, 64, 64]));
+    let check = |file: &Path, ds: &Path| -> serde_json::Value {
+        serde_json::from_str(
+            factor_files(&["check", file.to_str().unwrap(), ds.to_str().unwrap()]).trim(),
+        )
+        .unwrap()
+    };
+    let c = check(&h5, &shapes);
+    assert_eq!(c["samples"], 288);
+    assert_eq!(c["pixels_equal"], true, "{c}");
+    assert_eq!(c["targets_equal"], true, "{c}");
+    // FactorVAE on it, with the metrics read from the stored images.
+    let run = dir.path().join("run");
+    let mut c = worker();
+    c.args(["train", "--config"])
+        .arg(repo().join("configs/shapes3d_factorvae.toml"))
+        .arg("--run-dir")
+        .arg(&run);
+    for s in [
+        format!("data.url={}", shapes.display()),
+        "train.max_steps=8".into(),
+        "train.batch_size=16".into(),
+        "eval.scale=0.01".into(),
+        "discriminator.hidden=64".into(),
+        "log.images=4".into(),
+    ] {
+        c.args(["--set", &s]);
+    }
+    run_ok(c);
+    let s = json(&run.join("summary.json"));
+    for k in ["factorvae_score", "mig", "betavae_score"] {
+        let v = s["metrics"][k].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{k} = {v}");
+    }
+    assert!(run.join("images/traversal-step-0000000008.png").is_file());
+
+    // MPI3D's layout, a reduced grid given by --factor-sizes.
+    let npz = dir.path().join("mpi3d_toy.npz");
+    factor_files(&["mpi3d", npz.to_str().unwrap(), "2,2,1,1,2,3,3"]);
+    let mpi = dir.path().join("mpi3d");
+    run_ok(prepare_from(
+        "mpi3d",
+        &npz,
+        &mpi,
+        &["--factor-sizes", "2,2,1,1,2,3,3", "--test-samples", "10"],
+    ));
+    let c = check(&npz, &mpi);
+    assert_eq!(c["samples"], 72);
+    assert_eq!(c["pixels_equal"], true, "{c}");
+    assert_eq!(c["targets_equal"], true, "{c}");
+
+    // Bad input: one line naming the file and the key, nothing written.
+    let bad = dir.path().join("bad.h5");
+    let code = "import sys, h5py\nsrc = h5py.File(sys.argv[1], 'r')\nwith h5py.File(sys.argv[2], 'w') as f:\n    f['images'] = src['images'][:-1]\n    f['labels'] = src['labels'][:-1]";
+    let out = Command::new(python())
+        .args(["-c", code])
+        .arg(&h5)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dest = dir.path().join("out-bad");
+    let err = fails(prepare_from("shapes3d", &bad, &dest, &[]));
+    assert!(
+        err.contains("bad.h5") && err.contains("labels") && err.contains("grid"),
+        "{err}"
+    );
+    let err = fails(prepare_from("mpi3d", &npz, &dest, &[]));
+    assert!(
+        err.contains("mpi3d_toy.npz") && err.contains("images"),
+        "{err}"
+    );
+    let err = fails(prepare_from("shapes3d", &npz, &dest, &[]));
+    assert!(err.contains("mpi3d_toy.npz"), "{err}");
+    assert!(!dest.exists());
 }
 
 #[test]

@@ -410,10 +410,10 @@ fn big_idx(dir: &Path, n: usize) -> PathBuf {
 }
 
 /// A memory cgroup (v1, as this machine has) limiting what is started in it.
-struct MemoryLimit(PathBuf);
+pub(super) struct MemoryLimit(pub(super) PathBuf);
 
 impl MemoryLimit {
-    fn new(bytes: u64) -> Option<MemoryLimit> {
+    pub(super) fn new(bytes: u64) -> Option<MemoryLimit> {
         let dir = PathBuf::from(format!(
             "/sys/fs/cgroup/memory/vaedp-test-{}",
             std::process::id()
@@ -423,7 +423,7 @@ impl MemoryLimit {
         std::fs::write(limit.0.join("memory.limit_in_bytes"), bytes.to_string()).ok()?;
         Some(limit)
     }
-    fn peak(&self) -> u64 {
+    pub(super) fn peak(&self) -> u64 {
         std::fs::read_to_string(self.0.join("memory.max_usage_in_bytes"))
             .ok()
             .and_then(|s| s.trim().parse().ok())

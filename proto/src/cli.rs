@@ -214,11 +214,15 @@ pub enum DataCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum PrepareDataset {
-    /// dSprites, generated (all 737,280 images, or a subset for small runs).
+    /// dSprites: generated (all 737,280 images, or a subset for small runs),
+    /// or imported from the real file (`--from dsprites_ndarray_…_64x64.npz`).
     Dsprites {
-        /// Where to write: a file:// URL or a path.
+        /// Where to write: a path or a URL.
         #[arg(long)]
         out: String,
+        /// The real dSprites `.npz` (a path or URL) instead of the generator.
+        #[arg(long, value_name = "FILE.npz", conflicts_with_all = ["scales", "orientations", "positions"])]
+        from: Option<String>,
         /// Keep this many evenly spaced scales (of 6).
         #[arg(long)]
         scales: Option<usize>,
@@ -230,6 +234,67 @@ pub enum PrepareDataset {
         positions: Option<usize>,
         /// Samples per shard.
         #[arg(long, default_value_t = 32_768)]
+        shard_size: usize,
+        /// Images in the `test` split (a fixed random subset of the images).
+        #[arg(long, default_value_t = 10_000)]
+        test_samples: usize,
+    },
+    /// Images: a folder or bucket prefix of PNG/JPEG files, or WebDataset
+    /// tar shards (`s3://bucket/celeba/shard-{000000..000099}.tar`).
+    Images {
+        /// A folder, a bucket prefix, or tar shards with brace ranges.
+        #[arg(long)]
+        from: String,
+        /// Where to write: a path or a URL.
+        #[arg(long)]
+        out: String,
+        /// Side of the square images stored.
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        /// Centre crop to this side first (CelebA's usual 148).
+        #[arg(long)]
+        crop: Option<u32>,
+        /// 3 (RGB) or 1 (grey).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
+        channels: u8,
+        /// The share of samples in the test split (chosen by a hash of each key).
+        #[arg(long, default_value_t = 0.05)]
+        test_fraction: f64,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 10_000)]
+        shard_size: usize,
+    },
+    /// 3dshapes from its `.h5` (`images` uint8 (N, 64, 64, 3), `labels`
+    /// float64 (N, 6), gzip chunks).
+    Shapes3d {
+        /// The `.h5` (a path or URL).
+        #[arg(long, value_name = "FILE.h5")]
+        from: String,
+        /// Where to write: a path or a URL.
+        #[arg(long)]
+        out: String,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 10_000)]
+        shard_size: usize,
+        /// Images in the `test` split (a fixed random subset of the images).
+        #[arg(long, default_value_t = 10_000)]
+        test_samples: usize,
+    },
+    /// MPI3D from its `.npz` (`images` uint8 (N, 64, 64, 3), every factor
+    /// combination in row-major order), streamed.
+    Mpi3d {
+        /// The `.npz` (a path or URL).
+        #[arg(long, value_name = "FILE.npz")]
+        from: String,
+        /// Where to write: a path or a URL.
+        #[arg(long)]
+        out: String,
+        /// Values per factor (object_color, object_shape, object_size,
+        /// camera_height, background_color, horizontal_axis, vertical_axis).
+        #[arg(long, value_delimiter = ',', default_value = "6,6,2,3,3,40,40")]
+        factor_sizes: Vec<usize>,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 10_000)]
         shard_size: usize,
         /// Images in the `test` split (a fixed random subset of the images).
         #[arg(long, default_value_t = 10_000)]

@@ -159,6 +159,10 @@ pub struct ModelSection {
     pub hidden_dim: i64,
     /// Conv: output channels of each 4×4 stride-2 convolution.
     pub conv_channels: Vec<i64>,
+    /// Conv: a ReLU after the decoder's first layer (`fc_z`, from the code
+    /// back to the convolutions' shape); `false` leaves it linear, as
+    /// seed 002's model (`configs/celeba_conv_vae.toml`) is written.
+    pub fc_z_relu: bool,
     pub likelihood: Likelihood,
     /// Weight of the KL term (β-VAE); 1 is the plain VAE.
     pub beta: f64,
@@ -183,6 +187,7 @@ impl Default for ModelSection {
             latent_dim: 20,
             hidden_dim: 400,
             conv_channels: vec![32, 64, 128],
+            fc_z_relu: true,
             likelihood: Likelihood::Bernoulli,
             beta: 1.0,
             gamma: 0.0,

@@ -30,6 +30,24 @@ pub struct DatasetManifest {
     pub targets: Vec<TargetSpec>,
     /// `train` and `test`, each a list of shards.
     pub splits: BTreeMap<String, SplitManifest>,
+    /// Factor datasets (dSprites, 3dshapes, MPI3D): the `train` split is
+    /// every combination of these factors' values, in row-major order (the
+    /// last factor varies fastest), and each sample's targets are its
+    /// factor indices: so a combination finds its image (the
+    /// disentanglement metrics draw observations this way). Absent for
+    /// other datasets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factors: Option<Vec<Factor>>,
+}
+
+/// One factor of a factor dataset's grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Factor {
+    pub name: String,
+    /// The values (target bytes) the grid holds, ascending: all of
+    /// `0..values` for a full dataset, the kept ones for a subset.
+    pub values: Vec<u8>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,7 +146,49 @@ impl DatasetManifest {
         for (name, split) in &self.splits {
             self.check_split(name, split)?;
         }
+        self.check_factors()
+    }
+
+    /// The factor grid, when there is one: one factor per target, of the
+    /// same name, values ascending and in range, and the grid exactly as
+    /// large as the `train` split.
+    fn check_factors(&self) -> Result<(), String> {
+        let Some(factors) = &self.factors else {
+            return Ok(());
+        };
+        if factors.len() != self.targets.len() {
+            return Err(format!(
+                "factors: {} factors for {} targets",
+                factors.len(),
+                self.targets.len()
+            ));
+        }
+        let mut grid = 1u64;
+        for (f, t) in factors.iter().zip(&self.targets) {
+            let ascending = f.values.windows(2).all(|w| w[0] < w[1]);
+            let in_range = f.values.iter().all(|&v| (v as usize) < t.values);
+            if f.name != t.name || f.values.is_empty() || !ascending || !in_range {
+                return Err(format!(
+                    "factors: `{}` does not match target `{}` with {} values (its values must be distinct, ascending and below that)",
+                    f.name, t.name, t.values
+                ));
+            }
+            grid = grid.saturating_mul(f.values.len() as u64);
+        }
+        let train = self.splits.get("train").map_or(0, |s| s.samples);
+        if grid != train {
+            return Err(format!(
+                "factors: a grid of {grid} combinations, but the train split holds {train} samples"
+            ));
+        }
         Ok(())
+    }
+
+    /// The sizes of the factor grid (`None` for a dataset without factors).
+    pub fn grid_sizes(&self) -> Option<Vec<usize>> {
+        self.factors
+            .as_ref()
+            .map(|f| f.iter().map(|f| f.values.len()).collect())
     }
 
     fn check_split(&self, name: &str, split: &SplitManifest) -> Result<(), String> {
@@ -246,6 +306,7 @@ mod tests {
                     shards: vec![shard("train-00000.bin", 10), shard("train-00001.bin", 20)],
                 },
             )]),
+            factors: None,
         }
     }
 
@@ -309,5 +370,27 @@ mod tests {
         }
         let e = refused(|m| m.targets[0].values = 1000);
         assert!(e.contains("targets"), "{e}");
+    }
+
+    #[test]
+    fn a_factor_grid_must_cover_the_train_split() {
+        let grid = |values: Vec<u8>| {
+            Some(vec![Factor {
+                name: "label".into(),
+                values,
+            }])
+        };
+        let mut m = manifest();
+        m.factors = grid((0..10).collect());
+        let e = m.check().unwrap_err();
+        assert!(e.contains("grid of 10") && e.contains("30"), "{e}");
+        m.splits.get_mut("train").unwrap().samples = 10;
+        m.splits.get_mut("train").unwrap().shards.truncate(1);
+        m.check().unwrap();
+        assert_eq!(m.grid_sizes(), Some(vec![10]));
+        m.factors = grid(vec![3, 2]);
+        assert!(m.check().unwrap_err().contains("ascending"));
+        m.factors = grid(vec![0, 10]);
+        assert!(m.check().is_err());
     }
 }

@@ -183,6 +183,19 @@ fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
     let (m, out) = match dataset {
         PrepareDataset::Dsprites {
             out,
+            from: Some(from),
+            shard_size,
+            test_samples,
+            ..
+        } => {
+            let input = crate::data::import::local_input(&from, &Default::default())?;
+            let m =
+                crate::data::import::dsprites::import(&input.path, &out, shard_size, test_samples)?;
+            (m, out)
+        }
+        PrepareDataset::Dsprites {
+            out,
+            from: None,
             scales,
             orientations,
             positions,
@@ -194,6 +207,68 @@ fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
             };
             let m = crate::data::dsprites::prepare(&out, &sub, shard_size, test_samples)?;
             (m, out)
+        }
+        PrepareDataset::Shapes3d {
+            from,
+            out,
+            shard_size,
+            test_samples,
+        } => {
+            let input = crate::data::import::local_input(&from, &Default::default())?;
+            let m =
+                crate::data::import::shapes3d::import(&input.path, &out, shard_size, test_samples)?;
+            (m, out)
+        }
+        PrepareDataset::Mpi3d {
+            from,
+            out,
+            factor_sizes,
+            shard_size,
+            test_samples,
+        } => {
+            let input = crate::data::import::local_input(&from, &Default::default())?;
+            let m = crate::data::import::mpi3d::import(
+                &input.path,
+                &out,
+                &factor_sizes,
+                shard_size,
+                test_samples,
+            )?;
+            (m, out)
+        }
+        PrepareDataset::Images {
+            from,
+            out,
+            size,
+            crop,
+            channels,
+            test_fraction,
+            shard_size,
+        } => {
+            if channels == 2 || !(0.0..1.0).contains(&test_fraction) || size == 0 {
+                anyhow::bail!("--channels takes 1 or 3, --test-fraction a share in [0, 1), --size a positive side");
+            }
+            let o = crate::data::import::images::Options {
+                size,
+                crop,
+                channels,
+                test_fraction,
+                shard_samples: shard_size,
+            };
+            let r = crate::data::import::images::import(&from, &out, &o, &Default::default())?;
+            if !r.skipped.is_empty() {
+                let names: Vec<String> = (r.skipped.iter().take(20))
+                    .map(|(k, why)| format!("{k} ({why})"))
+                    .collect();
+                eprintln!(
+                    "skipped {} image{}: {}{}",
+                    r.skipped.len(),
+                    if r.skipped.len() == 1 { "" } else { "s" },
+                    names.join(", "),
+                    if r.skipped.len() > 20 { ", …" } else { "" }
+                );
+            }
+            (r.manifest, out)
         }
         PrepareDataset::Mnist {
             idx_dir,

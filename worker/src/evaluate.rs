@@ -16,7 +16,7 @@ use crate::data::format::Dataset;
 use crate::data::store::StorageOptions;
 use crate::device;
 use crate::tensorboard::Board;
-use crate::train::eval::{self, require_factors};
+use crate::train::eval::{self, factor_data};
 use crate::train::feed::load_split;
 use crate::train::report::write_json;
 use crate::train::state::restore;
@@ -63,8 +63,9 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
     for (k, v) in eval::regularizer_figures(&t, &test_images) {
         out.insert(k.to_string(), v);
     }
-    require_factors(&cfg, &dataset, "--metrics")?;
-    out.extend(eval::factor_metrics(&t));
+    if let Some(data) = factor_data(&cfg, &dataset, "--metrics", true)? {
+        out.extend(eval::factor_metrics(&t, &data)?);
+    }
     let file = format!("eval-step-{step:010}.json");
     let json_path = cmd.out.unwrap_or_else(|| {
         run_dir

@@ -5,9 +5,10 @@
 //! `linspace(0, 1, 32)`): 737,280 images in the original order, posY varying
 //! fastest, then posX, orientation, scale, shape. Targets are the five factor
 //! indices. Stored as packed bits (`u1`).
-use vae_proto::dataset::{DatasetManifest, SplitManifest, TargetSpec, DATASET_FORMAT};
+use vae_proto::dataset::DatasetManifest;
 
-use super::format::{pack_bits, put_manifest, put_shard};
+use super::factors::{FactorSpec, FactorWriter};
+use super::format::pack_bits;
 use super::store::Store;
 use super::DataError;
 
@@ -163,6 +164,22 @@ fn render_packed(combos: &[[usize; 5]]) -> (Vec<u8>, Vec<u8>) {
     (parts.concat(), targets)
 }
 
+/// dSprites (or the `sub` subset) as a factor dataset: its factors and
+/// the values the grid keeps.
+pub fn spec(sub: &Subsample) -> FactorSpec {
+    FactorSpec {
+        name: "dsprites".into(),
+        sample_shape: [1, SIDE, SIDE],
+        dtype: "u1",
+        factors: (0..5)
+            .map(|k| {
+                let kept = sub.values(k).into_iter().map(|v| v as u8).collect();
+                (FACTOR_NAMES[k].to_string(), FACTOR_SIZES[k], kept)
+            })
+            .collect(),
+    }
+}
+
 /// Generates dSprites (or the `sub` subset) and writes it to `out`: the
 /// `train` split holds every image; `test` a fixed random subset of
 /// `test_samples` of them (dSprites has no held-out split).
@@ -173,65 +190,15 @@ pub fn prepare(
     test_samples: usize,
 ) -> Result<DatasetManifest, DataError> {
     let store = Store::open(out, &super::store::StorageOptions::default())?;
-    let combos = sub.combinations();
-    let mut manifest = DatasetManifest {
-        format: DATASET_FORMAT.into(),
-        name: "dsprites".into(),
-        sample_shape: [1, SIDE, SIDE],
-        dtype: "u1".into(),
-        targets: FACTOR_NAMES
-            .iter()
-            .zip(FACTOR_SIZES)
-            .map(|(n, v)| TargetSpec {
-                name: n.to_string(),
-                values: v,
-            })
-            .collect(),
-        splits: Default::default(),
-    };
-    let mut shards = Vec::new();
-    for (i, chunk) in combos.chunks(shard_samples.max(1)).enumerate() {
-        let (mut bytes, targets) = render_packed(chunk);
-        bytes.extend(targets);
-        shards.push(put_shard(
-            &store,
-            &format!("train-{i:05}.bin"),
-            bytes,
-            chunk.len(),
-        )?);
+    let mut w = FactorWriter::new(store, &spec(sub), shard_samples, test_samples);
+    let per = (SIDE * SIDE).div_ceil(8);
+    for chunk in sub.combinations().chunks(shard_samples.max(1)) {
+        let (packed, targets) = render_packed(chunk);
+        for (image, t) in packed.chunks(per).zip(targets.chunks(5)) {
+            w.push(image, t)?;
+        }
     }
-    manifest.splits.insert(
-        "train".into(),
-        SplitManifest {
-            samples: combos.len() as u64,
-            shards,
-        },
-    );
-    // The test split: a fixed random subset, in dataset order.
-    let n_test = test_samples.min(combos.len());
-    let mut pick: Vec<usize> = (0..combos.len()).collect();
-    for i in 0..n_test {
-        let b = crate::rng::bits(
-            crate::rng::key(0, crate::rng::Stream::Permutation, u64::MAX, i as u64),
-            0,
-        );
-        let j = i + crate::rng::below(b, (combos.len() - i) as u64) as usize;
-        pick.swap(i, j);
-    }
-    let mut chosen: Vec<[usize; 5]> = pick[..n_test].iter().map(|&i| combos[i]).collect();
-    chosen.sort_by_key(|f| index_of(*f));
-    let (mut bytes, targets) = render_packed(&chosen);
-    bytes.extend(targets);
-    let test = put_shard(&store, "test-00000.bin", bytes, n_test)?;
-    manifest.splits.insert(
-        "test".into(),
-        SplitManifest {
-            samples: n_test as u64,
-            shards: vec![test],
-        },
-    );
-    put_manifest(&store, &manifest)?;
-    Ok(manifest)
+    w.finish()
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ impl Cache {
         }
     }
 
-    fn path(&self, sha: &str) -> PathBuf {
+    /// Where the shard with SHA-256 `sha` is kept.
+    pub fn path(&self, sha: &str) -> PathBuf {
         self.dir.join(&sha[..2.min(sha.len())]).join(sha)
     }
 

@@ -53,6 +53,16 @@ pub fn unpack_bits(packed: &[u8], n: usize, pixels: usize) -> Vec<u8> {
     out
 }
 
+/// `[H, W, C]` pixels (`hwc`) as `[C, H, W]` in `out`.
+pub fn channels_first(hwc: &[u8], out: &mut [u8], c: usize) {
+    let s = hwc.len() / c.max(1);
+    for (i, px) in hwc.chunks_exact(c).enumerate() {
+        for (k, &v) in px.iter().enumerate() {
+            out[k * s + i] = v;
+        }
+    }
+}
+
 /// Writes one shard object and returns its manifest entry.
 pub fn put_shard(
     store: &Store,
@@ -79,6 +89,72 @@ pub fn put_manifest(store: &Store, manifest: &DatasetManifest) -> Result<(), Dat
     store.put(MANIFEST_NAME, json)
 }
 
+/// Shards of one split written as samples come: `<split>-NNNNN.bin`, each
+/// `shard_samples` samples (the last fewer), images then targets.
+pub struct SplitWriter {
+    split: String,
+    shard_samples: usize,
+    images: Vec<u8>,
+    targets: Vec<u8>,
+    pending: usize,
+    samples: u64,
+    shards: Vec<ShardEntry>,
+}
+
+impl SplitWriter {
+    pub fn new(split: &str, shard_samples: usize) -> SplitWriter {
+        SplitWriter {
+            split: split.to_string(),
+            shard_samples: shard_samples.max(1),
+            images: Vec::new(),
+            targets: Vec::new(),
+            pending: 0,
+            samples: 0,
+            shards: Vec::new(),
+        }
+    }
+
+    /// Adds a sample (its image as stored, its targets); writes a shard to
+    /// `store` when one is full.
+    pub fn push(&mut self, store: &Store, image: &[u8], targets: &[u8]) -> Result<(), DataError> {
+        self.images.extend_from_slice(image);
+        self.targets.extend_from_slice(targets);
+        self.pending += 1;
+        self.samples += 1;
+        if self.pending == self.shard_samples {
+            self.flush(store)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, store: &Store) -> Result<(), DataError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let mut bytes = std::mem::take(&mut self.images);
+        bytes.append(&mut self.targets);
+        let object = format!("{}-{:05}.bin", self.split, self.shards.len());
+        self.shards
+            .push(put_shard(store, &object, bytes, self.pending)?);
+        self.pending = 0;
+        Ok(())
+    }
+
+    /// Samples pushed so far.
+    pub fn samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// Writes the last shard; the split's manifest entry.
+    pub fn finish(mut self, store: &Store) -> Result<SplitManifest, DataError> {
+        self.flush(store)?;
+        Ok(SplitManifest {
+            samples: self.samples,
+            shards: self.shards,
+        })
+    }
+}
+
 /// A dataset to write: per split, all images and targets in order.
 pub struct DatasetWriter<'a> {
     pub name: &'a str,
@@ -103,6 +179,7 @@ impl DatasetWriter<'_> {
             dtype: "u8".into(),
             targets: self.targets.clone(),
             splits: BTreeMap::new(),
+            factors: None,
         };
         for (split, data) in splits {
             let mut shards = Vec::new();

@@ -1,13 +1,19 @@
 //! Datasets: the on-storage format ([`format`]), object-store access
 //! ([`store`]), fetching shards ahead with a cache ([`fetch`]), MNIST
-//! conversion ([`mnist`]), dSprites generation ([`dsprites`]), the order
+//! conversion ([`mnist`]), dSprites generation ([`dsprites`]), writing
+//! factor datasets ([`factors`]), samples by position ([`lookup`]),
+//! importers of published layouts ([`import`], reading `.npz` through [`npz`]), the order
 //! in which samples are visited ([`sampler`]), and the writes in progress
 //! that a stop at once cleans up ([`inflight`]).
 pub mod dsprites;
+pub mod factors;
 pub mod fetch;
 pub mod format;
+pub mod import;
 pub mod inflight;
+pub mod lookup;
 pub mod mnist;
+pub mod npz;
 pub mod sampler;
 pub mod store;
 

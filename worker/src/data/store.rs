@@ -121,6 +121,9 @@ pub struct Store {
     base: Url,
     /// The directory behind a local store.
     local: Option<PathBuf>,
+    /// How long a listing is retried (`storage.retry_timeout_s`): a list's
+    /// paged body can break mid-stream, which `object_store` does not retry.
+    retry_timeout: Duration,
 }
 
 /// Turns a URL or a plain path (relative to the working directory) into a URL.
@@ -264,6 +267,7 @@ impl Store {
             prefix,
             base,
             local,
+            retry_timeout: opts.retry_timeout,
         })
     }
 
@@ -296,6 +300,7 @@ impl Store {
                 .join(&format!("{sub}/"))
                 .unwrap_or_else(|_| self.base.clone()),
             local: self.local.as_ref().map(|d| d.join(sub)),
+            retry_timeout: self.retry_timeout,
         }
     }
 
@@ -332,6 +337,35 @@ impl Store {
     /// Reads a whole object (blocking).
     pub fn get(&self, name: &str) -> Result<Bytes, DataError> {
         runtime()?.block_on(self.get_async(name))
+    }
+
+    /// Streams object `name` into the local file `to` (an object of any
+    /// size, never whole in memory); returns its size.
+    pub fn download(&self, name: &str, to: &std::path::Path) -> Result<u64, DataError> {
+        use std::io::Write;
+        let url = self.url_of(name);
+        let local = |e: std::io::Error| DataError::Io {
+            url: to.display().to_string(),
+            message: e.to_string(),
+        };
+        let mut file = std::io::BufWriter::new(std::fs::File::create(to).map_err(local)?);
+        let mut written = 0u64;
+        runtime()?.block_on(async {
+            let got = self
+                .store
+                .get(&self.path_of(name))
+                .await
+                .map_err(|e| request_error(&url, e))?;
+            let mut stream = got.into_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| request_error(&url, e))?;
+                file.write_all(&chunk).map_err(local)?;
+                written += chunk.len() as u64;
+            }
+            Ok::<(), DataError>(())
+        })?;
+        file.flush().map_err(local)?;
+        Ok(written)
     }
 
     /// Writes a whole object, in parts when it is large (atomically on
@@ -403,8 +437,24 @@ impl Store {
         })
     }
 
-    /// The names (relative to the prefix) of every object under `sub/`.
+    /// The names (relative to the prefix) of every object under `sub/`; a
+    /// listing that breaks off (a transient error) is started again, with
+    /// backoff, for up to `storage.retry_timeout_s`.
     pub fn list(&self, sub: &str) -> Result<Vec<String>, DataError> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match self.list_once(sub) {
+                Err(DataError::Io { .. }) if started.elapsed() + wait < self.retry_timeout => {
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn list_once(&self, sub: &str) -> Result<Vec<String>, DataError> {
         let path = self.path_of(sub);
         let skip = self.prefix.parts().count();
         runtime()?.block_on(async {

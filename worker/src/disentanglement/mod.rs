@@ -5,9 +5,9 @@
 //! Only the sampling differs: factors are drawn from the project's
 //! counter-based streams instead of NumPy's. Representations are compared
 //! in float64. The data and the representation come from a [`GroundTruth`]:
-//! a generator that can produce observations for any factor values
-//! (dSprites), encoded to mean codes by a model, or, in tests, a known
-//! function of the factors.
+//! a factor dataset's stored images of any factor combination (dSprites,
+//! 3dshapes, MPI3D, generated or imported), encoded to mean codes by a
+//! model, or, in tests, a known function of the factors.
 pub mod betavae;
 pub mod factorvae;
 pub mod mig;
@@ -102,34 +102,42 @@ pub fn argmin(v: &[f64]) -> usize {
     argmax(&neg)
 }
 
-/// dSprites rendered by the generator for any factor values, encoded by a
-/// model to its mean codes `μ`.
-pub struct EncoderOnDsprites<'a> {
+/// A factor dataset's stored images (found by factor combination through
+/// its grid, see [`crate::data::lookup`]), encoded by a model to its mean
+/// codes `μ`. A read that fails is kept in `failed` (the metrics are then
+/// not reported).
+pub struct EncoderOnStored<'a> {
     pub model: &'a dyn crate::model::Vae,
     pub device: Device,
     pub kind: Kind,
+    pub data: &'a crate::data::lookup::FactorData,
+    pub failed: Option<crate::data::DataError>,
 }
 
-impl GroundTruth for EncoderOnDsprites<'_> {
+impl GroundTruth for EncoderOnStored<'_> {
     fn factor_sizes(&self) -> Vec<usize> {
-        crate::data::dsprites::FACTOR_SIZES.to_vec()
+        self.data.grid.clone()
     }
 
     fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
-        use crate::data::dsprites::{render, SIDE};
+        let [c, h, w] = self.data.shape.map(|d| d as i64);
         let mut out = Vec::with_capacity(factors.len());
-        let mut img = vec![0u8; SIDE * SIDE];
         for chunk in factors.chunks(512) {
             crate::watchdog::beat();
-            let mut pixels = Vec::with_capacity(chunk.len() * SIDE * SIDE);
-            for f in chunk {
-                render([f[0], f[1], f[2], f[3], f[4]], &mut img);
-                pixels.extend_from_slice(&img);
-            }
+            let positions: Vec<usize> = chunk.iter().map(|f| self.data.position(f)).collect();
+            let pixels = match self.data.reader.images(&positions) {
+                Ok(p) if self.failed.is_none() => p,
+                Ok(_) => vec![0; positions.len() * (c * h * w) as usize],
+                Err(e) => {
+                    self.failed.get_or_insert(e);
+                    vec![0; positions.len() * (c * h * w) as usize]
+                }
+            };
             let x = Tensor::from_slice(&pixels)
-                .view([chunk.len() as i64, 1, SIDE as i64, SIDE as i64])
+                .view([chunk.len() as i64, c, h, w])
                 .to_device(self.device)
-                .to_kind(self.kind);
+                .to_kind(self.kind)
+                / 255.0;
             let mu = tch::no_grad(|| self.model.encode(&x).0)
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);

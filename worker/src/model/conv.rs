@@ -1,6 +1,9 @@
 //! Convolutional VAE: 4×4 stride-2 convolutions (32-64-128 by default) with
 //! ReLU, an optional dense layer, linear heads for μ and log σ², and the mirror
-//! image in the decoder with transposed convolutions. Inputs whose side is not
+//! image in the decoder (`fc_z` — with a ReLU after it unless
+//! `model.fc_z_relu = false` — then transposed convolutions). Shapes: `x`
+//! `[B, C, H, W]` (C = 1 or 3) → `μ`, `log σ²` `[B, L]`; `z` `[B, L]` →
+//! logits `[B, C, H, W]`. Inputs whose side is not
 //! a multiple of 2^layers (MNIST's 28) are zero-padded to the next one (32) and
 //! the logits cropped back, so any `[C, H, W]` works.
 use tch::{nn, nn::Module, Tensor};
@@ -17,6 +20,8 @@ pub struct ConvVae {
     mu: Mixed<nn::Linear>,
     logvar: Mixed<nn::Linear>,
     from_z: Mixed<nn::Linear>,
+    /// A ReLU after `from_z`.
+    from_z_relu: bool,
     shape: [i64; 3],
     /// Padded height and width, multiples of 2^layers.
     padded: [i64; 2],
@@ -32,6 +37,7 @@ impl ConvVae {
         channels: &[i64],
         hidden: i64,
         latent: i64,
+        from_z_relu: bool,
         precision: Precision,
     ) -> ConvVae {
         let [c, h, w] = shape;
@@ -75,6 +81,7 @@ impl ConvVae {
             mu: mixed_linear(root / "fc_mu", head_in, latent, precision),
             logvar: mixed_linear(root / "fc_logvar", head_in, latent, precision),
             from_z: mixed_linear(root / "fc_z", latent, head_in, precision),
+            from_z_relu,
             shape,
             padded,
             inner,
@@ -105,7 +112,10 @@ impl Vae for ConvVae {
     fn decode(&self, z: &Tensor) -> Tensor {
         let [_, h, w] = self.shape;
         let [ic, ih, iw] = self.inner;
-        let mut t = self.from_z.forward(z).relu();
+        let mut t = self.from_z.forward(z);
+        if self.from_z_relu {
+            t = t.relu();
+        }
         if let Some(fc) = &self.dec_fc {
             t = fc.forward(&t).relu();
         }

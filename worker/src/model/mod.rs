@@ -48,6 +48,7 @@ pub fn build(
             &cfg.conv_channels,
             cfg.hidden_dim,
             cfg.latent_dim,
+            cfg.fc_z_relu,
             precision,
         )),
     }

@@ -12,7 +12,8 @@ use super::step::{Pass, Trainer};
 use super::{tensor_err, TrainError};
 use crate::comm::Whole;
 use crate::data::format::Dataset;
-use crate::disentanglement::{self, Budget, EncoderOnDsprites};
+use crate::data::lookup::FactorData;
+use crate::disentanglement::{self, Budget, EncoderOnStored};
 use crate::images;
 use crate::metrics::{batch_sums, sums_len, Sums};
 use crate::rng::{self, Stream};
@@ -118,17 +119,24 @@ pub fn pictures(t: &Trainer, test: &Tensor) -> Option<Pictures> {
 }
 
 /// The configured disentanglement metrics (`eval.metrics`; empty for none)
-/// of the model's mean codes on dSprites rendered by the generator.
-pub fn factor_metrics(t: &Trainer) -> BTreeMap<String, f64> {
-    let mut gt = EncoderOnDsprites {
+/// of the model's mean codes on the stored images of the factor dataset
+/// `data`.
+pub fn factor_metrics(t: &Trainer, data: &FactorData) -> Result<BTreeMap<String, f64>, TrainError> {
+    let mut gt = EncoderOnStored {
         model: t.model.as_ref(),
         device: t.device,
         kind: t.kind,
+        data,
+        failed: None,
     };
     let budget = Budget {
         scale: t.cfg.eval.scale,
     };
-    disentanglement::compute(&t.cfg.eval.metrics, &mut gt, budget, t.cfg.train.seed)
+    let values = disentanglement::compute(&t.cfg.eval.metrics, &mut gt, budget, t.cfg.train.seed);
+    match gt.failed {
+        Some(e) => Err(e.into()),
+        None => Ok(values),
+    }
 }
 
 /// The regulariser's figures on `images` (FactorVAE: the discriminator's accuracy).
@@ -138,14 +146,34 @@ pub fn regularizer_figures(t: &Trainer, images: &Tensor) -> Vec<(&'static str, f
     })
 }
 
-/// Disentanglement metrics need a dataset with known factors: refuses
-/// `eval.metrics` on any other (`what` names the setting in the message).
-pub fn require_factors(cfg: &Config, dataset: &Dataset, what: &str) -> Result<(), TrainError> {
-    if !cfg.eval.metrics.is_empty() && dataset.manifest.name != "dsprites" {
+/// What the disentanglement metrics (`eval.metrics`) read: the factor
+/// dataset's images by factor combination, opened (its shards verified, or
+/// fetched into the cache) when `open` (on the rank that computes them).
+/// Refuses metrics on a dataset with no factor grid (`what` names the
+/// setting in the message).
+pub fn factor_data(
+    cfg: &Config,
+    dataset: &Dataset,
+    what: &str,
+    open: bool,
+) -> Result<Option<FactorData>, TrainError> {
+    if cfg.eval.metrics.is_empty() {
+        return Ok(None);
+    }
+    if dataset.manifest.factors.is_none() {
         return Err(TrainError::Invalid(format!(
-            "{what}: disentanglement metrics need a dataset with known factors (dsprites); {} is `{}`",
-            cfg.data.url, dataset.manifest.name
+            "{what}: disentanglement metrics need a factor dataset (dsprites, shapes3d, mpi3d: a manifest with `factors`); {} is `{}`{}",
+            vae_proto::redact::redact(&cfg.data.url),
+            dataset.manifest.name,
+            if dataset.manifest.name == "dsprites" {
+                " prepared before factor grids were recorded: prepare it again"
+            } else {
+                ""
+            }
         )));
     }
-    Ok(())
+    if !open {
+        return Ok(None);
+    }
+    Ok(FactorData::open(dataset)?)
 }

@@ -151,6 +151,8 @@ struct Run<'a> {
     meter: Meter,
     state: TrainState,
     stop: &'a StopFlag,
+    /// What the disentanglement metrics read (rank 0, when configured).
+    factors: Option<crate::data::lookup::FactorData>,
     /// The last evaluation: test sums and record.
     last_eval: Option<(Sums, EvalRecord)>,
     last_ckpt_step: Option<u64>,
@@ -189,7 +191,7 @@ impl<'a> Run<'a> {
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
         let dataset = Dataset::open(&cfg.data.url, &storage)?;
-        eval::require_factors(cfg, &dataset, "config key `eval.metrics`")?;
+        let factors = eval::factor_data(cfg, &dataset, "config key `eval.metrics`", rank == 0)?;
         let shape = dataset.manifest.sample_shape;
         let n_train = dataset.split("train")?.samples as usize;
         let test_images = feed::load_split(&dataset, "test", None, args.device)?;
@@ -222,6 +224,7 @@ impl<'a> Run<'a> {
             last_ckpt_step: resume.then_some(state.step),
             state,
             stop: &args.stop,
+            factors,
             last_eval: None,
             last_metrics_step: None,
             stopped_early: false,
@@ -363,12 +366,27 @@ impl<'a> Run<'a> {
         if self.report.is_active() {
             let _g = watchdog::phase(Phase::Metrics);
             let started = Instant::now();
-            let values = eval::factor_metrics(&self.trainer);
+            let values = match &self.factors {
+                Some(data) => eval::factor_metrics(&self.trainer, data)?,
+                None => BTreeMap::new(),
+            };
             self.report.metrics(step, values, started.elapsed())?;
+            self.pictures()?;
         }
         self.last_metrics_step = Some(step);
         let _g = watchdog::phase(Phase::Waiting);
         self.comm.barrier()?;
+        Ok(())
+    }
+
+    /// Pictures of the model now (rank 0), unless this step has them.
+    fn pictures(&mut self) -> Result<(), TrainError> {
+        let step = self.state.step;
+        if self.report.wants_pictures_at(step) {
+            if let Some(p) = eval::pictures(&self.trainer, &self.test_images) {
+                self.report.pictures(p, step)?;
+            }
+        }
         Ok(())
     }
 
@@ -396,6 +414,7 @@ impl<'a> Run<'a> {
             let rec = EvalRecord::new(epoch, step, train_loss, &test.sums, sps);
             self.report.final_eval(&rec, &test.sums)?;
             self.last_eval = Some((test.sums, rec));
+            self.pictures()?;
         }
         let (test, last) = self
             .last_eval

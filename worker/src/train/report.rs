@@ -361,6 +361,8 @@ pub struct Reporter {
     session: bool,
     /// The rank that was slowest in the last windows, and for how many.
     straggler: Option<(usize, u32)>,
+    /// The step of the last pictures written.
+    pictures_step: Option<u64>,
 }
 
 impl Reporter {
@@ -386,6 +388,7 @@ impl Reporter {
             writes: Vec::new(),
             session: false,
             straggler: None,
+            pictures_step: None,
         })
     }
 
@@ -397,6 +400,22 @@ impl Reporter {
     /// Whether the next evaluation's pictures will be shown (compute them only then).
     pub fn wants_pictures(&self) -> bool {
         self.is_active() && self.log_images
+    }
+
+    /// Whether pictures of `step` are wanted and not written yet.
+    pub fn wants_pictures_at(&self, step: u64) -> bool {
+        self.wants_pictures() && self.pictures_step != Some(step)
+    }
+
+    /// Pictures at an evaluation that is not an epoch's end (the metrics'
+    /// `eval.every_steps`, the end of a run cut by `train.max_steps`).
+    pub fn pictures(&mut self, p: Pictures, step: u64) -> Result<(), TrainError> {
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
+        o.pictures(p, step)?;
+        self.pictures_step = Some(step);
+        Ok(o.board.flush()?)
     }
 
     /// A console line (rank 0).
@@ -513,7 +532,8 @@ impl Reporter {
             }
         }
         if let Some(p) = pictures {
-            o.pictures(p, rec.epoch, rec.step)?;
+            o.pictures(p, rec.step)?;
+            self.pictures_step = Some(rec.step);
         }
         o.board.flush()?;
         self.history.push(rec.clone());
@@ -639,8 +659,8 @@ impl Reporter {
 }
 
 impl Outputs {
-    /// The pictures as PNGs under `images/` and TensorBoard images.
-    fn pictures(&mut self, p: Pictures, epoch: u64, step: u64) -> Result<(), TrainError> {
+    /// The pictures as PNGs under `images/` (named by step) and TensorBoard images.
+    fn pictures(&mut self, p: Pictures, step: u64) -> Result<(), TrainError> {
         for (tag, file, imgs, per_row) in [
             ("test/reconstructions", "recon", p.reconstructions, 16),
             ("samples/prior", "prior", p.prior, 8),
@@ -650,7 +670,7 @@ impl Outputs {
             let path = self
                 .run_dir
                 .join("images")
-                .join(format!("{file}-epoch-{epoch:03}.png"));
+                .join(format!("{file}-step-{step:010}.png"));
             let fail = |message: String| TrainError::RunDir {
                 path: path.clone(),
                 message,

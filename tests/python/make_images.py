@@ -1,0 +1,86 @@
+"""Fixtures for the image importer, in the layouts users bring:
+
+    python make_images.py png DIR N SIDE        N square PNGs (RGB), each a distinct pattern
+    python make_images.py jpg DIR N W H         N JPEGs of W x H, plus one corrupt file
+    python make_images.py wds DIR SHARDS PER W H  WebDataset shards DIR/shard-000000.tar ...
+                                               (tarfile; each sample KEY.jpg, KEY.cls, KEY.json)
+    python make_images.py digest DATASET_DIR   the sorted SHA-256 of every image in the
+                                               dataset's train and test splits (JSON)
+    python make_images.py pngdigest DIR        the same for a folder of PNGs, as PIL reads them
+"""
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+
+import numpy as np
+from PIL import Image
+
+
+def pattern(i, w, h):
+    rng = np.random.default_rng(i)
+    img = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    img[0, 0] = [i % 256, (i // 256) % 256, 7]
+    return img
+
+
+def png(d, n, side):
+    os.makedirs(d, exist_ok=True)
+    for i in range(int(n)):
+        Image.fromarray(pattern(i, int(side), int(side))).save(os.path.join(d, f"{i:06d}.png"))
+
+
+def smooth(i, w, h):
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = (np.sin(xx / (3 + i % 5)) * 100 + 128).astype(np.uint8)
+    g = (np.cos(yy / (4 + i % 3)) * 100 + 128).astype(np.uint8)
+    b = np.full((h, w), (i * 37) % 256, dtype=np.uint8)
+    return np.stack([r, g, b], axis=2)
+
+
+def jpg(d, n, w, h):
+    os.makedirs(d, exist_ok=True)
+    for i in range(int(n)):
+        Image.fromarray(smooth(i, int(w), int(h))).save(os.path.join(d, f"{i:06d}.jpg"), quality=95)
+    with open(os.path.join(d, "broken.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 this is not a jpeg")
+
+
+def wds(d, shards, per, w, h):
+    os.makedirs(d, exist_ok=True)
+    i = 0
+    for s in range(int(shards)):
+        with tarfile.open(os.path.join(d, f"shard-{s:06d}.tar"), "w") as t:
+            for _ in range(int(per)):
+                key = f"sample{i:06d}"
+                buf = io.BytesIO()
+                Image.fromarray(smooth(i, int(w), int(h))).save(buf, format="JPEG", quality=95)
+                for ext, data in [("jpg", buf.getvalue()), ("cls", str(i % 7).encode()),
+                                  ("json", json.dumps({"i": i}).encode())]:
+                    info = tarfile.TarInfo(f"{key}.{ext}")
+                    info.size = len(data)
+                    t.addfile(info, io.BytesIO(data))
+                i += 1
+
+
+def digest(root):
+    sys.path.insert(0, os.path.dirname(__file__))
+    import vaedata
+    out = []
+    for split in ("train", "test"):
+        images, _ = vaedata.load_split(root, split)
+        out += [hashlib.sha256(np.ascontiguousarray(im.transpose(1, 2, 0)).tobytes()).hexdigest()
+                for im in images]
+    print(json.dumps(sorted(out)))
+
+
+def pngdigest(d):
+    out = [hashlib.sha256(np.asarray(Image.open(os.path.join(d, f)).convert("RGB")).tobytes()).hexdigest()
+           for f in sorted(os.listdir(d)) if f.endswith(".png")]
+    print(json.dumps(sorted(out)))
+
+
+if __name__ == "__main__":
+    {"png": png, "jpg": jpg, "wds": wds, "digest": digest, "pngdigest": pngdigest}[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,431 @@
+//! Image sets: a folder or a bucket prefix of PNG/JPEG files (CelebA's
+//! `img_align_celeba/`), or WebDataset tar shards named by a URL or path
+//! with brace ranges (`s3://bucket/celeba/shard-{000000..000099}.tar`; a
+//! sample is the files that share a key, `.cls` and `.json` labels kept).
+//! Each image is centre-cropped to `crop` (CelebA's usual 148), resized to
+//! `size`×`size` with a Lanczos filter, and stored as RGB (or grey) bytes,
+//! channels first. Decoding runs on every core, in batches, in input order;
+//! a corrupt image is skipped, counted and named in the report. A sample
+//! goes to the `test` split when the hash of its key falls below
+//! `test_fraction` (stable whatever the order or the number of inputs).
+//! `.cls` labels become the target `label`; `.json` labels are kept, one
+//! line per sample in split order, in `<split>-labels.jsonl` beside the shards.
+use std::io::Read;
+
+use image::imageops::FilterType;
+use sha2::{Digest, Sha256};
+use vae_proto::dataset::{DatasetManifest, TargetSpec, DATASET_FORMAT};
+
+use super::progress;
+use crate::data::format::{channels_first, put_manifest, SplitWriter};
+use crate::data::store::{runtime, StorageOptions, Store};
+use crate::data::DataError;
+
+/// How to turn images into samples.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub size: u32,
+    pub crop: Option<u32>,
+    pub channels: u8,
+    pub test_fraction: f64,
+    pub shard_samples: usize,
+}
+
+/// One sample before decoding: its key, its image file's bytes and
+/// extension, and its labels.
+struct Raw {
+    key: String,
+    bytes: Vec<u8>,
+    cls: Option<String>,
+    json: Option<String>,
+}
+
+/// `{a..b}` (zero-padded like `a`) and `{x,y,z}` expanded, every group.
+pub fn expand_braces(spec: &str) -> Result<Vec<String>, String> {
+    let Some(open) = spec.find('{') else {
+        return Ok(vec![spec.to_string()]);
+    };
+    let close = spec[open..]
+        .find('}')
+        .map(|i| open + i)
+        .ok_or_else(|| format!("`{spec}`: a `{{` without its `}}`"))?;
+    let (head, body, tail) = (&spec[..open], &spec[open + 1..close], &spec[close + 1..]);
+    let items: Vec<String> = match body.split_once("..") {
+        Some((a, b)) => {
+            let (x, y): (u64, u64) = match (a.parse(), b.parse()) {
+                (Ok(x), Ok(y)) if x <= y => (x, y),
+                _ => return Err(format!("`{{{body}}}` is not a range a..b of numbers")),
+            };
+            if y - x > 10_000_000 {
+                return Err(format!("`{{{body}}}`: too many shards"));
+            }
+            (x..=y).map(|v| format!("{v:0w$}", w = a.len())).collect()
+        }
+        None => body.split(',').map(str::to_string).collect(),
+    };
+    let mut out = Vec::new();
+    for rest in expand_braces(tail)? {
+        for it in &items {
+            out.push(format!("{head}{it}{rest}"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn is_image(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
+}
+
+/// The WebDataset key and extension of a file in a tar: the part of the
+/// base name before its first dot, with the directory.
+fn key_and_ext(name: &str) -> (String, String) {
+    let (dir, base) = name.rsplit_once('/').map_or(("", name), |(d, b)| (d, b));
+    let (stem, ext) = base.split_once('.').unwrap_or((base, ""));
+    let key = if dir.is_empty() {
+        stem.to_string()
+    } else {
+        format!("{dir}/{stem}")
+    };
+    (key, ext.to_ascii_lowercase())
+}
+
+/// Where the samples come from.
+enum Source {
+    /// Image files: local paths or objects of a store.
+    Files(Store, Vec<String>),
+    /// WebDataset tar shards (paths or URLs), read in order.
+    Tars(Vec<String>),
+}
+
+fn source(from: &str, opts: &StorageOptions) -> Result<Source, DataError> {
+    let bad = |message: String| DataError::InvalidUrl {
+        url: from.to_string(),
+        message,
+    };
+    if from.trim_end_matches('/').ends_with(".tar") {
+        return Ok(Source::Tars(expand_braces(from).map_err(bad)?));
+    }
+    let store = Store::open(from, opts)?;
+    let mut names: Vec<String> = store
+        .list("")?
+        .into_iter()
+        .filter(|n| is_image(n))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(bad("holds no .png, .jpg or .jpeg file".into()));
+    }
+    Ok(Source::Files(store, names))
+}
+
+/// Reads the files `names` of `store`, several at a time.
+fn fetch_files(store: &Store, names: &[String], concurrency: usize) -> Result<Vec<Raw>, DataError> {
+    use futures::StreamExt;
+    runtime()?.block_on(async {
+        futures::stream::iter(names)
+            .map(|n| async move {
+                let bytes = store.get_async(n).await?;
+                Ok(Raw {
+                    key: n.rsplit_once('.').map_or(n.as_str(), |p| p.0).to_string(),
+                    bytes: bytes.to_vec(),
+                    cls: None,
+                    json: None,
+                })
+            })
+            .buffered(concurrency.max(1))
+            .collect::<Vec<Result<Raw, DataError>>>()
+            .await
+            .into_iter()
+            .collect()
+    })
+}
+
+/// The samples of one tar shard, in order (files grouped by key), handed to
+/// `each` in batches of about `batch` as they are read.
+fn read_tar(
+    spec: &str,
+    opts: &StorageOptions,
+    batch: usize,
+    mut each: impl FnMut(&[Raw]) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let input = super::local_input(spec, opts)?;
+    let io = |e: std::io::Error| DataError::Io {
+        url: spec.to_string(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(&input.path).map_err(io)?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut samples: Vec<Raw> = Vec::new();
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
+        let (key, ext) = key_and_ext(&name);
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(io)?;
+        if samples.last().is_none_or(|s| s.key != key) {
+            // A new key: the samples before the last are complete.
+            if samples.len() > batch {
+                let last = samples.pop();
+                each(&samples)?;
+                samples.clear();
+                samples.extend(last);
+            }
+            samples.push(Raw {
+                key: key.clone(),
+                bytes: Vec::new(),
+                cls: None,
+                json: None,
+            });
+        }
+        let Some(s) = samples.last_mut() else {
+            continue;
+        };
+        match ext.as_str() {
+            "png" | "jpg" | "jpeg" => s.bytes = bytes,
+            "cls" => s.cls = Some(String::from_utf8_lossy(&bytes).trim().to_string()),
+            "json" => s.json = Some(String::from_utf8_lossy(&bytes).trim().to_string()),
+            _ => {}
+        }
+    }
+    each(&samples)
+}
+
+/// An image decoded, cropped, resized and laid out channels first.
+fn decode(bytes: &[u8], o: &Options) -> Result<Vec<u8>, String> {
+    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+    let (w, h) = (img.width(), img.height());
+    let img = match o.crop {
+        Some(c) if c <= w && c <= h => img.crop_imm((w - c) / 2, (h - c) / 2, c, c),
+        _ => img,
+    };
+    let img = if (img.width(), img.height()) == (o.size, o.size) {
+        img
+    } else {
+        img.resize_exact(o.size, o.size, FilterType::Lanczos3)
+    };
+    let s = (o.size * o.size) as usize;
+    Ok(if o.channels == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        let mut chw = vec![0u8; 3 * s];
+        channels_first(&img.to_rgb8().into_raw(), &mut chw, 3);
+        chw
+    })
+}
+
+/// Decodes `batch` on every core, keeping its order.
+fn decode_all(batch: &[Raw], o: &Options) -> Vec<Result<Vec<u8>, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = batch.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = batch
+            .chunks(per)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|r| decode(&r.bytes, o))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Whether the sample with `key` belongs to the test split.
+fn in_test(key: &str, fraction: f64) -> bool {
+    let h = Sha256::digest(key.as_bytes());
+    let x = u64::from_be_bytes(h[..8].try_into().unwrap_or_default());
+    (x as f64 / u64::MAX as f64) < fraction
+}
+
+/// What an import did, for the report.
+pub struct Report {
+    pub manifest: DatasetManifest,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The splits being written, their labels and what was skipped.
+struct Output {
+    store: Store,
+    splits: [(SplitWriter, Vec<String>); 2],
+    labels: Option<bool>,
+    max_cls: u8,
+    skipped: Vec<(String, String)>,
+}
+
+impl Output {
+    fn add(
+        &mut self,
+        raw: &Raw,
+        image: Result<Vec<u8>, String>,
+        o: &Options,
+    ) -> Result<(), DataError> {
+        let image = match image {
+            Ok(i) => i,
+            Err(e) => {
+                self.skipped.push((raw.key.clone(), e));
+                return Ok(());
+            }
+        };
+        // The first sample says whether there are `.cls` labels.
+        let labelled = *self.labels.get_or_insert(raw.cls.is_some());
+        let cls = match (labelled, raw.cls.as_deref().map(str::parse::<u8>)) {
+            (false, _) => None,
+            (true, Some(Ok(c))) => Some(c),
+            (true, Some(Err(_))) => {
+                self.skipped
+                    .push((raw.key.clone(), "its .cls is not a class 0..255".into()));
+                return Ok(());
+            }
+            (true, None) => {
+                self.skipped.push((raw.key.clone(), "no .cls label".into()));
+                return Ok(());
+            }
+        };
+        let targets: Vec<u8> = cls.into_iter().collect();
+        self.max_cls = self.max_cls.max(targets.first().copied().unwrap_or(0));
+        let (w, json) = &mut self.splits[usize::from(in_test(&raw.key, o.test_fraction))];
+        w.push(&self.store, &image, &targets)?;
+        if let Some(j) = &raw.json {
+            json.push(format!(
+                "{{\"key\": {}, \"json\": {}}}",
+                serde_json::Value::String(raw.key.clone()),
+                j
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(self, o: &Options) -> Result<Report, DataError> {
+        let c = o.channels as usize;
+        let s = o.size as usize;
+        let mut m = DatasetManifest {
+            format: DATASET_FORMAT.into(),
+            name: "images".into(),
+            sample_shape: [c, s, s],
+            dtype: "u8".into(),
+            targets: match self.labels {
+                Some(true) => vec![TargetSpec {
+                    name: "label".into(),
+                    values: self.max_cls as usize + 1,
+                }],
+                _ => vec![],
+            },
+            splits: Default::default(),
+            factors: None,
+        };
+        for (name, (w, json)) in ["train", "test"].iter().zip(self.splits) {
+            if !json.is_empty() {
+                self.store
+                    .put(&format!("{name}-labels.jsonl"), json.join("\n") + "\n")?;
+            }
+            m.splits.insert(name.to_string(), w.finish(&self.store)?);
+        }
+        put_manifest(&self.store, &m)?;
+        Ok(Report {
+            manifest: m,
+            skipped: self.skipped,
+        })
+    }
+}
+
+/// Imports the images `from` names into `out`.
+pub fn import(
+    from: &str,
+    out: &str,
+    o: &Options,
+    storage: &StorageOptions,
+) -> Result<Report, DataError> {
+    let src = source(from, storage)?;
+    let mut output = Output {
+        store: Store::open(out, storage)?,
+        splits: [
+            (SplitWriter::new("train", o.shard_samples), Vec::new()),
+            (SplitWriter::new("test", o.shard_samples), Vec::new()),
+        ],
+        labels: None,
+        max_cls: 0,
+        skipped: Vec::new(),
+    };
+    const BATCH: usize = 256;
+    match src {
+        Source::Files(store, names) => {
+            let bar = progress(names.len() as u64, "images");
+            for chunk in names.chunks(BATCH) {
+                let raws = fetch_files(&store, chunk, storage.concurrency)?;
+                for (raw, img) in raws.iter().zip(decode_all(&raws, o)) {
+                    output.add(raw, img, o)?;
+                }
+                bar.inc(chunk.len() as u64);
+            }
+            bar.finish_and_clear();
+        }
+        Source::Tars(specs) => {
+            let bar = progress(specs.len() as u64, "shards");
+            for spec in &specs {
+                read_tar(spec, storage, BATCH, |batch| {
+                    for (raw, img) in batch.iter().zip(decode_all(batch, o)) {
+                        output.add(raw, img, o)?;
+                    }
+                    Ok(())
+                })?;
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+        }
+    }
+    output.finish(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn braces_expand_ranges_and_lists() {
+        let v = expand_braces("s3://b/shard-{000..002}.tar").unwrap();
+        assert_eq!(
+            v,
+            [
+                "s3://b/shard-000.tar",
+                "s3://b/shard-001.tar",
+                "s3://b/shard-002.tar"
+            ]
+        );
+        let v = expand_braces("x-{a,b}-{1..2}.tar").unwrap();
+        assert_eq!(v, ["x-a-1.tar", "x-a-2.tar", "x-b-1.tar", "x-b-2.tar"]);
+        assert!(expand_braces("x-{5..1}.tar").is_err());
+        assert!(expand_braces("x-{1..2.tar").is_err());
+    }
+
+    #[test]
+    fn webdataset_keys_are_the_name_before_the_first_dot() {
+        assert_eq!(
+            key_and_ext("a/b/000123.jpg"),
+            ("a/b/000123".into(), "jpg".into())
+        );
+        assert_eq!(
+            key_and_ext("000123.seg.png"),
+            ("000123".into(), "seg.png".into())
+        );
+    }
+
+    #[test]
+    fn the_test_split_is_chosen_by_key() {
+        let n = (0..10_000)
+            .filter(|i| in_test(&format!("img{i}"), 0.1))
+            .count();
+        assert!((800..1200).contains(&n), "{n}");
+        assert_eq!(in_test("abc", 0.5), in_test("abc", 0.5));
+    }
+}
