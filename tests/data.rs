@@ -90,7 +90,14 @@ fn images_and_webdataset_shards_from_a_bucket_train_seed_002_s_model_on_two_rank
 
     // A folder of JPEGs with a corrupt one, in the bucket and on disk:
     // skipped, counted and named; the same dataset either way.
-    py(&[&script("make_images.py"), "jpg", &ds("jpg"), "30", "96", "80"]);
+    py(&[
+        &script("make_images.py"),
+        "jpg",
+        &ds("jpg"),
+        "30",
+        "96",
+        "80",
+    ]);
     upload(&s3, "imgs", "jpg/", &d("jpg"));
     let crop = ["--crop", "72", "--size", "64"];
     for (from, to, vars) in [
@@ -99,7 +106,10 @@ fn images_and_webdataset_shards_from_a_bucket_train_seed_002_s_model_on_two_rank
     ] {
         let out = prepare_images(&from, &ds(to), &crop, vars);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("skipped 1 image") && err.contains("broken"), "{err}");
+        assert!(
+            err.contains("skipped 1 image") && err.contains("broken"),
+            "{err}"
+        );
         assert_eq!(samples(&manifest(&d(to))), 30);
     }
     for f in std::fs::read_dir(d("jpg-ds")).unwrap() {
