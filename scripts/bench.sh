@@ -106,7 +106,7 @@ if [ "$WHAT" = storage ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = import ] || [ "$WHAT" = all ]; then
-  N="${IMPORT_IMAGES:-3000}"
+  N="${IMPORT_IMAGES:-10000}"
   "$VAE_PYTHON" tests/python/make_images.py jpg "$tmp/jpg" "$N" 178 218
   rm -f "$tmp/jpg/broken.jpg"
   secs() { local s; s=$(date +%s.%N); "$@" >/dev/null 2>&1; "$VAE_PYTHON" -c "import time; print(time.time() - $s)"; }
