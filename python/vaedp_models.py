@@ -150,7 +150,7 @@ def batch_loss(model, x, eps, cfg, step, dataset_size):
     m = {
         "likelihood": "bernoulli", "beta": 1.0, "gamma": 0.0, "objective": "vae",
         "tc_weight": 1.0, "capacity_max": 25.0, "capacity_steps": 100000,
-        "capacity_weight": 1000.0,
+        "capacity_weight": 1000.0, "dip_lambda_od": 10.0,
     }
     m.update(cfg.get("model", {}))
     mu, logvar = model.encode(x)
@@ -179,6 +179,17 @@ def batch_loss(model, x, eps, cfg, step, dataset_size):
         log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
         loss = (recon + (log_qz_x - log_qz) + m["tc_weight"] * (log_qz - log_prod)
                 + (log_prod - log_pz)).double().sum()
+    elif kind in ("dip_i", "dip_ii"):
+        lambda_d = m.get("dip_lambda_d",
+                         10.0 * m["dip_lambda_od"] if kind == "dip_i" else m["dip_lambda_od"])
+        e_mu = mu.mean(0)
+        cov = (mu.unsqueeze(2) * mu.unsqueeze(1)).mean(0) - e_mu.unsqueeze(1) * e_mu.unsqueeze(0)
+        if kind == "dip_ii":
+            cov = cov + torch.diag_embed(logvar.exp()).mean(0)
+        diag = torch.diagonal(cov)
+        off = cov - torch.diag(diag)
+        reg = m["dip_lambda_od"] * (off ** 2).sum() + lambda_d * ((diag - 1) ** 2).sum()
+        loss = (recon + kl).double().sum() + b * reg.double()
     else:
         raise ValueError(f"unknown objective {kind}")
     if m["gamma"] > 0:

@@ -359,7 +359,10 @@ fn an_untrusted_manifest_is_refused_naming_the_object_and_field() {
     let cases: [(&str, Edit, &str); 5] = [
         (
             "sha",
-            |m| m["splits"]["train"]["shards"][0]["sha256"] = "../../../../tmp/x".into(),
+            |m| {
+                let escape = format!("../../../vaedp-escape-{}", std::process::id());
+                m["splits"]["train"]["shards"][0]["sha256"] = escape.into()
+            },
             "sha256",
         ),
         (
@@ -404,7 +407,28 @@ fn an_untrusted_manifest_is_refused_naming_the_object_and_field() {
             "{name}: {err}"
         );
     }
-    assert!(!Path::new("/tmp/x").exists());
+    // Where a cache keyed by that "SHA-256" would have written.
+    let escape = format!("../../../vaedp-escape-{}", std::process::id());
+    assert!(!cache.join(&escape[..2]).join(&escape).exists());
+    assert!(!cache.exists(), "the cache was written to");
+}
+
+#[test]
+fn without_a_terminal_each_logging_window_is_a_line() {
+    // Under mpirun or in a SLURM output file the progress bar is invisible.
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_ok(train(
+        &dir.path().join("run"),
+        &["train.max_steps=60", "log.every_steps=20", "log.images=0"],
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains(" ETA ")).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("epoch 1 step 20/468") && lines[0].contains("samples/s"),
+        "{text}"
+    );
+    assert!(lines[2].contains("(step 60)"), "{text}");
 }
 
 #[test]
@@ -871,7 +895,7 @@ fn objectives_and_their_gradients_equal_the_reference_implementations() {
         .collect();
     let get = |k: &str| t[k].shallow_clone();
     let b = get("x").size()[0];
-    let objective = |kind, beta, tc_weight| Objective {
+    let objective = |kind, beta, tc_weight, dip: (f64, f64)| Objective {
         likelihood: Likelihood::Bernoulli,
         kind,
         beta,
@@ -881,12 +905,27 @@ fn objectives_and_their_gradients_equal_the_reference_implementations() {
         capacity_steps: 100,
         capacity_weight: 7.0,
         dataset_size: 100,
+        dip_lambda_od: dip.0,
+        dip_lambda_d: dip.1,
     };
+    let none = (0.0, 0.0);
     for (name, o) in [
-        ("vae", objective(ObjectiveKind::Vae, 4.0, 1.0)),
-        ("capacity", objective(ObjectiveKind::Capacity, 1.0, 1.0)),
-        ("factor", objective(ObjectiveKind::Factor, 1.0, 3.0)),
-        ("btcvae", objective(ObjectiveKind::Btcvae, 1.0, 6.0)),
+        ("vae", objective(ObjectiveKind::Vae, 4.0, 1.0, none)),
+        (
+            "capacity",
+            objective(ObjectiveKind::Capacity, 1.0, 1.0, none),
+        ),
+        ("factor", objective(ObjectiveKind::Factor, 1.0, 3.0, none)),
+        ("btcvae", objective(ObjectiveKind::Btcvae, 1.0, 6.0, none)),
+        // disentanglement_lib's defaults: λ_d = 10·λ_od (I), λ_od (II).
+        (
+            "dip_i",
+            objective(ObjectiveKind::DipI, 1.0, 1.0, (5.0, 50.0)),
+        ),
+        (
+            "dip_ii",
+            objective(ObjectiveKind::DipIi, 1.0, 1.0, (5.0, 5.0)),
+        ),
     ] {
         let leaf = |k: &str| get(k).set_requires_grad(true);
         let (mu, logvar, logits) = (leaf("mu"), leaf("logvar"), leaf("logits"));

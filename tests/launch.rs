@@ -602,7 +602,7 @@ fn every_objective_trains_the_same_model_on_one_and_two_ranks() {
     // log q(z) terms cancel), FactorVAE's permutation of the global batch
     // (both networks are compared).
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 6] = [
         ("vae", &["model.beta=4"]),
         (
             "capacity",
@@ -621,6 +621,12 @@ fn every_objective_trains_the_same_model_on_one_and_two_ranks() {
             ],
         ),
         ("btcvae", &["model.objective=btcvae", "model.tc_weight=6"]),
+        // The covariance of μ (and for II of z) over the global batch.
+        ("dip_i", &["model.objective=dip_i", "model.dip_lambda_od=5"]),
+        (
+            "dip_ii",
+            &["model.objective=dip_ii", "model.dip_lambda_od=5"],
+        ),
     ];
     for (name, sets) in cases {
         let mut sets = sets.to_vec();

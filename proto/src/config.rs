@@ -5,6 +5,17 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The disentanglement metrics `eval.metrics` may name (the worker's
+/// registry, `disentanglement::REGISTRY`, has these, in this order).
+pub const METRICS: [&str; 6] = [
+    "factorvae",
+    "mig",
+    "betavae",
+    "sap",
+    "modularity",
+    "unsupervised",
+];
+
 /// The built-in default job: pytorch/examples' MNIST VAE.
 pub const DEFAULT_CONFIG: &str = include_str!("../../configs/mnist_vae.toml");
 /// How messages name [`DEFAULT_CONFIG`].
@@ -64,6 +75,13 @@ pub enum ObjectiveKind {
     /// β-TCVAE (Chen et al. 2018): recon + MI + β·TC + dimension-wise KL,
     /// with minibatch-weighted sampling over the global batch.
     Btcvae,
+    /// DIP-VAE-I (Kumar et al. 2018): recon + KL + λ_od·Σ off-diagonal² +
+    /// λ_d·Σ (diagonal − 1)² of the covariance of μ over the global batch.
+    #[serde(rename = "dip_i")]
+    DipI,
+    /// DIP-VAE-II: the same on the covariance of z, E[diag σ²] + Cov(μ).
+    #[serde(rename = "dip_ii")]
+    DipIi,
 }
 
 impl ObjectiveKind {
@@ -73,6 +91,8 @@ impl ObjectiveKind {
             ObjectiveKind::Capacity => "capacity",
             ObjectiveKind::Factor => "factor",
             ObjectiveKind::Btcvae => "btcvae",
+            ObjectiveKind::DipI => "dip_i",
+            ObjectiveKind::DipIi => "dip_ii",
         }
     }
 }
@@ -178,6 +198,21 @@ pub struct ModelSection {
     pub capacity_max: f64,
     pub capacity_steps: u64,
     pub capacity_weight: f64,
+    /// DIP-VAE: λ_od, the weight of the covariance's off-diagonal entries.
+    pub dip_lambda_od: f64,
+    /// DIP-VAE: λ_d, the weight of its diagonal's distance from 1 (absent:
+    /// disentanglement_lib's 10·λ_od for DIP-VAE-I, λ_od for DIP-VAE-II).
+    pub dip_lambda_d: Option<f64>,
+}
+
+impl ModelSection {
+    /// DIP-VAE's λ_d, given or derived as disentanglement_lib derives it.
+    pub fn dip_lambda_d(&self) -> f64 {
+        self.dip_lambda_d.unwrap_or(match self.objective {
+            ObjectiveKind::DipI => 10.0 * self.dip_lambda_od,
+            _ => self.dip_lambda_od,
+        })
+    }
 }
 
 impl Default for ModelSection {
@@ -196,6 +231,8 @@ impl Default for ModelSection {
             capacity_max: 25.0,
             capacity_steps: 100_000,
             capacity_weight: 1000.0,
+            dip_lambda_od: 10.0,
+            dip_lambda_d: None,
         }
     }
 }
@@ -688,9 +725,19 @@ impl RawConfig {
         finite_nonneg("model.tc_weight", m.tc_weight)?;
         finite_nonneg("model.capacity_max", m.capacity_max)?;
         finite_nonneg("model.capacity_weight", m.capacity_weight)?;
+        finite_nonneg("model.dip_lambda_od", m.dip_lambda_od)?;
+        if let Some(d) = m.dip_lambda_d {
+            finite_nonneg("model.dip_lambda_d", d)?;
+        }
         positive("model.capacity_steps", m.capacity_steps)?;
-        if matches!(m.objective, ObjectiveKind::Factor | ObjectiveKind::Btcvae) && t.batch_size < 2
-        {
+        let batch = matches!(
+            m.objective,
+            ObjectiveKind::Factor
+                | ObjectiveKind::Btcvae
+                | ObjectiveKind::DipI
+                | ObjectiveKind::DipIi
+        );
+        if batch && t.batch_size < 2 {
             return Err(key_err(
                 "train.batch_size",
                 format!(
@@ -701,10 +748,10 @@ impl RawConfig {
             ));
         }
         for metric in &self.eval.metrics {
-            if !["factorvae", "mig", "betavae"].contains(&metric.as_str()) {
+            if !METRICS.contains(&metric.as_str()) {
                 return Err(key_err(
                     "eval.metrics",
-                    format!("unknown metric `{metric}`; known: factorvae, mig, betavae"),
+                    format!("unknown metric `{metric}`; known: {}", METRICS.join(", ")),
                 ));
             }
         }
@@ -826,14 +873,22 @@ mod tests {
     fn every_file_in_configs_parses() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
         let mut n = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                n += 1;
+        let mut todo = vec![dir.clone()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path);
+                } else if path.extension().is_some_and(|e| e == "toml") {
+                    let c = load(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    // A sweep's every point must be a valid config too.
+                    crate::sweep::Sweep::plan(&c, &[], None, &path.display().to_string())
+                        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    n += 1;
+                }
             }
         }
-        assert!(n >= 1, "no configs found in {}", dir.display());
+        assert!(n >= 6 + 6, "configs found in {}: {n}", dir.display());
     }
 
     #[test]

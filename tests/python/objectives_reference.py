@@ -16,6 +16,9 @@ with respect to mu, logvar and logits:
   mean(D(z)_0 - D(z)_1)).
 - btcvae: Chen et al. 2018 as in rtqichen/beta-tcvae (minibatch-weighted
   sampling: recon + MI + beta * TC + dimension-wise KL, dataset size N).
+- dip_i, dip_ii: Kumar et al. 2018 as disentanglement_lib's DIPVAE writes
+  it (vae.py: compute_covariance_z_mean, regularize_diag_off_diag_dip;
+  reconstruction and KL as batch means), transcribed from TensorFlow.
 """
 import math
 import sys
@@ -26,6 +29,7 @@ from safetensors.torch import save_file
 
 B, L = 6, 3
 BETA, CAP_C, CAP_GAMMA, FACTOR_GAMMA, TC_BETA, N = 4.0, 2.5, 7.0, 3.0, 6.0, 100
+DIP_LAMBDA_OD = 5.0
 
 
 def inputs():
@@ -86,10 +90,41 @@ def btcvae(t, z):
     return -elbo.mean()
 
 
+def compute_covariance_z_mean(z_mean):
+    """disentanglement_lib.methods.unsupervised.vae.compute_covariance_z_mean."""
+    expectation_z_mean_z_mean_t = torch.mean(z_mean.unsqueeze(2) * z_mean.unsqueeze(1), dim=0)
+    expectation_z_mean = torch.mean(z_mean, dim=0)
+    return expectation_z_mean_z_mean_t - expectation_z_mean.unsqueeze(1) * expectation_z_mean.unsqueeze(0)
+
+
+def regularize_diag_off_diag_dip(covariance_matrix, lambda_od, lambda_d):
+    """disentanglement_lib.methods.unsupervised.vae.regularize_diag_off_diag_dip."""
+    covariance_matrix_diagonal = torch.diagonal(covariance_matrix)
+    covariance_matrix_off_diagonal = covariance_matrix - torch.diag(covariance_matrix_diagonal)
+    return (lambda_od * torch.sum(covariance_matrix_off_diagonal ** 2)
+            + lambda_d * torch.sum((covariance_matrix_diagonal - 1) ** 2))
+
+
+def dip(dip_type, lambda_d_factor):
+    def loss(t, z):
+        reconstruction_loss = recon_sum(t["logits"], t["x"]) / B
+        kl_loss = kl_per_sample(t["mu"], t["logvar"]).mean()
+        cov_z_mean = compute_covariance_z_mean(t["mu"])
+        lambda_d = lambda_d_factor * DIP_LAMBDA_OD
+        if dip_type == "i":
+            cov = cov_z_mean
+        else:
+            cov_enc = torch.diag_embed(torch.exp(t["logvar"]))
+            cov = torch.mean(cov_enc, dim=0) + cov_z_mean
+        return reconstruction_loss + kl_loss + regularize_diag_off_diag_dip(cov, DIP_LAMBDA_OD, lambda_d)
+    return loss
+
+
 def main(out):
     base = inputs()
     tensors = dict(base)
-    for name, fn in [("vae", vae), ("capacity", capacity), ("factor", factor), ("btcvae", btcvae)]:
+    for name, fn in [("vae", vae), ("capacity", capacity), ("factor", factor), ("btcvae", btcvae),
+                     ("dip_i", dip("i", 10.0)), ("dip_ii", dip("ii", 1.0))]:
         t = {k: v.clone().requires_grad_(k in ("mu", "logvar", "logits")) for k, v in base.items()}
         z = t["mu"] + torch.exp(0.5 * t["logvar"]) * t["eps"]
         loss = fn(t, z)

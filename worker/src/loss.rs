@@ -48,6 +48,9 @@ pub struct Objective {
     pub capacity_weight: f64,
     /// Training samples, N in β-TCVAE's minibatch-weighted sampling.
     pub dataset_size: usize,
+    /// DIP-VAE's λ_od and λ_d.
+    pub dip_lambda_od: f64,
+    pub dip_lambda_d: f64,
 }
 
 impl Objective {
@@ -62,6 +65,8 @@ impl Objective {
             capacity_steps: m.capacity_steps,
             capacity_weight: m.capacity_weight,
             dataset_size,
+            dip_lambda_od: m.dip_lambda_od,
+            dip_lambda_d: m.dip_lambda_d(),
         }
     }
 
@@ -73,7 +78,13 @@ impl Objective {
     /// Whether the objective is defined on a whole batch rather than per
     /// sample (then evaluation runs it on blocks of the training batch size).
     pub fn batch_level(&self) -> bool {
-        matches!(self.kind, ObjectiveKind::Capacity | ObjectiveKind::Btcvae)
+        matches!(
+            self.kind,
+            ObjectiveKind::Capacity
+                | ObjectiveKind::Btcvae
+                | ObjectiveKind::DipI
+                | ObjectiveKind::DipIi
+        )
     }
 }
 
@@ -160,6 +171,36 @@ impl Objective {
                 });
                 (&recon + &d.mi + &d.tc * self.tc_weight + &d.dim_kl, d.tc)
             }
+            ObjectiveKind::DipI | ObjectiveKind::DipIi => {
+                // The covariance is the whole batch's: each part adds
+                // rows · R (R the regulariser of the whole batch), whose
+                // gradient reaches every part's rows through `cross`.
+                let whole = |t: &Tensor| -> Result<Tensor, CommError> {
+                    Ok(scope.gather(t)?.set_requires_grad(true))
+                };
+                let mu_all = whole(f.mu)?;
+                let cov = covariance(&mu_all);
+                let cov = if self.kind == ObjectiveKind::DipIi {
+                    let lv_all = whole(f.logvar)?;
+                    let enc = lv_all
+                        .exp()
+                        .mean_dim(0, false, lv_all.kind())
+                        .diag_embed(0, -2, -1);
+                    cross.push(CrossRows {
+                        whole: lv_all,
+                        local: f.logvar.shallow_clone(),
+                    });
+                    enc + cov
+                } else {
+                    cov
+                };
+                cross.push(CrossRows {
+                    whole: mu_all,
+                    local: f.mu.shallow_clone(),
+                });
+                let r = dip_regularizer(&cov, self.dip_lambda_od, self.dip_lambda_d);
+                (&recon + &kl + r, zeros())
+            }
         };
         if self.gamma > 0.0 {
             loss += squared_error(f.logits, f.x) * self.gamma;
@@ -210,6 +251,23 @@ pub fn gradients(
     }
     let total = Tensor::f_stack(&parts, 0)?.sum(loss.kind());
     Ok(Tensor::f_run_backward(&[&total], wrt, false, false)?)
+}
+
+/// The covariance of the rows of `m` (`[M, L]` → `[L, L]`), as
+/// disentanglement_lib's `compute_covariance_z_mean`: `E[m mᵀ] − E[m] E[m]ᵀ`.
+pub fn covariance(m: &Tensor) -> Tensor {
+    let kind = m.kind();
+    let e_mmt = (m.unsqueeze(2) * m.unsqueeze(1)).mean_dim(0, false, kind);
+    let e_m = m.mean_dim(0, false, kind);
+    e_mmt - e_m.unsqueeze(1) * e_m.unsqueeze(0)
+}
+
+/// disentanglement_lib's `regularize_diag_off_diag_dip`: `λ_od·Σ off-diagonal²
+/// + λ_d·Σ (diagonal − 1)²` of a covariance matrix (a scalar).
+pub fn dip_regularizer(cov: &Tensor, lambda_od: f64, lambda_d: f64) -> Tensor {
+    let diag = cov.diagonal(0, 0, 1);
+    let off = cov - diag.diag_embed(0, -2, -1);
+    off.square().sum(cov.kind()) * lambda_od + (diag - 1.0).square().sum(cov.kind()) * lambda_d
 }
 
 /// β-TCVAE's decomposition of the KL term, per sample `[B]`.
@@ -351,6 +409,8 @@ mod tests {
             capacity_steps: 100,
             capacity_weight: 5.0,
             dataset_size: 1000,
+            dip_lambda_od: 2.0,
+            dip_lambda_d: 20.0,
         }
     }
 

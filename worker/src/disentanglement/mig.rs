@@ -4,26 +4,14 @@
 //! informations are scikit-learn's `mutual_info_score` (nats); the score is
 //! the mean over factors of the gap between the two most informative
 //! dimensions over the factor's entropy.
-use super::{rows_f64, Budget, Draw, GroundTruth};
+use super::{Budget, GroundTruth};
 
 /// Bins of the histogram discretiser (`discretizer.num_bins`).
 pub const BINS: usize = 20;
 
 /// The score of the representation of `gt` over 10,000 samples.
 pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
-    let sizes = gt.factor_sizes();
-    let mut draw = Draw::new(seed, 1);
-    let factors: Vec<Vec<usize>> = (0..budget.n(10_000))
-        .map(|_| draw.factors(&sizes))
-        .collect();
-    let reps = rows_f64(gt.represent(&factors));
-    let d = reps.first().map_or(0, |r| r.len());
-    let codes: Vec<Vec<f64>> = (0..d)
-        .map(|j| reps.iter().map(|r| r[j]).collect())
-        .collect();
-    let ys: Vec<Vec<usize>> = (0..sizes.len())
-        .map(|k| factors.iter().map(|f| f[k]).collect())
-        .collect();
+    let (codes, ys) = super::codes_and_factors(gt, budget.n(10_000), seed, 1);
     mig(&codes, &ys)
 }
 

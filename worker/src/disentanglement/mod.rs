@@ -11,6 +11,9 @@
 pub mod betavae;
 pub mod factorvae;
 pub mod mig;
+pub mod modularity;
+pub mod sap;
+pub mod unsupervised;
 
 use tch::{Device, Kind, Tensor};
 
@@ -149,7 +152,46 @@ impl GroundTruth for EncoderOnStored<'_> {
     }
 }
 
-/// Computes the named metrics (`factorvae`, `mig`, `betavae`).
+/// A metric's named values.
+pub type Values = Vec<(String, f64)>;
+
+/// A metric: its name in `eval.metrics`, and the function that computes its
+/// named values from a representation (each draws from its own streams).
+pub struct Metric {
+    pub name: &'static str,
+    pub run: fn(&mut dyn GroundTruth, Budget, u64) -> Values,
+}
+
+/// Every metric, in the order of `vae_proto::config::METRICS` (a test
+/// checks they agree).
+pub const REGISTRY: [Metric; 6] = [
+    Metric {
+        name: "factorvae",
+        run: |gt, b, s| vec![("factorvae_score".into(), factorvae::score(gt, b, s))],
+    },
+    Metric {
+        name: "mig",
+        run: |gt, b, s| vec![("mig".into(), mig::score(gt, b, s))],
+    },
+    Metric {
+        name: "betavae",
+        run: |gt, b, s| vec![("betavae_score".into(), betavae::score(gt, b, s))],
+    },
+    Metric {
+        name: "sap",
+        run: sap::score,
+    },
+    Metric {
+        name: "modularity",
+        run: modularity::score,
+    },
+    Metric {
+        name: "unsupervised",
+        run: unsupervised::score,
+    },
+];
+
+/// Computes the named metrics (`eval.metrics`): every value each reports.
 pub fn compute(
     names: &[String],
     gt: &mut dyn GroundTruth,
@@ -158,15 +200,34 @@ pub fn compute(
 ) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
     for name in names {
-        let (key, v) = match name.as_str() {
-            "factorvae" => ("factorvae_score", factorvae::score(gt, budget, seed)),
-            "mig" => ("mig", mig::score(gt, budget, seed)),
-            "betavae" => ("betavae_score", betavae::score(gt, budget, seed)),
-            _ => continue,
-        };
-        out.insert(key.to_string(), v);
+        if let Some(m) = REGISTRY.iter().find(|m| m.name == name) {
+            out.extend((m.run)(gt, budget, seed));
+        }
     }
     out
+}
+
+/// `n` samples of factors drawn from stream `which`, and their codes:
+/// `(codes [dims][samples], factors [factors][samples])`, as
+/// disentanglement_lib's `generate_batch_factor_code` returns them.
+pub fn codes_and_factors(
+    gt: &mut dyn GroundTruth,
+    n: usize,
+    seed: u64,
+    which: u64,
+) -> (Vec<Vec<f64>>, Vec<Vec<usize>>) {
+    let sizes = gt.factor_sizes();
+    let mut draw = Draw::new(seed, which);
+    let factors: Vec<Vec<usize>> = (0..n).map(|_| draw.factors(&sizes)).collect();
+    let reps = rows_f64(gt.represent(&factors));
+    let d = reps.first().map_or(0, |r| r.len());
+    let codes = (0..d)
+        .map(|j| reps.iter().map(|r| r[j]).collect())
+        .collect();
+    let ys = (0..sizes.len())
+        .map(|k| factors.iter().map(|f| f[k]).collect())
+        .collect();
+    (codes, ys)
 }
 
 #[cfg(test)]
@@ -248,6 +309,12 @@ mod tests {
         eprintln!("BetaVAE score: true {t:.3}, noise {n:.3}");
         assert!(t > 0.95, "true factors: {t}");
         assert!(n < 0.4, "noise: {n}");
+    }
+
+    #[test]
+    fn the_registry_is_the_configs_list_of_metrics() {
+        let names: Vec<&str> = REGISTRY.iter().map(|m| m.name).collect();
+        assert_eq!(names, vae_proto::config::METRICS);
     }
 
     #[test]

@@ -73,6 +73,10 @@ pub fn build(
         ObjectiveKind::Factor => Some(Box::new(FactorDiscriminator::new(
             cfg, latent, device, kind, comm,
         )?)),
-        ObjectiveKind::Vae | ObjectiveKind::Capacity | ObjectiveKind::Btcvae => None,
+        ObjectiveKind::Vae
+        | ObjectiveKind::Capacity
+        | ObjectiveKind::Btcvae
+        | ObjectiveKind::DipI
+        | ObjectiveKind::DipIi => None,
     })
 }

@@ -363,6 +363,20 @@ pub struct Reporter {
     straggler: Option<(usize, u32)>,
     /// The step of the last pictures written.
     pictures_step: Option<u64>,
+    /// Whether stdout is a terminal (else a line per logging window).
+    terminal: bool,
+    /// Epoch (0-based), its steps done and its steps in all.
+    position: (u64, u64, u64),
+}
+
+/// Seconds as `1h02m`, `3m05s` or `12s`.
+fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match (s / 3600, (s / 60) % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, m, sec) => format!("{m}m{sec:02}s"),
+        (h, m, _) => format!("{h}h{m:02}m"),
+    }
 }
 
 impl Reporter {
@@ -389,6 +403,8 @@ impl Reporter {
             session: false,
             straggler: None,
             pictures_step: None,
+            terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            position: (0, 0, 0),
         })
     }
 
@@ -438,6 +454,7 @@ impl Reporter {
     }
 
     pub fn begin_epoch(&mut self, steps: u64, done: u64, epoch: u64) {
+        self.position = (epoch, done, steps);
         if !self.show_progress {
             return;
         }
@@ -452,8 +469,9 @@ impl Reporter {
         self.bar = bar;
     }
 
-    pub fn tick(&self) {
+    pub fn tick(&mut self) {
         self.bar.inc(1);
+        self.position.1 += 1;
     }
 
     pub fn end_epoch(&self) {
@@ -478,6 +496,19 @@ impl Reporter {
             w.sums.loss(),
             w.samples_per_sec
         ));
+        if !self.terminal {
+            // Under mpirun or in a SLURM output file the bar is invisible:
+            // one line per window says what it would.
+            let (epoch, done, steps) = self.position;
+            let eta = (steps.saturating_sub(done)) as f64 * w.step_secs;
+            println!(
+                "epoch {} step {done}/{steps} (step {step})  loss {:.4}  {:.0} samples/s  ETA {}",
+                epoch + 1,
+                w.sums.loss(),
+                w.samples_per_sec,
+                duration(eta)
+            );
+        }
         for (tag, v) in scalars {
             o.board.scalar(&tag, v, step);
             self.last.insert(tag, v);
