@@ -1,5 +1,6 @@
 //! The VAE training worker: one process per GPU (or CPU slot). Modules, one
-//! concern each: [`model`] (architectures), [`loss`] (the objective), [`optim`]
+//! concern each: [`model`] (architectures), [`objective`] (one file per
+//! objective, and the registry), [`loss`] (what they share), [`optim`]
 //! (flat parameters and Adam), [`data`] (dataset format, object storage,
 //! sample order), [`rng`] (counter-based randomness), [`comm`] (joining the
 //! job, collectives), [`agree`] (every rank trains the same config on the
@@ -26,6 +27,7 @@ pub mod loss;
 pub mod metrics;
 pub mod model;
 pub mod nccl;
+pub mod objective;
 pub mod oom;
 pub mod optim;
 pub mod rng;

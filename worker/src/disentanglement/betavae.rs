@@ -24,7 +24,7 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let mut points = |count: usize, draw: &mut Draw| {
         let (mut xs, mut ys) = (Vec::new(), Vec::new());
         for _ in 0..count {
-            let k = draw.below(sizes.len());
+            let k = draw.factor_index(sizes.len());
             let a: Vec<Vec<usize>> = (0..BATCH).map(|_| draw.factors(&sizes)).collect();
             let b: Vec<Vec<usize>> = a
                 .iter()
@@ -42,6 +42,12 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     };
     let (xt, yt) = points(budget.n(10_000), &mut draw);
     let (xe, ye) = points(budget.n(5_000), &mut draw);
+    if let Ok(p) = std::env::var("VAE_SCRATCH_DUMP") {
+        let _ = std::fs::write(
+            p,
+            serde_json::json!({"xt": xt, "yt": yt, "xe": xe, "ye": ye}).to_string(),
+        );
+    }
     accuracy(&xt, &yt, &xe, &ye)
 }
 

@@ -32,7 +32,7 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let mut votes = |count: usize, draw: &mut Draw| {
         let mut table = vec![vec![0u64; global_var.len()]; sizes.len()];
         for _ in 0..count {
-            let k = draw.below(sizes.len());
+            let k = draw.factor_index(sizes.len());
             let mut batch: Vec<Vec<usize>> = (0..BATCH).map(|_| draw.factors(&sizes)).collect();
             let fixed = batch[0][k];
             for f in &mut batch {

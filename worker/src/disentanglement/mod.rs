@@ -64,6 +64,79 @@ impl Draw {
     pub fn factors(&mut self, sizes: &[usize]) -> Vec<usize> {
         sizes.iter().map(|&s| self.below(s)).collect()
     }
+
+    /// Which of `n` factors a vote or a point fixes.
+    pub fn factor_index(&mut self, n: usize) -> usize {
+        let k = self.below(n);
+        record::pick(k);
+        k
+    }
+}
+
+/// Test-only (the `fault-injection` feature): with `VAE_FAULT_RECORD_DRAWS`
+/// set to a path prefix, each metric's draws — the factor index each vote or
+/// point fixes, and each batch of factor combinations it represents, in
+/// order — are written to `<prefix>-<metric>.json`, so a test can serve the
+/// very same draws to disentanglement_lib's own functions on the same
+/// encoder (`tests/python/dlib_served.py`). Without the feature, nothing.
+pub mod record {
+    #[cfg(feature = "fault-injection")]
+    use std::sync::Mutex;
+
+    #[cfg(feature = "fault-injection")]
+    static EVENTS: Mutex<Vec<serde_json::Value>> = Mutex::new(Vec::new());
+
+    #[cfg(feature = "fault-injection")]
+    fn on() -> bool {
+        std::env::var_os("VAE_FAULT_RECORD_DRAWS").is_some()
+    }
+
+    /// A factor index chosen.
+    pub fn pick(_k: usize) {
+        #[cfg(feature = "fault-injection")]
+        if on() {
+            if let Ok(mut e) = EVENTS.lock() {
+                e.push(serde_json::json!({ "pick": _k }));
+            }
+        }
+    }
+
+    /// A batch of factor combinations represented.
+    pub fn batch(_factors: &[Vec<usize>]) {
+        #[cfg(feature = "fault-injection")]
+        if on() {
+            if let Ok(mut e) = EVENTS.lock() {
+                e.push(serde_json::json!({ "batch": _factors }));
+            }
+        }
+    }
+
+    /// Writes what metric `_name` drew, and starts afresh.
+    pub fn finish(_name: &str) {
+        #[cfg(feature = "fault-injection")]
+        if let Some(prefix) = std::env::var_os("VAE_FAULT_RECORD_DRAWS") {
+            if let Ok(mut e) = EVENTS.lock() {
+                let path = format!("{}-{_name}.json", prefix.to_string_lossy());
+                let _ = std::fs::write(
+                    path,
+                    serde_json::Value::Array(std::mem::take(&mut *e)).to_string(),
+                );
+            }
+        }
+    }
+}
+
+/// A representation that records the batches asked of it (see [`record`]).
+struct Recorded<'a>(&'a mut dyn GroundTruth);
+
+impl GroundTruth for Recorded<'_> {
+    fn factor_sizes(&self) -> Vec<usize> {
+        self.0.factor_sizes()
+    }
+    fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
+        record::batch(factors);
+        self.0.represent(factors)
+    }
 }
 
 /// Representations as float64 rows.
@@ -199,9 +272,11 @@ pub fn compute(
     seed: u64,
 ) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
+    let mut gt = Recorded(gt);
     for name in names {
         if let Some(m) = REGISTRY.iter().find(|m| m.name == name) {
-            out.extend((m.run)(gt, budget, seed));
+            out.extend((m.run)(&mut gt, budget, seed));
+            record::finish(m.name);
         }
     }
     out

@@ -3,18 +3,16 @@
 //! module of its own:
 //! - [`feed`]: this rank's batches in the configured data order;
 //! - [`step`]: the [`step::Trainer`] (model, flat parameters, Adam, forward,
-//!   the VAE update), with [`regularizer`]s (FactorVAE's discriminator) for
-//!   objectives that train a second network;
+//!   the VAE update), with the objective's regularising network when it has
+//!   one (`crate::objective`: FactorVAE's discriminator);
 //! - [`eval`]: the test split, pictures, disentanglement metrics;
 //! - [`report`]: what rank 0 writes (TensorBoard, PNG, console, JSON);
 //! - [`schedule`]: when to log, evaluate, checkpoint and stop (pure);
 //! - [`state`]: the run's position, checkpoints and resume;
 //! - `rundir`: the run directory; `faults`: test-only fault injection.
 pub mod eval;
-mod factorvae;
 pub(crate) mod faults;
 pub mod feed;
-pub mod regularizer;
 pub mod report;
 mod rundir;
 pub mod schedule;

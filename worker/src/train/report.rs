@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 use vae_proto::checkpoint::EarlyStoppingState;
-use vae_proto::config::{Config, ObjectiveKind};
+use vae_proto::config::Config;
 
 use super::eval::{Pictures, TestEval};
 use super::step::{StepOutcome, Trainer};
@@ -268,7 +268,7 @@ pub fn sums_scalars(prefix: &str, s: &Sums, has_tc: bool) -> Vec<(String, f64)> 
 
 /// Every training scalar of a logging window at `step`.
 pub fn train_scalars(w: &Window, t: &Trainer, step: u64) -> Vec<(String, f64)> {
-    let mut v = sums_scalars("train", &w.sums, has_tc(t.cfg));
+    let mut v = sums_scalars("train", &w.sums, t.objective.objective.has_tc());
     v.push(("train/lr".into(), t.cfg.optim.lr));
     v.push(("train/samples_per_sec".into(), w.samples_per_sec));
     if t.comm().world_size() > 1 {
@@ -286,9 +286,7 @@ pub fn train_scalars(w: &Window, t: &Trainer, step: u64) -> Vec<(String, f64)> {
                 .map(|(k, x)| (k.into(), x)),
         );
     }
-    if t.cfg.model.objective == ObjectiveKind::Capacity {
-        v.push(("train/capacity".into(), t.objective.capacity(step)));
-    }
+    v.extend(t.objective.objective.scalars(step));
     v
 }
 
@@ -307,12 +305,9 @@ pub fn banner(run_dir: &Path, comm: &dyn Comm, device: Device) {
     );
 }
 
-/// Whether the objective estimates a total correlation.
+/// Whether the configured objective estimates a total correlation.
 pub fn has_tc(cfg: &Config) -> bool {
-    matches!(
-        cfg.model.objective,
-        ObjectiveKind::Factor | ObjectiveKind::Btcvae
-    )
+    crate::objective::build(&cfg.model, 1).has_tc()
 }
 
 fn unix_secs() -> f64 {

@@ -380,10 +380,11 @@ fn damaged(e: &CheckpointError) -> bool {
 /// The trainer's state copied off the device.
 fn snapshot(t: &Trainer, cfg: &Config) -> Snapshot {
     let mut optim = t.weights.optim_state("");
-    let reg = t.regularizer.as_ref().map(|r| r.weights());
-    if let Some(w) = reg {
-        optim.extend(w.optim_state("disc."));
+    let reg = t.regularizer.as_ref();
+    if let Some(r) = reg {
+        optim.extend(r.weights().optim_state(r.checkpoint_prefix()));
     }
+    let reg = reg.map(|r| r.weights());
     Snapshot {
         model: host_copy(&t.weights.params.named()),
         optim: host_copy(&optim),
@@ -408,8 +409,9 @@ pub fn restore(t: &mut Trainer, loaded: &Loaded) -> Result<(), TrainError> {
         let saved = loaded.discriminator.as_ref().ok_or_else(|| {
             TrainError::Invalid(format!("{dir}: no discriminator in this checkpoint"))
         })?;
+        let prefix = r.checkpoint_prefix();
         r.weights_mut()
-            .restore(saved, &loaded.optim, "disc.", m.step, dir)?;
+            .restore(saved, &loaded.optim, prefix, m.step, dir)?;
     }
     Ok(())
 }

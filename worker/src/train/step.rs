@@ -1,6 +1,6 @@
 //! One training step: the [`Trainer`] holds the model with its flat
-//! parameters and Adam ([`Weights`]), the objective and, when the objective
-//! has one, a [`Regularizer`]. A step is forward → loss → flat gradient →
+//! parameters and Adam ([`Weights`]), the loss (its objective from
+//! `crate::objective`) and, when the objective has one, a [`Regularizer`]. A step is forward → loss → flat gradient →
 //! all-reduce → Adam, then the regulariser's own update. No I/O; the only
 //! collectives are the gradient all-reduces (and the replica check it is
 //! asked for).
@@ -10,22 +10,22 @@ use tch::{nn, Device, Kind, Tensor};
 use vae_proto::config::Config;
 
 use super::feed::StepBatch;
-use super::regularizer::{self, Regularizer, RegularizerStep};
 use super::weights::Weights;
 use super::TrainError;
 use crate::comm::{BatchScope, Comm, RankSlice};
 use crate::device::kind_of;
-use crate::loss::{Forward, Objective, Terms};
+use crate::loss::{Forward, Terms};
 use crate::metrics::batch_sums;
-use crate::model::{self, Vae};
-use crate::rng::{self, Stream};
+use crate::model::{self, sample_z, Vae};
+use crate::objective::{Loss, Regularizer, RegularizerStep};
+use crate::rng::Stream;
 
 pub struct Trainer<'a> {
     pub cfg: &'a Config,
     comm: &'a dyn Comm,
     pub model: Box<dyn Vae>,
     pub weights: Weights,
-    pub objective: Objective,
+    pub objective: Loss,
     pub regularizer: Option<Box<dyn Regularizer>>,
     pub device: Device,
     pub kind: Kind,
@@ -49,27 +49,6 @@ pub struct StepOutcome {
     pub comm_secs: f64,
 }
 
-/// Reparameterised codes `μ + σ·ε`, `[rows, L]`, with `ε` rows from the
-/// counter-based records `(seed, stream, counter, rows)`.
-pub fn sample_z(
-    mu: &Tensor,
-    logvar: &Tensor,
-    seed: u64,
-    stream: Stream,
-    counter: u64,
-    rows: Range<u64>,
-) -> Tensor {
-    let l = mu.size()[1];
-    let n = (rows.end - rows.start) as i64;
-    let eps = if mu.device().is_cuda() {
-        // Made on the GPU: no host-to-device copy in the step.
-        rng::normals_on(seed, stream, counter, rows, l as usize, mu.device())
-    } else {
-        Tensor::from_slice(&rng::normals(seed, stream, counter, rows, l as usize)).view([n, l])
-    };
-    mu + (logvar * 0.5).exp() * eps
-}
-
 impl<'a> Trainer<'a> {
     /// Builds the model for samples of `shape` (and the regulariser's
     /// network) from the seed; every rank then holds rank 0's parameters.
@@ -86,13 +65,14 @@ impl<'a> Trainer<'a> {
         let kind = kind_of(cfg.train.dtype);
         let weights = Weights::new(vs, kind, &cfg.optim, comm)?;
         let latent = model.latent_dim() as usize;
-        let regularizer = regularizer::build(cfg, latent as i64, device, kind, comm)?;
+        let objective = Loss::from_config(&cfg.model, dataset_size);
+        let regularizer = (objective.objective).network(cfg, latent as i64, device, kind, comm)?;
         Ok(Trainer {
             cfg,
             comm,
             model,
             weights,
-            objective: Objective::from_config(&cfg.model, dataset_size),
+            objective,
             regularizer,
             device,
             kind,

@@ -1,20 +1,62 @@
-//! FactorVAE's discriminator as a [`Regularizer`] (Kim & Mnih 2018): it
-//! learns to tell codes of the VAE's batch (class 0) from dimension-wise
-//! permuted codes of a second batch (class 1), with its own Adam; its logit
-//! difference is the TC estimate the VAE's loss is penalised with. Its inputs
-//! are detached, so the VAE's update before it cannot invalidate any graph
-//! it uses.
+//! FactorVAE (Kim & Mnih 2018): KL + γ·TC, the TC estimated by a
+//! discriminator trained beside the VAE — a [`Regularizer`] that learns to
+//! tell codes of the VAE's batch (class 0) from dimension-wise permuted codes
+//! of a second batch (class 1), with its own Adam; its logit difference is
+//! the TC estimate the VAE's loss is penalised with. Its inputs are
+//! detached, so the VAE's update before it cannot invalidate any graph it
+//! uses.
 use tch::{nn, Device, Kind, Tensor};
 use vae_proto::config::{Config, OptimSection};
 
 use super::regularizer::{Regularizer, RegularizerStep};
-use super::step::sample_z;
-use super::weights::Weights;
-use super::TrainError;
-use crate::comm::Comm;
+use super::{Objective, Penalty};
+use crate::comm::{BatchScope, Comm, CommError};
+use crate::loss::{CrossRows, Forward};
 use crate::model::discriminator::{self, Discriminator};
-use crate::model::Vae;
+use crate::model::{sample_z, Vae};
 use crate::rng::Stream;
+use crate::train::weights::Weights;
+use crate::train::TrainError;
+
+pub struct Factor {
+    /// γ, the weight of the TC estimate.
+    pub gamma: f64,
+}
+
+impl Objective for Factor {
+    fn penalty(
+        &self,
+        _f: &Forward,
+        kl: &Tensor,
+        _step: u64,
+        net: Option<&Tensor>,
+        _scope: &dyn BatchScope,
+        _cross: &mut Vec<CrossRows>,
+    ) -> Result<Penalty, CommError> {
+        let tc = net.map_or_else(|| kl.zeros_like(), Tensor::shallow_clone);
+        Ok(Penalty {
+            loss: kl + &tc * self.gamma,
+            tc,
+        })
+    }
+
+    fn has_tc(&self) -> bool {
+        true
+    }
+
+    fn network(
+        &self,
+        cfg: &Config,
+        latent: i64,
+        device: Device,
+        kind: Kind,
+        comm: &dyn Comm,
+    ) -> Result<Option<Box<dyn Regularizer>>, TrainError> {
+        Ok(Some(Box::new(FactorDiscriminator::new(
+            cfg, latent, device, kind, comm,
+        )?)))
+    }
+}
 
 pub struct FactorDiscriminator {
     net: Discriminator,
@@ -163,6 +205,10 @@ impl Regularizer for FactorDiscriminator {
             (real.sum(Kind::Double) + fake.sum(Kind::Double)).double_value(&[]) / (2 * half) as f64
         });
         vec![("disc_accuracy", acc)]
+    }
+
+    fn checkpoint_prefix(&self) -> &'static str {
+        "disc."
     }
 
     fn weights(&self) -> &Weights {

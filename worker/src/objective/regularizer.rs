@@ -1,19 +1,17 @@
 //! Objectives that train a network of their own beside the VAE (FactorVAE's
-//! discriminator) plug in through [`Regularizer`]: it adds a per-sample
-//! penalty to the VAE's loss, takes its own update after the VAE's in every
-//! step (reading extra batches if it needs them), names the scalars it
-//! reports, and hands its [`Weights`] to checkpoints and resume. A new one
-//! implements the trait and is built in [`build`].
+//! discriminator) plug in through [`Regularizer`]: it gives the VAE's loss a
+//! per-sample output, takes its own update after the VAE's in every step
+//! (reading extra batches if it needs them), names the scalars it reports,
+//! and hands its [`Weights`] (under its own prefix) to checkpoints and
+//! resume. The objective builds it ([`super::Objective::network`]).
 use std::ops::Range;
 
-use tch::{Device, Kind, Tensor};
-use vae_proto::config::{Config, ObjectiveKind};
+use tch::Tensor;
 
-use super::factorvae::FactorDiscriminator;
-use super::weights::Weights;
-use super::TrainError;
 use crate::comm::{BatchScope, Comm};
 use crate::model::Vae;
+use crate::train::weights::Weights;
+use crate::train::TrainError;
 
 /// What a regulariser's update sees of the step.
 pub struct RegularizerStep<'a> {
@@ -55,28 +53,10 @@ pub trait Regularizer {
     /// Figures on held-out images, for `vae-worker eval`.
     fn evaluate(&self, model: &dyn Vae, images: &Tensor, seed: u64) -> Vec<(&'static str, f64)>;
 
+    /// The prefix of its optimizer state in checkpoints (`disc.`).
+    fn checkpoint_prefix(&self) -> &'static str;
+
     /// Its network and optimizer.
     fn weights(&self) -> &Weights;
     fn weights_mut(&mut self) -> &mut Weights;
-}
-
-/// The regulariser the configured objective trains, if any. Its network is
-/// initialised after the VAE's, from the same torch seed.
-pub fn build(
-    cfg: &Config,
-    latent: i64,
-    device: Device,
-    kind: Kind,
-    comm: &dyn Comm,
-) -> Result<Option<Box<dyn Regularizer>>, TrainError> {
-    Ok(match cfg.model.objective {
-        ObjectiveKind::Factor => Some(Box::new(FactorDiscriminator::new(
-            cfg, latent, device, kind, comm,
-        )?)),
-        ObjectiveKind::Vae
-        | ObjectiveKind::Capacity
-        | ObjectiveKind::Btcvae
-        | ObjectiveKind::DipI
-        | ObjectiveKind::DipIi => None,
-    })
 }
