@@ -19,12 +19,18 @@
 #   crop 148, resize 64, write shards) with `vae-worker data prepare images`
 #   (every core) vs scripts/import_baseline.py (PIL + NumPy, one process);
 #   and MB/s importing an MPI3D-layout .npz of 796 MB stored uncompressed.
+# metrics: wall time of each disentanglement metric at scale 1 (the
+#   published counts) on one trained encoder (an MLP β-VAE on a dSprites
+#   subset), disentanglement_lib's own function alone on the same draws and
+#   weights (tests/python/dlib_served.py) vs vae-worker's metric alone and
+#   its whole `vae-worker eval --metrics M` command (medians of 3); then all
+#   seven together.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-[ "$WHAT" = single ] || [ "$WHAT" = dist ] || [ "$WHAT" = storage ] || [ "$WHAT" = import ] || [ "$WHAT" = all ] || { echo "usage: scripts/bench.sh [single|dist|storage|import|all] [STEPS]" >&2; exit 2; }
+[ "$WHAT" = single ] || [ "$WHAT" = dist ] || [ "$WHAT" = storage ] || [ "$WHAT" = import ] || [ "$WHAT" = metrics ] || [ "$WHAT" = all ] || { echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|all] [STEPS]" >&2; exit 2; }
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -126,4 +132,39 @@ if [ "$WHAT" = import ] || [ "$WHAT" = all ]; then
     t=$(secs "$VAE_WORKER" data prepare mpi3d --from "$tmp/big.npz" --out "$tmp/mpi3d" --factor-sizes 6,6,2,3,3,10,10)
     printf '  npz round %d: %.0f MB in %.1f s = %.0f MB/s\n' "$r" "$mb" "$t" "$("$VAE_PYTHON" -c "print($mb / $t)")"
   done
+fi
+
+if [ "$WHAT" = metrics ] || [ "$WHAT" = all ]; then
+  # The draws are recorded by the test build (fault-injection feature).
+  cargo build --release --quiet --workspace --bins --features vae-worker/fault-injection
+  "$VAE_WORKER" data prepare dsprites --out "$tmp/ds" --scales 2 --orientations 4 --positions 8 --test-samples 300 >/dev/null
+  "$VAE_WORKER" train --run-dir "$tmp/enc" --set data.url="$tmp/ds" --set model.hidden_dim=64 --set model.latent_dim=6 \
+    --set model.beta=4 --set train.batch_size=64 --set train.max_steps=300 --set log.images=0 --set train.progress=false >/dev/null
+  "$VAE_WORKER" export --checkpoint "$tmp/enc" --out "$tmp/enc.safetensors" >/dev/null
+  echo "Each metric at scale 1 on one encoder (MLP 4096-64-6): vae-worker vs disentanglement_lib on the same draws"
+  all=factorvae,betavae,mig,dci,sap,modularity,unsupervised
+  VAE_FAULT_RECORD_DRAWS="$tmp/draws" "$VAE_WORKER" eval --checkpoint "$tmp/enc" --metrics "$all" --scale 1 --out "$tmp/all.json" >/dev/null 2>&1
+  s=$(date +%s.%N)
+  "$VAE_PYTHON" tests/python/dlib_served.py "$tmp/ds" "$tmp/enc.safetensors" "$tmp/enc/config.toml" "$tmp/draws" 1 "$tmp/dlib.json" 2>"$tmp/dlib.err" >/dev/null
+  dlib_all=$("$VAE_PYTHON" -c "import time; print(time.time() - $s)")
+  theirs() { "$VAE_PYTHON" -c "import json; d = json.loads(open('$tmp/dlib.err').read().strip().splitlines()[-1]); print(sum(d.values()) if '$1' == 'all' else d['$1'])"; }
+  # The median of three runs: the whole command (process start, checkpoint
+  # and dataset read, the test split's losses included) and the metrics
+  # alone (the worker's "metric M: S s" lines, summed).
+  runs() {
+    for r in 1 2 3; do
+      s=$(date +%s.%N)
+      "$VAE_WORKER" eval --checkpoint "$tmp/enc" --metrics "$1" --scale "${2:-1}" --out "$tmp/o.json" >/dev/null 2>"$tmp/o.err"
+      "$VAE_PYTHON" -c "import time; print(time.time() - $s, sum(float(l.split()[2]) for l in open('$tmp/o.err') if l.startswith('metric ')))"
+    done
+  }
+  median() { sort -n | sed -n 2p; }
+  printf '  %-13s vae-worker %6.2f s (whole command, no metric)\n' "startup" "$(runs mig 0.001 | cut -d' ' -f1 | median)"
+  for m in ${all//,/ } all; do
+    runs "$([ "$m" = all ] && echo "$all" || echo "$m")" >"$tmp/runs"
+    whole=$(cut -d' ' -f1 "$tmp/runs" | median); alone=$(cut -d' ' -f2 "$tmp/runs" | median); t=$(theirs "$m")
+    printf '  %-13s disentanglement_lib %6.2f s (its function%s)   vae-worker %6.2f s (metric alone, ratio %s)   %6.2f s (whole command, ratio %s)\n' \
+      "$m" "$t" "$([ "$m" = all ] && echo "s, summed")" "$alone" "$(ratio "$t" "$alone")" "$whole" "$(ratio "$t" "$whole")"
+  done
+  printf '  %-13s disentanglement_lib %.2f s (the whole Python process: imports, reading, all seven)\n' "all" "$dlib_all"
 fi

@@ -1074,7 +1074,7 @@ fn every_metric_equals_disentanglement_lib_on_a_trained_encoder_at_published_cou
         .arg(&run)
         .args([
             "--metrics",
-            "factorvae,betavae,mig,sap,modularity,unsupervised",
+            "factorvae,betavae,mig,dci,sap,modularity,unsupervised",
         ])
         .args(["--scale", "1", "--out"])
         .arg(&ours)
@@ -1103,6 +1103,10 @@ fn every_metric_equals_disentanglement_lib_on_a_trained_encoder_at_published_cou
         String::from_utf8_lossy(&out.stderr)
     );
     let (a, b) = (json(&ours), json(&theirs));
+    eprintln!(
+        "disentanglement_lib seconds: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Deterministic given the points: to float rounding (a vote or a bin
     // may only flip on a float32 difference between tch and PyTorch, never
     // seen); a learner within its solver's tolerance.
@@ -1117,8 +1121,13 @@ fn every_metric_equals_disentanglement_lib_on_a_trained_encoder_at_published_cou
         ("betavae_score", 0.01),
         ("sap_score", 0.002),
         ("explicitness_score", 0.002),
+        ("dci_disentanglement", 0.002),
+        ("dci_completeness", 0.002),
+        ("dci_informativeness_train", 0.002),
+        ("dci_informativeness", 0.002),
     ] {
         let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+        eprintln!("{key}: vae-worker {x}, disentanglement_lib {y}");
         assert!(
             (x - y).abs() <= tol,
             "{key}: vae-worker {x}, disentanglement_lib {y}"

@@ -223,13 +223,7 @@ pub fn plan(
         Some(s) => {
             s.groups(ranks).map_err(PlanError::Usage)?;
         }
-        None if !config.train.batch_size.is_multiple_of(ranks as u64) => {
-            return Err(PlanError::Usage(format!(
-                "config key `train.batch_size`: {} does not divide by the {ranks} workers",
-                config.train.batch_size
-            )));
-        }
-        None => {}
+        None => config.check_world(ranks)?,
     }
     let run_dir = train.run_dir_or_default();
     if train.run_dir.is_none() {
@@ -241,7 +235,7 @@ pub fn plan(
     } else {
         (devices.cores / n).max(1)
     };
-    Ok(Plan {
+    let plan = Plan {
         nproc: n,
         hosts: req.hosts.iter().map(|h| h.name.clone()).collect(),
         workers: req.hosts.iter().map(|h| h.slots.unwrap_or(n)).collect(),
@@ -252,7 +246,8 @@ pub fn plan(
         run_dir,
         worker_args: args,
         config,
-    })
+    };
+    Ok(plan)
 }
 
 impl Plan {

@@ -158,8 +158,8 @@ pub struct EvalCmd {
     /// latest checkpoint); a path or an object-store URL.
     #[arg(long)]
     pub checkpoint: String,
-    /// Metrics, comma-separated: factorvae, mig, betavae, sap, modularity,
-    /// unsupervised (default: the run's eval.metrics).
+    /// Metrics, comma-separated: factorvae, mig, betavae, dci, sap,
+    /// modularity, unsupervised (default: the run's eval.metrics).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
     /// Scale of the metrics' sample counts (1 = the published 10,000 / 5,000).

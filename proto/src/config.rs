@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 
 /// The disentanglement metrics `eval.metrics` may name (the worker's
 /// registry, `disentanglement::REGISTRY`, has these, in this order).
-pub const METRICS: [&str; 6] = [
+pub const METRICS: [&str; 7] = [
     "factorvae",
     "mig",
     "betavae",
+    "dci",
     "sap",
     "modularity",
     "unsupervised",
@@ -93,6 +94,19 @@ impl ObjectiveKind {
             ObjectiveKind::Btcvae => "btcvae",
             ObjectiveKind::DipI => "dip_i",
             ObjectiveKind::DipIi => "dip_ii",
+        }
+    }
+
+    /// The smallest global batch it is defined on: 2 where the codes of a
+    /// batch are compared with each other (FactorVAE's permutation,
+    /// β-TCVAE's sampling, DIP-VAE's covariance).
+    pub fn min_global_batch(self) -> u64 {
+        match self {
+            ObjectiveKind::Vae | ObjectiveKind::Capacity => 1,
+            ObjectiveKind::Factor
+            | ObjectiveKind::Btcvae
+            | ObjectiveKind::DipI
+            | ObjectiveKind::DipIi => 2,
         }
     }
 }
@@ -626,7 +640,85 @@ fn finite_nonneg(key: &str, v: f64) -> Result<(), ConfigError> {
 impl RawConfig {
     /// Checks every value and builds the [`Config`] the code uses.
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let m = &self.model;
+        self.model.validate()?;
+        self.discriminator.validate()?;
+        self.eval.validate()?;
+        self.data.validate()?;
+        self.train.validate()?;
+        self.optim.validate()?;
+        self.checkpoint.validate()?;
+        self.early_stopping.validate()?;
+        self.dist.validate()?;
+        self.log.validate()?;
+        self.storage.validate()?;
+        self.across_sections()?;
+        let max_steps = (self.train.max_steps > 0).then_some(self.train.max_steps);
+        Ok(Config {
+            discriminator: self.discriminator.clone(),
+            eval: self.eval.clone(),
+            model: self.model.clone(),
+            data: self.data.clone(),
+            train: self.train.clone(),
+            optim: self.optim.clone(),
+            checkpoint: self.checkpoint.clone(),
+            early_stopping: self.early_stopping.clone(),
+            dist: self.dist.clone(),
+            log: self.log.clone(),
+            storage: self.storage.clone(),
+            sweep: self.sweep.clone(),
+            max_steps,
+            raw: self,
+        })
+    }
+}
+
+impl RawConfig {
+    /// The rules that tie sections together (each section checks its own
+    /// keys in its `validate`).
+    fn across_sections(&self) -> Result<(), ConfigError> {
+        let (m, t) = (&self.model, &self.train);
+        if t.precision == Precision::Bf16 && t.dtype != Dtype::Float32 {
+            return Err(key_err(
+                "train.precision",
+                "\"bf16\" is mixed precision over float32 parameters: it needs train.dtype = \"float32\"",
+            ));
+        }
+        let min = m.objective.min_global_batch();
+        if t.batch_size < min {
+            return Err(key_err(
+                "train.batch_size",
+                format!(
+                    "model.objective = \"{}\" compares the codes of a batch with each other and needs at least {min} samples, got {}",
+                    m.objective.as_str(),
+                    t.batch_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A float key that must be finite and above zero.
+fn above_zero(key: &str, v: f64) -> Result<(), ConfigError> {
+    if !(v.is_finite() && v > 0.0) {
+        return Err(key_err(key, format!("must be > 0, got {v}")));
+    }
+    Ok(())
+}
+
+/// Adam's β keys, in [0, 1).
+fn betas(keys: [(&str, f64); 2]) -> Result<(), ConfigError> {
+    for (key, b) in keys {
+        if !(0.0..1.0).contains(&b) {
+            return Err(key_err(key, format!("must be in [0, 1), got {b}")));
+        }
+    }
+    Ok(())
+}
+
+impl ModelSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let m = self;
         if m.latent_dim < 1 {
             return Err(key_err(
                 "model.latent_dim",
@@ -650,104 +742,43 @@ impl RawConfig {
                 ));
             }
         }
-        finite_nonneg("model.beta", m.beta)?;
-        finite_nonneg("model.gamma", m.gamma)?;
-        if self.data.url.trim().is_empty() {
-            return Err(key_err("data.url", "is empty"));
-        }
-        positive("data.shuffle_buffer", self.data.shuffle_buffer)?;
-        let t = &self.train;
-        positive("train.batch_size", t.batch_size)?;
-        positive("train.eval_batch_size", t.eval_batch_size)?;
-        if t.precision == Precision::Bf16 && t.dtype != Dtype::Float32 {
-            return Err(key_err(
-                "train.precision",
-                "\"bf16\" is mixed precision over float32 parameters: it needs train.dtype = \"float32\"",
-            ));
-        }
-        if t.epochs == 0 && t.max_steps == 0 {
-            return Err(key_err(
-                "train.epochs",
-                "is 0 and train.max_steps is 0: the run would never end",
-            ));
-        }
-        let o = &self.optim;
-        if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(key_err("optim.lr", format!("must be > 0, got {}", o.lr)));
-        }
-        for (key, b) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(key_err(key, format!("must be in [0, 1), got {b}")));
-            }
-        }
-        if !(o.eps.is_finite() && o.eps > 0.0) {
-            return Err(key_err("optim.eps", format!("must be > 0, got {}", o.eps)));
-        }
-        finite_nonneg("optim.weight_decay", o.weight_decay)?;
-        positive("checkpoint.keep_last", self.checkpoint.keep_last)?;
-        let st = &self.storage;
         for (key, v) in [
-            ("storage.retry_timeout_s", st.retry_timeout_s),
-            ("storage.timeout_s", st.timeout_s),
-            ("storage.connect_timeout_s", st.connect_timeout_s),
-            ("dist.timeout_s", self.dist.timeout_s),
-            ("dist.wait_timeout_s", self.dist.wait_timeout_s),
+            ("model.beta", m.beta),
+            ("model.gamma", m.gamma),
+            ("model.tc_weight", m.tc_weight),
+            ("model.capacity_max", m.capacity_max),
+            ("model.capacity_weight", m.capacity_weight),
+            ("model.dip_lambda_od", m.dip_lambda_od),
         ] {
-            seconds(key, v)?;
+            finite_nonneg(key, v)?;
         }
-        positive("storage.concurrency", st.concurrency)?;
-        positive("early_stopping.patience", self.early_stopping.patience)?;
-        finite_nonneg("early_stopping.min_delta", self.early_stopping.min_delta)?;
-        positive("log.every_steps", self.log.every_steps)?;
-        let max_steps = (t.max_steps > 0).then_some(t.max_steps);
-        let d = &self.discriminator;
-        if d.hidden < 1 {
-            return Err(key_err(
-                "discriminator.hidden",
-                format!("must be at least 1, got {}", d.hidden),
-            ));
-        }
-        positive("discriminator.layers", d.layers)?;
-        if !(d.lr.is_finite() && d.lr > 0.0) {
-            return Err(key_err(
-                "discriminator.lr",
-                format!("must be > 0, got {}", d.lr),
-            ));
-        }
-        for (key, b) in [
-            ("discriminator.beta1", d.beta1),
-            ("discriminator.beta2", d.beta2),
-        ] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(key_err(key, format!("must be in [0, 1), got {b}")));
-            }
-        }
-        finite_nonneg("model.tc_weight", m.tc_weight)?;
-        finite_nonneg("model.capacity_max", m.capacity_max)?;
-        finite_nonneg("model.capacity_weight", m.capacity_weight)?;
-        finite_nonneg("model.dip_lambda_od", m.dip_lambda_od)?;
         if let Some(d) = m.dip_lambda_d {
             finite_nonneg("model.dip_lambda_d", d)?;
         }
-        positive("model.capacity_steps", m.capacity_steps)?;
-        let batch = matches!(
-            m.objective,
-            ObjectiveKind::Factor
-                | ObjectiveKind::Btcvae
-                | ObjectiveKind::DipI
-                | ObjectiveKind::DipIi
-        );
-        if batch && t.batch_size < 2 {
+        positive("model.capacity_steps", m.capacity_steps)
+    }
+}
+
+impl DiscriminatorSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.hidden < 1 {
             return Err(key_err(
-                "train.batch_size",
-                format!(
-                    "model.objective = \"{}\" compares the codes of a batch with each other and needs at least 2 samples, got {}",
-                    m.objective.as_str(),
-                    t.batch_size
-                ),
+                "discriminator.hidden",
+                format!("must be at least 1, got {}", self.hidden),
             ));
         }
-        for metric in &self.eval.metrics {
+        positive("discriminator.layers", self.layers)?;
+        above_zero("discriminator.lr", self.lr)?;
+        betas([
+            ("discriminator.beta1", self.beta1),
+            ("discriminator.beta2", self.beta2),
+        ])
+    }
+}
+
+impl EvalSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for metric in &self.metrics {
             if !METRICS.contains(&metric.as_str()) {
                 return Err(key_err(
                     "eval.metrics",
@@ -755,28 +786,102 @@ impl RawConfig {
                 ));
             }
         }
-        if !(self.eval.scale.is_finite() && self.eval.scale > 0.0 && self.eval.scale <= 1.0) {
+        if !(self.scale.is_finite() && self.scale > 0.0 && self.scale <= 1.0) {
             return Err(key_err(
                 "eval.scale",
-                format!("must be in (0, 1], got {}", self.eval.scale),
+                format!("must be in (0, 1], got {}", self.scale),
             ));
         }
-        Ok(Config {
-            discriminator: self.discriminator.clone(),
-            eval: self.eval.clone(),
-            model: self.model.clone(),
-            data: self.data.clone(),
-            train: self.train.clone(),
-            optim: self.optim.clone(),
-            checkpoint: self.checkpoint.clone(),
-            early_stopping: self.early_stopping.clone(),
-            dist: self.dist.clone(),
-            log: self.log.clone(),
-            storage: self.storage.clone(),
-            sweep: self.sweep.clone(),
-            max_steps,
-            raw: self,
-        })
+        Ok(())
+    }
+}
+
+impl DataSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.trim().is_empty() {
+            return Err(key_err("data.url", "is empty"));
+        }
+        positive("data.shuffle_buffer", self.shuffle_buffer)
+    }
+}
+
+impl TrainSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("train.batch_size", self.batch_size)?;
+        positive("train.eval_batch_size", self.eval_batch_size)?;
+        if self.epochs == 0 && self.max_steps == 0 {
+            return Err(key_err(
+                "train.epochs",
+                "is 0 and train.max_steps is 0: the run would never end",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl OptimSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        above_zero("optim.lr", self.lr)?;
+        betas([("optim.beta1", self.beta1), ("optim.beta2", self.beta2)])?;
+        above_zero("optim.eps", self.eps)?;
+        finite_nonneg("optim.weight_decay", self.weight_decay)
+    }
+}
+
+impl CheckpointSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("checkpoint.keep_last", self.keep_last)
+    }
+}
+
+impl EarlyStoppingSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("early_stopping.patience", self.patience)?;
+        finite_nonneg("early_stopping.min_delta", self.min_delta)
+    }
+}
+
+impl DistSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        seconds("dist.timeout_s", self.timeout_s)?;
+        seconds("dist.wait_timeout_s", self.wait_timeout_s)
+    }
+}
+
+impl LogSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("log.every_steps", self.every_steps)
+    }
+}
+
+impl StorageSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("storage.retry_timeout_s", self.retry_timeout_s),
+            ("storage.timeout_s", self.timeout_s),
+            ("storage.connect_timeout_s", self.connect_timeout_s),
+        ] {
+            seconds(key, v)?;
+        }
+        positive("storage.concurrency", self.concurrency)
+    }
+}
+
+impl Config {
+    /// Whether `ranks` workers can train this config: the global batch must
+    /// divide by them (each takes an equal slice). The launcher, the
+    /// workers and a sweep's groups all ask this.
+    pub fn check_world(&self, ranks: usize) -> Result<(), ConfigError> {
+        if ranks == 0 || !self.train.batch_size.is_multiple_of(ranks as u64) {
+            return Err(key_err(
+                "train.batch_size",
+                format!(
+                    "{} does not divide by the {ranks} workers",
+                    self.train.batch_size
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

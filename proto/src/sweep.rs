@@ -131,13 +131,13 @@ impl Sweep {
         }
         let points = product(&axes);
         for p in &points {
-            let batch = point_config(base, p, origin)?.train.batch_size;
-            if batch % rpp as u64 != 0 {
+            let config = point_config(base, p, origin)?;
+            if config.check_world(rpp).is_err() {
                 return Err(key_err(
                     "train.batch_size",
                     format!(
-                        "{batch} (point {}) does not divide by the {rpp} ranks per point",
-                        p.name
+                        "{} (point {}) does not divide by the {rpp} ranks per point",
+                        config.train.batch_size, p.name
                     ),
                 ));
             }

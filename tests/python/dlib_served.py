@@ -16,6 +16,7 @@ settings: 20 histogram bins, prune threshold 0.05, batch 64.
 import json
 import os
 import sys
+import time
 import tomllib
 
 import gin
@@ -25,7 +26,7 @@ import torch
 sys.modules["gin.tf"] = gin
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../python"))
 from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    beta_vae, factor_vae, mig, modularity_explicitness, sap_score, unsupervised_metrics)
+    beta_vae, dci, factor_vae, mig, modularity_explicitness, sap_score, unsupervised_metrics)
 from safetensors.torch import load_file  # noqa: E402
 
 import vaedp_models  # noqa: E402
@@ -110,12 +111,13 @@ def main(root, export, config, prefix, scale, out):
         with torch.no_grad():
             return model.encode(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
 
-    result = {}
-    for metric in ("factorvae", "betavae", "mig", "sap", "modularity", "unsupervised"):
+    result, seconds = {}, {}
+    for metric in ("factorvae", "betavae", "mig", "dci", "sap", "modularity", "unsupervised"):
         path = f"{prefix}-{metric}.json"
         if not os.path.exists(path):
             continue
         events = json.load(open(path))
+        started = time.time()
         data = Data(root, [e["batch"] for e in events if "batch" in e])
         state = Served([e["pick"] for e in events if "pick" in e])
         if metric == "factorvae":
@@ -128,6 +130,11 @@ def main(root, export, config, prefix, scale, out):
             result["betavae_score"] = r["eval_accuracy"]
         elif metric == "mig":
             result["mig"] = mig.compute_mig(data, rep, state, num_train=n(10000, scale))["discrete_mig"]
+        elif metric == "dci":
+            r = dci.compute_dci(data, rep, state, num_train=n(10000, scale), num_test=n(5000, scale))
+            result.update({"dci_disentanglement": r["disentanglement"], "dci_completeness": r["completeness"],
+                           "dci_informativeness": r["informativeness_test"],
+                           "dci_informativeness_train": r["informativeness_train"]})
         elif metric == "sap":
             r = sap_score.compute_sap(data, rep, state, num_train=n(10000, scale), num_test=n(5000, scale),
                                       continuous_factors=False)
@@ -141,7 +148,9 @@ def main(root, export, config, prefix, scale, out):
             r = unsupervised_metrics.unsupervised_metrics(data, rep, state, num_train=n(10000, scale))
             result.update({k: float(v) for k, v in r.items()})
         assert not data.batches and not state.picks, f"{metric}: draws left over"
+        seconds[metric] = time.time() - started
     json.dump(result, open(out, "w"))
+    json.dump(seconds, sys.stderr)
 
 
 if __name__ == "__main__":

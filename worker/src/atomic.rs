@@ -17,6 +17,19 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_dir(dir)
 }
 
+/// Writes `value` as pretty JSON to `path`, atomically.
+pub fn write_json(
+    path: &Path,
+    value: &impl serde::Serialize,
+) -> Result<(), crate::train::TrainError> {
+    let fail = |message: String| crate::train::TrainError::RunDir {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| fail(e.to_string()))?;
+    write(path, &bytes).map_err(|e| fail(e.to_string()))
+}
+
 /// Syncs a directory, so that a rename inside it survives a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use vae_proto::cli::EvalCmd;
 
+use crate::atomic::write_json;
 use crate::checkpoint;
 use crate::comm::Single;
 use crate::data::format::Dataset;
@@ -18,7 +19,6 @@ use crate::device;
 use crate::tensorboard::Board;
 use crate::train::eval::{self, factor_data};
 use crate::train::feed::load_split;
-use crate::train::report::write_json;
 use crate::train::state::restore;
 use crate::train::step::Trainer;
 use crate::train::TrainError;

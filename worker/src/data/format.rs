@@ -43,15 +43,38 @@ pub fn pack_bits(images: &[u8], n: usize, pixels: usize) -> Vec<u8> {
 pub fn unpack_bits(packed: &[u8], n: usize, pixels: usize) -> Vec<u8> {
     let per = pixels.div_ceil(8);
     let mut out = vec![0u8; n * pixels];
-    for i in 0..n {
-        for p in 0..pixels {
-            if packed[i * per + p / 8] & (0x80 >> (p % 8)) != 0 {
-                out[i * pixels + p] = 255;
-            }
+    for (row, bytes) in out
+        .chunks_exact_mut(pixels.max(1))
+        .zip(packed.chunks(per.max(1)))
+    {
+        let mut eights = row.chunks_exact_mut(8);
+        for (o, &b) in eights.by_ref().zip(bytes) {
+            o.copy_from_slice(&BYTE_PIXELS[b as usize]);
+        }
+        let rest = eights.into_remainder();
+        if let Some(&b) = bytes.get(pixels / 8) {
+            rest.copy_from_slice(&BYTE_PIXELS[b as usize][..rest.len()]);
         }
     }
     out
 }
+
+/// Each byte's eight bits as pixels, most significant first: 0 or 255.
+static BYTE_PIXELS: [[u8; 8]; 256] = {
+    let mut t = [[0u8; 8]; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut p = 0;
+        while p < 8 {
+            if b & (0x80 >> p) != 0 {
+                t[b][p] = 255;
+            }
+            p += 1;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// `[H, W, C]` pixels (`hwc`) as `[C, H, W]` in `out`.
 pub fn channels_first(hwc: &[u8], out: &mut [u8], c: usize) {
@@ -315,5 +338,21 @@ fn missing_manifest(detail: &str) -> String {
         "the bucket (container) does not exist".into()
     } else {
         "no dataset manifest here (prepare one with `vae-worker data prepare`)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_unpack_to_the_pixels_packed_whole_bytes_or_not() {
+        for pixels in [1, 7, 8, 13, 64, 4096] {
+            let images: Vec<u8> = (0..3 * pixels)
+                .map(|i| if (i * 7919) % 5 < 2 { 255 } else { 0 })
+                .collect();
+            let packed = pack_bits(&images, 3, pixels);
+            assert_eq!(unpack_bits(&packed, 3, pixels), images, "{pixels} pixels");
+        }
     }
 }

@@ -22,7 +22,7 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
     let sizes = gt.factor_sizes();
     let mut draw = Draw::new(seed, 2);
     let mut points = |count: usize, draw: &mut Draw| {
-        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        let (mut batches, mut ys) = (Vec::with_capacity(2 * count), Vec::new());
         for _ in 0..count {
             let k = draw.factor_index(sizes.len());
             let a: Vec<Vec<usize>> = (0..BATCH).map(|_| draw.factors(&sizes)).collect();
@@ -34,20 +34,19 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
                     fb
                 })
                 .collect();
-            let (ra, rb) = (rows_f64(gt.represent(&a)), rows_f64(gt.represent(&b)));
-            xs.push(feature(&ra, &rb));
+            batches.push(a);
+            batches.push(b);
             ys.push(k);
         }
+        let reps = gt.represent_batches(&batches);
+        let xs = reps
+            .chunks_exact(2)
+            .map(|ab| feature(&rows_f64(ab[0].clone()), &rows_f64(ab[1].clone())))
+            .collect::<Vec<_>>();
         (xs, ys)
     };
     let (xt, yt) = points(budget.n(10_000), &mut draw);
     let (xe, ye) = points(budget.n(5_000), &mut draw);
-    if let Ok(p) = std::env::var("VAE_SCRATCH_DUMP") {
-        let _ = std::fs::write(
-            p,
-            serde_json::json!({"xt": xt, "yt": yt, "xe": xe, "ye": ye}).to_string(),
-        );
-    }
     accuracy(&xt, &yt, &xe, &ye)
 }
 

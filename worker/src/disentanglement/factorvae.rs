@@ -30,15 +30,20 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
         return 0.0;
     }
     let mut votes = |count: usize, draw: &mut Draw| {
-        let mut table = vec![vec![0u64; global_var.len()]; sizes.len()];
+        let (mut batches, mut fixed) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for _ in 0..count {
             let k = draw.factor_index(sizes.len());
             let mut batch: Vec<Vec<usize>> = (0..BATCH).map(|_| draw.factors(&sizes)).collect();
-            let fixed = batch[0][k];
+            let value = batch[0][k];
             for f in &mut batch {
-                f[k] = fixed;
+                f[k] = value;
             }
-            let local = variances(&rows_f64(gt.represent(&batch)));
+            batches.push(batch);
+            fixed.push(k);
+        }
+        let mut table = vec![vec![0u64; global_var.len()]; sizes.len()];
+        for (reps, k) in gt.represent_batches(&batches).into_iter().zip(fixed) {
+            let local = variances(&rows_f64(reps));
             table[k][vote(&local, &global_var, &active)] += 1;
         }
         table

@@ -9,6 +9,7 @@
 //! 3dshapes, MPI3D, generated or imported), encoded to mean codes by a
 //! model, or, in tests, a known function of the factors.
 pub mod betavae;
+pub mod dci;
 pub mod factorvae;
 pub mod mig;
 pub mod modularity;
@@ -26,6 +27,16 @@ pub trait GroundTruth {
     /// Representations `[n, d]` (row-major) of the observations with the given
     /// factor indices (each `factor_sizes().len()` long).
     fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>>;
+    /// The representations of each batch of factor combinations — as many
+    /// calls of [`GroundTruth::represent`], but encoded together.
+    fn represent_batches(&mut self, batches: &[Vec<Vec<usize>>]) -> Vec<Vec<Vec<f32>>> {
+        let all: Vec<Vec<usize>> = batches.iter().flatten().cloned().collect();
+        let mut reps = self.represent(&all).into_iter();
+        batches
+            .iter()
+            .map(|b| reps.by_ref().take(b.len()).collect())
+            .collect()
+    }
 }
 
 /// Sample counts, as disentanglement_lib's defaults times `scale`.
@@ -137,6 +148,38 @@ impl GroundTruth for Recorded<'_> {
         record::batch(factors);
         self.0.represent(factors)
     }
+    fn represent_batches(&mut self, batches: &[Vec<Vec<usize>>]) -> Vec<Vec<Vec<f32>>> {
+        batches.iter().for_each(|b| record::batch(b));
+        self.0.represent_batches(batches)
+    }
+}
+
+/// `f` of each item, computed on every core (items in turn on each); the
+/// results in the items' order. The metrics fit one learner per factor
+/// with it.
+pub fn each_factor<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.min(items.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break out };
+                        out.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Representations as float64 rows.
@@ -195,33 +238,48 @@ impl GroundTruth for EncoderOnStored<'_> {
         self.data.grid.clone()
     }
 
+    /// Each distinct image is read and encoded once (draws repeat factor
+    /// combinations), 512 at a time.
     fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
-        let [c, h, w] = self.data.shape.map(|d| d as i64);
-        let mut out = Vec::with_capacity(factors.len());
-        for chunk in factors.chunks(512) {
+        let positions: Vec<usize> = factors.iter().map(|f| self.data.position(f)).collect();
+        let mut distinct = positions.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let mut codes = Vec::with_capacity(distinct.len());
+        for chunk in distinct.chunks(512) {
             crate::watchdog::beat();
-            let positions: Vec<usize> = chunk.iter().map(|f| self.data.position(f)).collect();
-            let pixels = match self.data.reader.images(&positions) {
-                Ok(p) if self.failed.is_none() => p,
-                Ok(_) => vec![0; positions.len() * (c * h * w) as usize],
-                Err(e) => {
-                    self.failed.get_or_insert(e);
-                    vec![0; positions.len() * (c * h * w) as usize]
-                }
-            };
-            let x = Tensor::from_slice(&pixels)
-                .view([chunk.len() as i64, c, h, w])
-                .to_device(self.device)
-                .to_kind(self.kind)
-                / 255.0;
-            let mu = tch::no_grad(|| self.model.encode(&x).0)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
-            let d = mu.size()[1] as usize;
-            let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
-            out.extend(flat.chunks(d.max(1)).map(|r| r.to_vec()));
+            codes.extend(self.encode(chunk));
         }
-        out
+        positions
+            .iter()
+            .map(|p| codes[distinct.partition_point(|d| d < p)].clone())
+            .collect()
+    }
+}
+
+impl EncoderOnStored<'_> {
+    /// The mean codes of the stored images at `positions`.
+    fn encode(&mut self, positions: &[usize]) -> Vec<Vec<f32>> {
+        let [c, h, w] = self.data.shape.map(|d| d as i64);
+        let pixels = match self.data.reader.images(positions) {
+            Ok(p) if self.failed.is_none() => p,
+            Ok(_) => vec![0; positions.len() * (c * h * w) as usize],
+            Err(e) => {
+                self.failed.get_or_insert(e);
+                vec![0; positions.len() * (c * h * w) as usize]
+            }
+        };
+        let x = Tensor::from_slice(&pixels)
+            .view([positions.len() as i64, c, h, w])
+            .to_device(self.device)
+            .to_kind(self.kind)
+            / 255.0;
+        let mu = tch::no_grad(|| self.model.encode(&x).0)
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        let d = mu.size()[1] as usize;
+        let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
+        flat.chunks(d.max(1)).map(|r| r.to_vec()).collect()
     }
 }
 
@@ -237,7 +295,7 @@ pub struct Metric {
 
 /// Every metric, in the order of `vae_proto::config::METRICS` (a test
 /// checks they agree).
-pub const REGISTRY: [Metric; 6] = [
+pub const REGISTRY: [Metric; 7] = [
     Metric {
         name: "factorvae",
         run: |gt, b, s| vec![("factorvae_score".into(), factorvae::score(gt, b, s))],
@@ -249,6 +307,10 @@ pub const REGISTRY: [Metric; 6] = [
     Metric {
         name: "betavae",
         run: |gt, b, s| vec![("betavae_score".into(), betavae::score(gt, b, s))],
+    },
+    Metric {
+        name: "dci",
+        run: dci::score,
     },
     Metric {
         name: "sap",
@@ -264,7 +326,8 @@ pub const REGISTRY: [Metric; 6] = [
     },
 ];
 
-/// Computes the named metrics (`eval.metrics`): every value each reports.
+/// Computes the named metrics (`eval.metrics`): every value each reports;
+/// one line on stderr per metric with its wall time.
 pub fn compute(
     names: &[String],
     gt: &mut dyn GroundTruth,
@@ -275,7 +338,9 @@ pub fn compute(
     let mut gt = Recorded(gt);
     for name in names {
         if let Some(m) = REGISTRY.iter().find(|m| m.name == name) {
+            let start = std::time::Instant::now();
             out.extend((m.run)(&mut gt, budget, seed));
+            eprintln!("metric {}: {:.3} s", m.name, start.elapsed().as_secs_f64());
             record::finish(m.name);
         }
     }

@@ -132,11 +132,12 @@ fn point(a: &SweepArgs, p: &Point) -> Result<Option<PointResult>, TrainError> {
         if a.group.rank() == 0 {
             println!("sweep: {} was trained before; not again", p.name);
         }
-        let summary = serde_json::from_slice(&summary).map_err(|e| TrainError::RunDir {
-            path: dir.join("summary.json"),
-            message: e.to_string(),
-        })?;
-        return Ok(Some(PointResult::new(p, summary)));
+        let summary: train::report::Summary =
+            serde_json::from_slice(&summary).map_err(|e| TrainError::RunDir {
+                path: dir.join("summary.json"),
+                message: e.to_string(),
+            })?;
+        return Ok(Some(PointResult::new(p, &summary)));
     }
     let config =
         point_config(&a.base, p, &a.origin).map_err(|e| TrainError::Invalid(e.to_string()))?;
@@ -149,10 +150,7 @@ fn point(a: &SweepArgs, p: &Point) -> Result<Option<PointResult>, TrainError> {
         stop: a.stop.clone(),
     };
     let summary = train::run(args, a.group)?;
-    Ok(summary.map(|s| {
-        let value = serde_json::to_value(&s).unwrap_or_default();
-        PointResult::new(p, value)
-    }))
+    Ok(summary.map(|s| PointResult::new(p, &s)))
 }
 
 /// A point's hyperparameters: the swept keys and the main ones, as its config has them.

@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use vae_proto::config::Config;
 use vae_proto::sweep::{Point, Sweep};
 
+use crate::atomic::write_json;
 use crate::tensorboard::Board;
-use crate::train::report::write_json;
+use crate::train::report::Summary;
 use crate::train::TrainError;
 
 /// One point's outcome.
@@ -32,20 +33,16 @@ pub struct PointResult {
 const FIGURES: [&str; 4] = ["test_loss", "test_recon", "test_kl", "test_active_units"];
 
 impl PointResult {
-    /// The row of point `p` from its `summary.json` (as JSON).
-    pub fn new(p: &Point, summary: serde_json::Value) -> PointResult {
-        let mut figures = BTreeMap::new();
-        for k in FIGURES {
-            if let Some(v) = summary.get(k).and_then(|v| v.as_f64()) {
-                figures.insert(k.to_string(), v);
-            }
-        }
-        if let Some(m) = summary.get("metrics").and_then(|m| m.as_object()) {
-            for (k, v) in m.iter().filter(|(k, _)| k.as_str() != "step") {
-                if let Some(v) = v.as_f64() {
-                    figures.insert(k.clone(), v);
-                }
-            }
+    /// The row of point `p` from its summary.
+    pub fn new(p: &Point, s: &Summary) -> PointResult {
+        let mut figures = BTreeMap::from([
+            ("test_loss".to_string(), s.test_loss),
+            ("test_recon".to_string(), s.test_recon),
+            ("test_kl".to_string(), s.test_kl),
+            ("test_active_units".to_string(), s.test_active_units as f64),
+        ]);
+        for (k, v) in s.metrics.iter().filter(|(k, _)| k.as_str() != "step") {
+            figures.insert(k.clone(), *v);
         }
         PointResult {
             index: p.index,

@@ -164,12 +164,8 @@ impl<'a> Run<'a> {
     fn set_up(args: &'a TrainArgs, comm: &'a dyn Comm) -> Result<Run<'a>, TrainError> {
         let cfg = &args.config;
         let (rank, world) = (comm.rank(), comm.world_size());
-        let global_batch = cfg.train.batch_size as usize;
-        if !global_batch.is_multiple_of(world) {
-            return Err(TrainError::Invalid(format!(
-                "config key `train.batch_size`: {global_batch} does not divide by the {world} workers"
-            )));
-        }
+        cfg.check_world(world)
+            .map_err(|e| TrainError::Invalid(e.to_string()))?;
         if cfg.train.threads > 0 {
             tch::set_num_threads(cfg.train.threads as i32);
         }

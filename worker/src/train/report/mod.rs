@@ -1,84 +1,35 @@
-//! What a run reports. [`Meter`] adds up the steps' sums on the device and
-//! reduces them over ranks (every rank takes part); [`Reporter`] writes:
-//! TensorBoard scalars, images and histograms, PNGs, the console line and
-//! progress bar, `history.json`, `metrics.json` and `summary.json`. The
-//! reporter writes on rank 0 only and is a no-op elsewhere. The scalars of a
-//! logging window are listed in [`train_scalars`], those of an evaluation in
-//! [`sums_scalars`]: adding one means adding it there.
+//! What a run reports, by concern: [`meter`] adds up and reduces (over
+//! ranks) what the steps report, with the divergence check and the
+//! stragglers; [`records`] are the typed records written and read back
+//! (`history.json`, `summary.json`); this file is the output side — the
+//! [`Reporter`] writes, on rank 0 only (a no-op elsewhere), to its sinks:
+//! TensorBoard scalars, images and histograms, PNGs, the console (a progress
+//! bar on a terminal, a line per logging window without one), `history.json`,
+//! `metrics.json` and `summary.json`. The scalars of a logging window are
+//! listed in [`train_scalars`], those of an evaluation in [`sums_scalars`]:
+//! adding one means adding it there.
+pub mod meter;
+pub mod records;
+
+pub use meter::{Meter, Window};
+pub use records::{EvalRecord, Summary};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 use vae_proto::checkpoint::EarlyStoppingState;
 use vae_proto::config::Config;
 
 use super::eval::{Pictures, TestEval};
-use super::step::{StepOutcome, Trainer};
+use super::step::Trainer;
 use super::{tensor_err, TrainError};
+use crate::atomic::write_json;
 use crate::comm::Comm;
-use crate::metrics::{sums_len, Sums};
+use crate::images;
+use crate::metrics::Sums;
 use crate::tensorboard::Board;
-use crate::{atomic, images};
-
-/// One evaluation, as reported in `history.json` and `summary.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EvalRecord {
-    pub epoch: u64,
-    pub step: u64,
-    pub train_loss: f64,
-    pub test_loss: f64,
-    pub test_recon: f64,
-    pub test_kl: f64,
-    pub test_active_units: usize,
-    pub samples_per_sec: f64,
-}
-
-impl EvalRecord {
-    pub fn new(epoch: u64, step: u64, train_loss: f64, test: &Sums, samples_per_sec: f64) -> Self {
-        EvalRecord {
-            epoch,
-            step,
-            train_loss,
-            test_loss: test.loss(),
-            test_recon: test.recon(),
-            test_kl: test.kl(),
-            test_active_units: test.active_units(),
-            samples_per_sec,
-        }
-    }
-}
-
-/// `summary.json`: the last evaluation's figures at the top level, and all of them in `history`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Summary {
-    pub epoch: u64,
-    pub step: u64,
-    pub train_loss: f64,
-    pub test_loss: f64,
-    pub test_recon: f64,
-    pub test_kl: f64,
-    pub test_kl_per_dim: Vec<f64>,
-    pub test_active_units: usize,
-    /// Total-correlation estimate on the test split (FactorVAE, β-TCVAE).
-    pub test_tc: f64,
-    /// FactorVAE: the discriminator's accuracy over the last logging window.
-    pub disc_accuracy: Option<f64>,
-    /// The last disentanglement metrics (`eval.metrics`), with their `step`.
-    pub metrics: BTreeMap<String, f64>,
-    pub samples_per_sec: f64,
-    /// Mean time a checkpoint held training up (copying the state off the
-    /// device, and waiting for the previous write), and mean write time.
-    pub checkpoint_stall_ms: Option<f64>,
-    pub checkpoint_write_ms: Option<f64>,
-    pub best_test_loss: Option<f64>,
-    pub best_step: Option<u64>,
-    pub stopped_early: bool,
-    pub world_size: usize,
-    pub device: String,
-    pub history: Vec<EvalRecord>,
-}
 
 /// What the end of a run knows, for [`Reporter::summary`].
 pub struct Outcome<'a> {
@@ -88,162 +39,6 @@ pub struct Outcome<'a> {
     pub stopped_early: bool,
     pub world_size: usize,
     pub device: Device,
-}
-
-/// A logging window's figures, reduced over ranks.
-pub struct Window {
-    pub sums: Sums,
-    /// The regulariser's sums (empty without one).
-    pub regularizer: Vec<f64>,
-    pub samples_per_sec: f64,
-    /// Mean seconds per step in the gradient all-reduce, on this rank.
-    pub allreduce_secs: f64,
-    /// The same for every rank (with more than one): the slowest rank
-    /// waits least, the others wait for it.
-    pub waits: Vec<f64>,
-    /// Mean seconds per step.
-    pub step_secs: f64,
-}
-
-impl Window {
-    /// `(max wait, min wait, the slowest rank)` over ranks, in seconds.
-    pub fn stragglers(&self) -> Option<(f64, f64, usize)> {
-        if self.waits.len() < 2 {
-            return None;
-        }
-        let max = self.waits.iter().copied().fold(f64::MIN, f64::max);
-        let (slowest, min) = self
-            .waits
-            .iter()
-            .copied()
-            .enumerate()
-            .fold((0, f64::MAX), |b, (i, w)| if w < b.1 { (i, w) } else { b });
-        Some((max, min, slowest))
-    }
-}
-
-/// Adds up what the steps report, on the device (no host sync per step).
-pub struct Meter {
-    latent: usize,
-    device: Device,
-    global_batch: u64,
-    reg_len: usize,
-    window: Tensor,
-    regularizer: Tensor,
-    epoch: Tensor,
-    comm_secs: f64,
-    window_start: Instant,
-    window_steps: u64,
-    epoch_secs: f64,
-    epoch_samples: u64,
-    /// Training throughput of the last epoch that trained (samples/s).
-    pub samples_per_sec: f64,
-}
-
-impl Meter {
-    pub fn new(t: &Trainer) -> Meter {
-        let zeros = || Tensor::zeros([0], (Kind::Double, t.device));
-        Meter {
-            latent: t.latent,
-            device: t.device,
-            global_batch: t.cfg.train.batch_size,
-            reg_len: t.regularizer.as_ref().map_or(0, |r| r.sums_len()),
-            window: zeros(),
-            regularizer: zeros(),
-            epoch: zeros(),
-            comm_secs: 0.0,
-            window_start: Instant::now(),
-            window_steps: 0,
-            epoch_secs: 0.0,
-            epoch_samples: 0,
-            samples_per_sec: 0.0,
-        }
-    }
-
-    fn zeros(&self, n: usize) -> Tensor {
-        Tensor::zeros([n as i64], (Kind::Double, self.device))
-    }
-
-    /// Starts an epoch: every sum and clock from zero.
-    pub fn begin_epoch(&mut self) {
-        self.epoch = self.zeros(sums_len(self.latent) as usize);
-        (self.epoch_secs, self.epoch_samples) = (0.0, 0);
-        self.reset_window();
-    }
-
-    fn reset_window(&mut self) {
-        self.window = self.zeros(sums_len(self.latent) as usize);
-        self.regularizer = self.zeros(self.reg_len);
-        self.comm_secs = 0.0;
-        (self.window_start, self.window_steps) = (Instant::now(), 0);
-    }
-
-    pub fn add(&mut self, o: StepOutcome) {
-        self.window += &o.sums;
-        self.epoch += o.sums;
-        if let Some(r) = o.regularizer {
-            self.regularizer += r;
-        }
-        self.comm_secs += o.comm_secs;
-        self.window_steps += 1;
-    }
-
-    /// Reduces the window over ranks (every rank calls this) and starts the
-    /// next one. A loss that is not finite ends the run, naming the step:
-    /// rank 0 decides, and its error aborts the job.
-    pub fn window(&mut self, comm: &dyn Comm, step: u64) -> Result<Window, TrainError> {
-        let mut sums = Sums::from_tensor(&self.window, self.latent)
-            .map_err(tensor_err(format!("step {step}")))?;
-        comm.all_reduce_f64(&mut sums.v)?;
-        if comm.rank() == 0 && !sums.loss().is_finite() {
-            return Err(TrainError::Invalid(format!(
-                "loss is {} at step {step}: training diverged",
-                sums.loss()
-            )));
-        }
-        let secs = self.window_start.elapsed().as_secs_f64();
-        let samples = self.window_steps * self.global_batch;
-        self.epoch_secs += secs;
-        self.epoch_samples += samples;
-        let mut regularizer = Vec::new();
-        if self.reg_len > 0 {
-            regularizer = Vec::<f64>::try_from(self.regularizer.to_device(Device::Cpu))
-                .map_err(tensor_err("regulariser sums"))?;
-            comm.all_reduce_f64(&mut regularizer)?;
-        }
-        let allreduce_secs = self.comm_secs / self.window_steps.max(1) as f64;
-        let mut waits = Vec::new();
-        if comm.world_size() > 1 {
-            waits = vec![0.0; comm.world_size()];
-            waits[comm.rank()] = allreduce_secs;
-            comm.all_reduce_f64(&mut waits)?;
-        }
-        let w = Window {
-            sums,
-            regularizer,
-            samples_per_sec: samples as f64 / secs.max(1e-9),
-            allreduce_secs,
-            waits,
-            step_secs: secs / self.window_steps.max(1) as f64,
-        };
-        self.reset_window();
-        Ok(w)
-    }
-
-    /// Ends an epoch (complete or cut short): its throughput becomes the run's.
-    pub fn end_epoch(&mut self) {
-        if self.epoch_samples > 0 {
-            self.samples_per_sec = self.epoch_samples as f64 / self.epoch_secs.max(1e-9);
-        }
-    }
-
-    /// The epoch's training sums, reduced over ranks (every rank calls this).
-    pub fn epoch_sums(&self, comm: &dyn Comm) -> Result<Sums, TrainError> {
-        let mut s =
-            Sums::from_tensor(&self.epoch, self.latent).map_err(tensor_err("epoch sums"))?;
-        comm.all_reduce_f64(&mut s.v)?;
-        Ok(s)
-    }
 }
 
 /// Logging windows in a row with the same slowest rank before the console says so.
@@ -318,16 +113,6 @@ fn unix_secs() -> f64 {
 
 fn mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-}
-
-/// Writes `value` as pretty JSON to `path`, atomically.
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
-    let fail = |message: String| TrainError::RunDir {
-        path: path.to_path_buf(),
-        message,
-    };
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| fail(e.to_string()))?;
-    atomic::write(path, &bytes).map_err(|e| fail(e.to_string()))
 }
 
 /// Rank 0's outputs in the run directory.
