@@ -1,9 +1,11 @@
 //! `vae-launch [--nproc-per-node N|auto] [--max-restarts K] [--sweep KEY=V,...]
-//! [--hosts H,H | --hostfile F] -- train ...`: parses the command line,
+//! [--hosts H,H | --hostfile F | --host-discovery SCRIPT] [--min-hosts K]
+//! -- train ...`: parses the command line,
 //! plans, runs, and exits with the job's status.
 use std::path::PathBuf;
 
 use clap::Parser;
+use vae_launch::elastic::{self, Elastic};
 use vae_launch::plan::{self, Nproc};
 
 #[derive(Parser)]
@@ -43,9 +45,36 @@ struct Cli {
     /// --mpirun-arg=10.0.0.0/24 (repeatable).
     #[arg(long = "mpirun-arg", allow_hyphen_values = true)]
     mpirun_args: Vec<String>,
+    /// Elastic: after a failure, drop the hosts that do not answer (or failed
+    /// twice in a row) and go on while at least this many remain.
+    #[arg(long)]
+    min_hosts: Option<usize>,
+    /// Elastic: a script printing the hosts now available, `host:slots` per
+    /// line (Horovod's convention), polled every few seconds; a new host
+    /// joins at the next checkpoint. Replaces --hosts/--hostfile.
+    #[arg(long, conflicts_with_all = ["hosts", "hostfile"])]
+    host_discovery: Option<PathBuf>,
     /// The worker's arguments: `train --config FILE [--set KEY=VALUE]...`.
     #[arg(last = true, required = true)]
     worker_args: Vec<String>,
+}
+
+/// The elastic request, when `--min-hosts` or `--host-discovery` is given.
+fn elastic(cli: &Cli) -> Result<Option<Elastic>, String> {
+    if cli.min_hosts.is_none() && cli.host_discovery.is_none() {
+        return Ok(None);
+    }
+    if cli.host_discovery.is_none() && cli.hosts.is_empty() && cli.hostfile.is_none() {
+        return Err("--min-hosts needs hosts: --hosts, --hostfile or --host-discovery".into());
+    }
+    if cli.min_hosts == Some(0) {
+        return Err("--min-hosts 0: at least one host must remain".into());
+    }
+    Ok(Some(Elastic {
+        min_hosts: cli.min_hosts.unwrap_or(1),
+        discovery: cli.host_discovery.clone(),
+        agent: elastic::rsh_agent(&cli.mpirun_args),
+    }))
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,11 +96,23 @@ fn main() -> std::process::ExitCode {
             Err(e) => return fail(&e),
         },
     };
+    let elastic = match elastic(&cli) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    let hosts = match &elastic {
+        Some(e) => match e.initial_hosts(hosts) {
+            Ok(h) => h,
+            Err(err) => return fail(&err),
+        },
+        None => hosts,
+    };
     let req = plan::Request {
         sweep: cli.sweep.clone(),
         ranks_per_point: cli.ranks_per_point,
         hosts,
         mpirun_args: cli.mpirun_args.clone(),
+        elastic: elastic.is_some(),
     };
     let plan = match plan::plan(
         cli.nproc_per_node,
@@ -94,7 +135,13 @@ fn main() -> std::process::ExitCode {
             worker.display()
         ));
     }
-    match vae_launch::supervise::run(&plan, &cli.mpirun, &worker, cli.max_restarts) {
+    match vae_launch::supervise::run(
+        &plan,
+        &cli.mpirun,
+        &worker,
+        cli.max_restarts,
+        elastic.as_ref(),
+    ) {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => fail(&format!("{e:#}")),
     }

@@ -81,6 +81,9 @@ pub struct Request {
     pub hosts: Vec<HostSpec>,
     /// Extra `mpirun` arguments (e.g. `--mca btl tcp,self`).
     pub mpirun_args: Vec<String>,
+    /// Elastic hosts: the world size is the largest the hosts' slots hold
+    /// that the job accepts, rather than all their slots.
+    pub elastic: bool,
 }
 
 /// A host to run on, and how many workers it takes (`None`: `--nproc-per-node`).
@@ -153,7 +156,7 @@ pub fn read_hostfile(path: &Path) -> Result<Vec<HostSpec>, PlanError> {
 }
 
 /// A planned job.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Plan {
     /// Workers per host (this machine's, or a host's without `slots`).
     pub nproc: usize,
@@ -220,6 +223,7 @@ pub fn plan(
         req.hosts.iter().map(|h| h.slots.unwrap_or(n)).sum()
     };
     match &sweep {
+        _ if req.elastic => {}
         Some(s) => {
             s.groups(ranks).map_err(PlanError::Usage)?;
         }
@@ -247,10 +251,50 @@ pub fn plan(
         worker_args: args,
         config,
     };
-    Ok(plan)
+    if !req.elastic {
+        return Ok(plan);
+    }
+    plan.on_hosts(&req.hosts).ok_or_else(|| {
+        PlanError::Usage(format!(
+            "no world size up to the {ranks} slots of the hosts divides the job (train.batch_size {}, or the sweep's groups)",
+            plan.config.train.batch_size
+        ))
+    })
 }
 
 impl Plan {
+    /// Whether the job can run on `ranks` workers (the batch divides among
+    /// them; a sweep's groups fill them).
+    pub fn accepts(&self, ranks: usize) -> bool {
+        match &self.sweep {
+            Some(s) => s.groups(ranks).is_ok(),
+            None => self.config.check_world(ranks).is_ok(),
+        }
+    }
+
+    /// The same job on `hosts`: the largest world size their slots hold
+    /// that the job accepts (the global batch stays the same), spread over
+    /// them; hosts left without a worker are left out. `None`: no world
+    /// size fits.
+    pub fn on_hosts(&self, hosts: &[HostSpec]) -> Option<Plan> {
+        let capacity: Vec<usize> = hosts
+            .iter()
+            .map(|h| h.slots.unwrap_or(self.nproc))
+            .collect();
+        let workers = crate::elastic::fit(&capacity, &|w| self.accepts(w))?;
+        let (hosts, workers) = hosts
+            .iter()
+            .zip(workers)
+            .filter(|(_, n)| *n > 0)
+            .map(|(h, n)| (h.name.clone(), n))
+            .unzip();
+        Some(Plan {
+            hosts,
+            workers,
+            ..self.clone()
+        })
+    }
+
     /// Workers in all.
     pub fn ranks(&self) -> usize {
         if self.hosts.is_empty() {
@@ -543,6 +587,41 @@ mod tests {
             }
         );
         assert!(parse_hosts(&["h:0".into()]).is_err());
+    }
+
+    #[test]
+    fn on_fewer_hosts_the_job_keeps_its_batch_and_a_sweep_its_groups() {
+        let cpu = Devices { gpus: 0, cores: 2 };
+        let host = |n: &str, s| HostSpec {
+            name: n.into(),
+            slots: Some(s),
+        };
+        let req = Request {
+            hosts: vec![host("a", 2), host("b", 2), host("c", 2)],
+            elastic: true,
+            ..Request::default()
+        };
+        // 6 slots, batch 64: 4 workers, one host in turn.
+        let p = plan(Nproc::Exactly(2), &args("train --run-dir r"), &cpu, &req).unwrap();
+        assert_eq!(
+            (p.hosts.clone(), p.workers.clone()),
+            (vec!["a".into(), "b".into(), "c".into()], vec![2, 1, 1])
+        );
+        let left = p.on_hosts(&[host("a", 2), host("c", 1)]).unwrap();
+        assert_eq!(
+            (left.hosts, left.workers),
+            (vec!["a".into(), "c".into()], vec![1, 1])
+        );
+        let sweep = Request {
+            sweep: vec!["model.beta=1,2".into()],
+            ranks_per_point: Some(2),
+            ..req
+        };
+        let p = plan(Nproc::Exactly(2), &args("train --run-dir r"), &cpu, &sweep).unwrap();
+        assert_eq!(p.ranks(), 6);
+        let left = p.on_hosts(&[host("a", 2), host("b", 1)]).unwrap();
+        assert_eq!(left.ranks(), 2, "groups of --ranks-per-point 2");
+        assert!(p.on_hosts(&[host("a", 1)]).is_none());
     }
 
     #[test]

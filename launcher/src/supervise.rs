@@ -11,7 +11,7 @@
 //! again from the run's newest checkpoint while restarts remain. A signal
 //! between two attempts ends the job there; output pipes a process keeps open
 //! after the job ended (one stuck in uninterruptible sleep) are not waited for.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::plan::Plan;
+use crate::elastic::{self, Elastic, Members};
+use crate::plan::{HostSpec, Plan};
 use crate::procs;
 
 /// How long the workers have after a second signal to abort their uploads
@@ -48,8 +49,31 @@ pub fn retag(line: &str, host_of: &dyn Fn(usize) -> Option<String>) -> String {
     line.to_string()
 }
 
-/// Ranks whose watchdog reported a stall in this attempt, with the line.
-type Stalls = Arc<Mutex<BTreeMap<usize, String>>>;
+/// What the output of one attempt said: the ranks whose watchdog reported
+/// a stall (with the line), the ranks mpirun named as the ones that failed,
+/// and whether the workers stopped on a request (a checkpoint written).
+#[derive(Default)]
+struct Said {
+    stalls: BTreeMap<usize, String>,
+    failed: BTreeSet<usize>,
+    stopped: bool,
+}
+
+type Attempt = Arc<Mutex<Said>>;
+
+/// The rank mpirun names as a failed process: `mpirun noticed that process
+/// rank N with PID …` or `Process name: [[job,vpid],N]`.
+fn failed_rank(line: &str) -> Option<usize> {
+    let digits = |s: &str| -> Option<usize> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    if let Some((_, rest)) = line.split_once("noticed that process rank ") {
+        return digits(rest);
+    }
+    let rest = line.trim().strip_prefix("Process name: [[")?;
+    digits(rest.split_once("],")?.1)
+}
 
 /// The rank of a retagged line `[rank N…] …` that reports a stall.
 fn stall_report(line: &str) -> Option<usize> {
@@ -67,7 +91,7 @@ fn relay<R: std::io::Read + Send + 'static>(
     from: R,
     to_stderr: bool,
     rank_hosts: Vec<String>,
-    stalls: Stalls,
+    said: Attempt,
     done: mpsc::Sender<()>,
 ) {
     std::thread::spawn(move || {
@@ -82,10 +106,14 @@ fn relay<R: std::io::Read + Send + 'static>(
                 continue;
             }
             let line = vae_proto::redact::redact(&retag(&line, &host_of));
-            if let Some(rank) = stall_report(&line) {
-                if let Ok(mut s) = stalls.lock() {
-                    s.insert(rank, line.clone());
+            if let Ok(mut s) = said.lock() {
+                if let Some(rank) = stall_report(&line) {
+                    s.stalls.insert(rank, line.clone());
                 }
+                if let Some(rank) = failed_rank(&line) {
+                    s.failed.insert(rank);
+                }
+                s.stopped |= line.contains("stopped by a signal at step");
             }
             if to_stderr {
                 let _ = writeln!(std::io::stderr(), "{line}");
@@ -191,16 +219,14 @@ fn start(plan: &Plan, mpirun: &str, worker: &Path, restart: bool) -> std::io::Re
 }
 
 /// After a stall: which ranks said they waited, and which did not (the
-/// stalled ones: a stopped or hung process cannot speak).
-fn name_the_stalled(stalls: &Stalls, ranks: usize) {
-    let Ok(reported) = stalls.lock() else { return };
+/// stalled ones: a stopped or hung process cannot speak); returns those.
+fn name_the_stalled(said: &Said, ranks: usize) -> Vec<usize> {
+    let reported = &said.stalls;
     if reported.is_empty() {
-        return;
+        return Vec::new();
     }
-    let silent: Vec<String> = (0..ranks)
-        .filter(|r| !reported.contains_key(r))
-        .map(|r| r.to_string())
-        .collect();
+    let silent_ranks: Vec<usize> = (0..ranks).filter(|r| !reported.contains_key(r)).collect();
+    let silent: Vec<String> = silent_ranks.iter().map(|r| r.to_string()).collect();
     let said: Vec<String> = reported.keys().map(|r| r.to_string()).collect();
     let culprit = if silent.is_empty() {
         "every rank reported it".to_string()
@@ -217,6 +243,7 @@ fn name_the_stalled(stalls: &Stalls, ranks: usize) {
             .and_then(|l| l.split("; ending").next())
             .unwrap_or("")
     );
+    silent_ranks
 }
 
 /// Waits for `n` relays to finish, at most [`DRAIN`]; a pipe that stays
@@ -256,8 +283,196 @@ fn stopped(state: &SignalState, code: i32) -> i32 {
     }
 }
 
-/// Runs the job with up to `max_restarts` restarts; returns the exit code.
-pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyhow::Result<i32> {
+/// How an attempt ended.
+struct Ended {
+    code: i32,
+    said: Said,
+    /// Hosts that answered the discovery while it ran: the job grows onto them.
+    grow: Vec<HostSpec>,
+}
+
+/// Runs one attempt of `plan` to its end. While it runs, hosts that the
+/// discovery script lists and that answer make it checkpoint and stop (the
+/// stop request), to start again on more workers.
+fn attempt(
+    plan: &Plan,
+    mpirun: &str,
+    worker: &Path,
+    restart: bool,
+    state: &SignalState,
+    elastic: Option<(&Elastic, &Members)>,
+) -> anyhow::Result<Ended> {
+    let mut child = start(plan, mpirun, worker, restart)
+        .map_err(|e| anyhow::anyhow!("cannot start {mpirun}: {e}"))?;
+    let pid = child.id() as i32;
+    // A stop asked for meanwhile reaches this mpirun through `keep_asking`.
+    state.mpirun.store(pid, Ordering::SeqCst);
+    let said: Attempt = Arc::default();
+    let (done_tx, done) = mpsc::channel();
+    let mut relays = 0;
+    if let Some(s) = child.stdout.take() {
+        relay(
+            s,
+            false,
+            plan.rank_hosts(),
+            Arc::clone(&said),
+            done_tx.clone(),
+        );
+        relays += 1;
+    }
+    if let Some(s) = child.stderr.take() {
+        relay(s, true, plan.rank_hosts(), Arc::clone(&said), done_tx);
+        relays += 1;
+    }
+    let mut grow = Vec::new();
+    let (mut polled, mut asked) = (Instant::now(), Instant::now());
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if !grow.is_empty() && asked.elapsed() >= RESEND {
+            procs::signal(pid, libc::SIGUSR1);
+            asked = Instant::now();
+        }
+        let Some((e, members)) = elastic else {
+            continue;
+        };
+        if grow.is_empty() && !state.stopping() && polled.elapsed() >= elastic::POLL {
+            grow = growth(plan, e, members);
+            if !grow.is_empty() {
+                procs::signal(pid, libc::SIGUSR1);
+                asked = Instant::now();
+            }
+            polled = Instant::now();
+        }
+    };
+    state.mpirun.store(0, Ordering::SeqCst);
+    // Whatever mpirun left behind goes now (and is reaped).
+    procs::kill_all_descendants(None);
+    drain(&done, relays);
+    let said = std::mem::take(
+        &mut *said
+            .lock()
+            .map_err(|_| anyhow::anyhow!("output relay failed"))?,
+    );
+    Ok(Ended {
+        code: exit_code(status),
+        said,
+        grow,
+    })
+}
+
+/// Hosts the discovery script lists now that are not in the job and
+/// answer, when taking them makes the world larger (empty otherwise; a
+/// failing script is reported, not fatal).
+fn growth(plan: &Plan, e: &Elastic, members: &Members) -> Vec<HostSpec> {
+    let Some(script) = &e.discovery else {
+        return Vec::new();
+    };
+    let listed = match elastic::discover(script) {
+        Ok(l) => l,
+        Err(err) => {
+            eprintln!("[launcher] host discovery: {err} (the hosts stay as they are)");
+            return Vec::new();
+        }
+    };
+    let new = members.newcomers(e, &listed);
+    if new.is_empty() {
+        return new;
+    }
+    let all: Vec<HostSpec> = members.active.iter().chain(&new).cloned().collect();
+    match plan.on_hosts(&all) {
+        Some(bigger) if bigger.ranks() > plan.ranks() => {
+            let names: Vec<&str> = new.iter().map(|h| h.name.as_str()).collect();
+            eprintln!(
+                "[launcher] host {} answers: the workers checkpoint and stop, then the job goes on with {} workers",
+                names.join(", "),
+                bigger.ranks()
+            );
+            new
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `[launcher]` line for a (re)start on hosts.
+fn say_hosts(plan: &Plan, members: &Members) -> String {
+    let on: Vec<String> = plan
+        .hosts
+        .iter()
+        .zip(&plan.workers)
+        .map(|(h, n)| format!("{h}:{n}"))
+        .collect();
+    let lost: Vec<&str> = members.lost.iter().map(String::as_str).collect();
+    format!(
+        "on {}{}",
+        on.join(","),
+        if lost.is_empty() {
+            String::new()
+        } else {
+            format!(" (lost: {})", lost.join(", "))
+        }
+    )
+}
+
+/// After a failed attempt on elastic hosts: drop the hosts that failed
+/// twice in a row or do not answer, take in newly listed ones, and plan
+/// the job on what is left; `Err(message)` when too few hosts remain or
+/// no world size fits.
+fn replan(
+    plan: &Plan,
+    e: &Elastic,
+    members: &mut Members,
+    ended: &Ended,
+    stalled: &[usize],
+) -> Result<Plan, String> {
+    let blamed: BTreeSet<String> = ended
+        .said
+        .failed
+        .iter()
+        .chain(stalled)
+        .filter_map(|r| plan.host_of(*r).map(str::to_string))
+        .collect();
+    members.after_failure(e, &blamed);
+    if let Some(script) = &e.discovery {
+        match elastic::discover(script) {
+            Ok(listed) => {
+                members.keep_listed(&listed);
+                let new = members.newcomers(e, &listed);
+                members.add(new);
+            }
+            Err(err) => eprintln!("[launcher] host discovery: {err} (the hosts stay as they are)"),
+        }
+    }
+    let lost: Vec<&str> = members.lost.iter().map(String::as_str).collect();
+    if members.active.len() < e.min_hosts {
+        return Err(format!(
+            "{} host{} left, fewer than --min-hosts {}; lost: {}",
+            members.active.len(),
+            if members.active.len() == 1 { "" } else { "s" },
+            e.min_hosts,
+            lost.join(", ")
+        ));
+    }
+    plan.on_hosts(&members.active).ok_or_else(|| {
+        format!(
+            "no world size that the {} hosts left hold divides the job (train.batch_size, or the sweep's groups); lost: {}",
+            members.active.len(),
+            lost.join(", ")
+        )
+    })
+}
+
+/// Runs the job with up to `max_restarts` restarts, on hosts that may
+/// change between attempts when `elastic`; returns the exit code.
+pub fn run(
+    plan: &Plan,
+    mpirun: &str,
+    worker: &Path,
+    max_restarts: u32,
+    elastic: Option<&Elastic>,
+) -> anyhow::Result<i32> {
     procs::become_subreaper();
     let state = Arc::new(SignalState {
         first: AtomicI32::new(0),
@@ -265,61 +480,75 @@ pub fn run(plan: &Plan, mpirun: &str, worker: &Path, max_restarts: u32) -> anyho
         mpirun: AtomicI32::new(0),
     });
     watch_signals(Arc::clone(&state))?;
-    let mut attempt = 0;
+    let mut members = Members::new(
+        plan.hosts
+            .iter()
+            .zip(&plan.workers)
+            .map(|(h, n)| HostSpec {
+                name: h.clone(),
+                slots: Some(*n),
+            })
+            .collect(),
+    );
+    let mut plan = plan.clone();
+    let (mut failures, mut restart) = (0, false);
     loop {
-        let restart = attempt > 0;
         eprintln!(
-            "[launcher] starting {} {} worker{}{}",
+            "[launcher] starting {} {} worker{}{}{}",
             plan.ranks(),
             if plan.gpus { "GPU" } else { "CPU" },
             if plan.ranks() == 1 { "" } else { "s" },
+            if elastic.is_some() {
+                format!(" {}", say_hosts(&plan, &members))
+            } else {
+                String::new()
+            },
             if restart {
                 " from the run's newest checkpoint (if there is one)"
             } else {
                 ""
             }
         );
-        let mut child = start(plan, mpirun, worker, restart)
-            .map_err(|e| anyhow::anyhow!("cannot start {mpirun}: {e}"))?;
-        // A stop asked for meanwhile reaches this mpirun through `keep_asking`.
-        state.mpirun.store(child.id() as i32, Ordering::SeqCst);
-        let stalls: Stalls = Arc::default();
-        let (done_tx, done) = mpsc::channel();
-        let mut relays = 0;
-        if let Some(s) = child.stdout.take() {
-            relay(
-                s,
-                false,
-                plan.rank_hosts(),
-                Arc::clone(&stalls),
-                done_tx.clone(),
-            );
-            relays += 1;
-        }
-        if let Some(s) = child.stderr.take() {
-            relay(s, true, plan.rank_hosts(), Arc::clone(&stalls), done_tx);
-            relays += 1;
-        }
-        let status = child.wait()?;
-        state.mpirun.store(0, Ordering::SeqCst);
-        // Whatever mpirun left behind goes now (and is reaped).
-        procs::kill_all_descendants(None);
-        drain(&done, relays);
-        let code = exit_code(status);
-        name_the_stalled(&stalls, plan.ranks());
+        let ended = attempt(
+            &plan,
+            mpirun,
+            worker,
+            restart,
+            &state,
+            elastic.map(|e| (e, &members)),
+        )?;
+        restart = true;
+        let code = ended.code;
+        let stalled = name_the_stalled(&ended.said, plan.ranks());
         if state.stopping() {
             return Ok(stopped(&state, code));
+        }
+        if !ended.grow.is_empty() && code == 0 && ended.said.stopped {
+            members.add(ended.grow);
+            if let Some(bigger) = plan.on_hosts(&members.active) {
+                plan = bigger;
+            }
+            continue;
         }
         if code == 0 {
             return Ok(0);
         }
-        if attempt >= max_restarts {
+        if failures >= max_restarts {
             eprintln!("[launcher] job failed with exit status {code}");
             return Ok(code);
         }
-        attempt += 1;
+        if let Some(e) = elastic {
+            match replan(&plan, e, &mut members, &ended, &stalled) {
+                Ok(p) => plan = p,
+                Err(why) => {
+                    eprintln!("[launcher] job failed with exit status {code}; cannot go on: {why}");
+                    return Ok(code);
+                }
+            }
+        }
+        failures += 1;
         eprintln!(
-            "[launcher] job failed with exit status {code}; restart {attempt} of {max_restarts} in {} s",
+            "[launcher] job failed with exit status {code}; restart {failures} of {max_restarts} in {} s",
             RESTART_DELAY.as_secs()
         );
         if !pause_before_restart(&state) {
@@ -343,6 +572,16 @@ mod tests {
             Some(2)
         );
         assert_eq!(stall_report("[rank 1] epoch 1"), None);
+    }
+
+    #[test]
+    fn mpirun_s_failed_process_lines_name_their_rank() {
+        use super::failed_rank;
+        let l =
+            "mpirun noticed that process rank 2 with PID 0 on node vm exited on signal 9 (Killed).";
+        assert_eq!(failed_rank(l), Some(2));
+        assert_eq!(failed_rank("  Process name: [[4242,1],3]"), Some(3));
+        assert_eq!(failed_rank("[rank 1] epoch 1"), None);
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl<'a> Run<'a> {
             }
             state = resumed;
         }
+        report.membership(state.step, world)?;
         if let Some(h) = &args.hparams {
             report.session(h, !resume);
         }

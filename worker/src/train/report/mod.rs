@@ -12,7 +12,7 @@ pub mod meter;
 pub mod records;
 
 pub use meter::{Meter, Window};
-pub use records::{EvalRecord, Summary};
+pub use records::{EvalRecord, Membership, Summary};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +66,7 @@ pub fn train_scalars(w: &Window, t: &Trainer, step: u64) -> Vec<(String, f64)> {
     let mut v = sums_scalars("train", &w.sums, t.objective.objective.has_tc());
     v.push(("train/lr".into(), t.cfg.optim.lr));
     v.push(("train/samples_per_sec".into(), w.samples_per_sec));
+    v.push(("dist/world_size".into(), t.comm().world_size() as f64));
     if t.comm().world_size() > 1 {
         v.push(("train/allreduce_ms_per_step".into(), 1e3 * w.allreduce_secs));
     }
@@ -147,6 +148,8 @@ pub struct Reporter {
     terminal: bool,
     /// Epoch (0-based), its steps done and its steps in all.
     position: (u64, u64, u64),
+    /// The world sizes the run has trained on, from the step each began.
+    membership: Vec<Membership>,
 }
 
 /// Seconds as `1h02m`, `3m05s` or `12s`.
@@ -176,6 +179,7 @@ impl Reporter {
             log_images: cfg.log.images > 0,
             histograms: cfg.log.histograms,
             history: Vec::new(),
+            membership: Vec::new(),
             last: BTreeMap::new(),
             metrics: BTreeMap::new(),
             stalls: Vec::new(),
@@ -231,6 +235,31 @@ impl Reporter {
         }
         let from = vae_proto::redact::redact(from);
         println!("resumed from {from} (step {step}, epoch {})", epoch + 1);
+    }
+
+    /// Records that the run trains on `world_size` workers from `step`
+    /// (rank 0, in `membership.json`, kept across restarts): a change of
+    /// world size (an elastic job that lost or gained hosts) is a new entry;
+    /// entries after `step` (from an attempt whose work was lost) go.
+    pub fn membership(&mut self, step: u64, world_size: usize) -> Result<(), TrainError> {
+        let Some(o) = &self.out else { return Ok(()) };
+        let path = o.run_dir.join("membership.json");
+        let mut all: Vec<Membership> = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        all.retain(|m| m.step < step || (m.step == step && m.world_size == world_size));
+        if all.last().is_none_or(|m| m.world_size != world_size) {
+            if let Some(last) = all.last() {
+                println!(
+                    "world size {} → {world_size} from step {step}",
+                    last.world_size
+                );
+            }
+            all.push(Membership { step, world_size });
+        }
+        self.membership = all;
+        write_json(&path, &self.membership)
     }
 
     pub fn begin_epoch(&mut self, steps: u64, done: u64, epoch: u64) {
@@ -457,6 +486,7 @@ impl Reporter {
             world_size: end.world_size,
             device: format!("{:?}", end.device),
             history: std::mem::take(&mut self.history),
+            membership: self.membership.clone(),
         };
         if let Some(o) = self.out.as_mut() {
             if self.session {

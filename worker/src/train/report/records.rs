@@ -99,6 +99,16 @@ pub struct Summary {
     pub world_size: usize,
     pub device: String,
     pub history: Vec<EvalRecord>,
+    /// The world sizes the run trained on, each from the step it began:
+    /// one entry, or one per change of an elastic job.
+    pub membership: Vec<Membership>,
+}
+
+/// From `step` on, the run trained on `world_size` workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub step: u64,
+    pub world_size: usize,
 }
 
 #[cfg(test)]
