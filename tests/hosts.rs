@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{
-    assert_no_process_left, env, launch, launch_bin, max_diff, ok, params, processes_mentioning,
-    python, repo, wait_for, worker_args,
+    assert_no_process_left, env, launch, launch_bin, max_diff, ok, params, python, repo, wait_for,
+    worker_args, worker_pids,
 };
 
 /// Two namespaces on a bridge; removed when dropped.
@@ -44,8 +44,12 @@ fn ip(args: &[&str]) {
 
 impl Hosts {
     fn new() -> Hosts {
-        let id = std::process::id() % 10_000;
-        let sub = 10 + id % 200;
+        // Unique among the tests of this process and across processes:
+        // namespaces, links and the /24 are named by it.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 8;
+        let id = (std::process::id() % 1_000) * 8 + n;
+        let sub = 10 + (std::process::id() % 30) * 8 + n;
         let net = format!("10.213.{sub}");
         let dir = tempfile::tempdir().unwrap();
         let agent = dir.path().join("rsh-into-netns");
@@ -172,14 +176,9 @@ impl Hosts {
 
     /// The pid of a worker of `run` in host `i`'s namespace, if one runs.
     fn worker_in(&self, run: &std::path::Path, i: usize) -> Option<String> {
-        processes_mentioning(&run.display().to_string())
+        worker_pids(run)
             .into_iter()
-            .map(|p| p.split(':').next().unwrap().to_string())
-            .find(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .is_ok_and(|c| c.trim() == "vae-worker")
-                    && Self::namespace_of(pid) == self.names[i]
-            })
+            .find(|pid| Self::namespace_of(pid) == self.names[i])
     }
 
     /// The namespace a process is in (`ip netns identify`).
@@ -232,14 +231,8 @@ fn two_hosts_over_tcp_train_what_one_host_trains_and_survive_kill_9_of_the_remot
         .unwrap();
     wait_for(&run.join("checkpoints/latest"), "a first checkpoint");
     // The worker on the second host, killed hard.
-    let remote = processes_mentioning(&run.display().to_string())
-        .into_iter()
-        .map(|p| p.split(':').next().unwrap().to_string())
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|c| c.trim() == "vae-worker")
-                && Hosts::namespace_of(pid) == hosts.names[1]
-        })
+    let remote = hosts
+        .worker_in(&run, 1)
         .expect("a worker on the second host");
     assert!(Command::new("kill")
         .args(["-9", &remote])
@@ -260,20 +253,7 @@ fn two_hosts_over_tcp_train_what_one_host_trains_and_survive_kill_9_of_the_remot
         "two hosts differ from one: {text}"
     );
     assert_no_process_left(&run);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for ns in &hosts.names {
-        loop {
-            let out = Command::new("ip")
-                .args(["netns", "pids", ns])
-                .output()
-                .unwrap();
-            if out.stdout.is_empty() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "processes left in {ns}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    hosts.assert_empty();
 }
 
 /// The world sizes a run trained on, in order (`membership.json`).
@@ -298,6 +278,16 @@ fn wait_until(what: &str, done: &dyn Fn() -> bool) {
 
 fn text_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Max |Δ| between the parameters two runs ended with.
+fn same_model(a: &std::path::Path, b: &std::path::Path) -> f64 {
+    params(a);
+    params(b);
+    max_diff(
+        &a.join("exported.safetensors"),
+        &b.join("exported.safetensors"),
+    )
 }
 
 /// The uninterrupted run on one machine with `n` workers.
@@ -392,12 +382,7 @@ fn a_lost_host_and_the_job_goes_on_then_grows_back_ending_with_the_uninterrupted
         Some(3),
         "{summary}"
     );
-    params(&run);
-    params(&local);
-    let d = max_diff(
-        &run.join("exported.safetensors"),
-        &local.join("exported.safetensors"),
-    );
+    let d = same_model(&run, &local);
     eprintln!("elastic 4 → 2 → 4 workers vs 4 uninterrupted, float64: max |Δ| = {d:e}");
     assert!(d <= 1e-10, "max |Δ| {d:e}: {text}");
     assert_no_process_left(&run);
@@ -494,12 +479,7 @@ fn a_host_whose_workers_fail_twice_in_a_row_is_dropped_though_it_answers() {
         "{text}"
     );
     assert_eq!(world_sizes(&run), [2, 1], "{text}");
-    params(&run);
-    params(&local);
-    let d = max_diff(
-        &run.join("exported.safetensors"),
-        &local.join("exported.safetensors"),
-    );
+    let d = same_model(&run, &local);
     assert!(d <= 1e-10, "max |Δ| {d:e}: {text}");
     assert_no_process_left(&run);
     hosts.assert_empty();

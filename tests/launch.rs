@@ -130,16 +130,22 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     out
 }
 
-/// Kills one worker of the job running in `run` with SIGKILL.
-fn kill_a_worker(run: &Path) {
-    let victim = processes_mentioning(&run.display().to_string())
+/// The pids of the workers of the job in `run`.
+fn worker_pids(run: &Path) -> Vec<String> {
+    processes_mentioning(&run.display().to_string())
         .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{}/comm", p.split(':').next().unwrap()))
+        .map(|p| p.split(':').next().unwrap_or_default().to_string())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "vae-worker")
         })
-        .expect("a running worker");
-    let pid = victim.split(':').next().unwrap();
+        .collect()
+}
+
+/// Kills one worker of the job running in `run` with SIGKILL.
+fn kill_a_worker(run: &Path) {
+    let pids = worker_pids(run);
+    let pid = pids.first().expect("a running worker");
     assert!(Command::new("kill")
         .args(["-9", pid])
         .status()

@@ -295,6 +295,17 @@ impl Plan {
         })
     }
 
+    /// The hosts with their workers, `a:2,b:2` (mpirun's `--host`).
+    pub fn host_slots(&self) -> String {
+        let slots: Vec<String> = self
+            .hosts
+            .iter()
+            .zip(&self.workers)
+            .map(|(h, n)| format!("{h}:{n}"))
+            .collect();
+        slots.join(",")
+    }
+
     /// Workers in all.
     pub fn ranks(&self) -> usize {
         if self.hosts.is_empty() {
@@ -337,13 +348,7 @@ impl Plan {
             "none",
         ]);
         if !self.hosts.is_empty() {
-            let slots: Vec<String> = self
-                .hosts
-                .iter()
-                .zip(&self.workers)
-                .map(|(h, n)| format!("{h}:{n}"))
-                .collect();
-            c.args(["--host", &slots.join(","), "--map-by", "slot"]);
+            c.args(["--host", &self.host_slots(), "--map-by", "slot"]);
         }
         c.args(&self.mpirun_args);
         // SAFETY: getuid has no preconditions.

@@ -398,16 +398,10 @@ fn growth(plan: &Plan, e: &Elastic, members: &Members) -> Vec<HostSpec> {
 
 /// `[launcher]` line for a (re)start on hosts.
 fn say_hosts(plan: &Plan, members: &Members) -> String {
-    let on: Vec<String> = plan
-        .hosts
-        .iter()
-        .zip(&plan.workers)
-        .map(|(h, n)| format!("{h}:{n}"))
-        .collect();
     let lost: Vec<&str> = members.lost.iter().map(String::as_str).collect();
     format!(
         "on {}{}",
-        on.join(","),
+        plan.host_slots(),
         if lost.is_empty() {
             String::new()
         } else {

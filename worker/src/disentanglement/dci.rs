@@ -334,6 +334,8 @@ impl Boosted {
             };
         }
         for _ in 0..STAGES {
+            // Progress for the watchdog: a fit takes seconds, not a step's ms.
+            crate::watchdog::beat();
             let probs = probabilities(&raw, n, k);
             let mut stage = Vec::with_capacity(trees);
             for (t, raw_t) in raw.iter_mut().enumerate() {

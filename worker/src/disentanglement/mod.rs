@@ -169,6 +169,7 @@ pub fn each_factor<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) ->
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(item) = items.get(i) else { break out };
                         out.push((i, f(item)));
+                        crate::watchdog::beat();
                     }
                 })
             })
