@@ -46,12 +46,9 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn py(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(python()).args(args).output().expect("python");
-    assert!(
-        out.status.success(),
-        "python {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut c = Command::new(python());
+    c.args(args);
+    let out = run_ok(c);
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(text.lines().last().unwrap_or("")).expect("python printed JSON")
 }
@@ -551,17 +548,9 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
         .path()
         .join("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz");
     let script = repo().join("tests/python/make_dsprites_npz.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .arg(&generated)
-        .arg(&npz)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut py = Command::new(python());
+    py.arg(&script).arg(&generated).arg(&npz);
+    run_ok(py);
     let mut c = worker();
     c.args(["data", "prepare", "dsprites", "--from"])
         .arg(&npz)
@@ -627,17 +616,9 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
         let code = format!(
             "import sys, numpy as np\nd = dict(np.load(sys.argv[1], allow_pickle=True))\n{edit}\nnp.savez_compressed(sys.argv[2], **d)"
         );
-        let out = Command::new(python())
-            .args(["-c", &code])
-            .arg(&npz)
-            .arg(&bad)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut py = Command::new(python());
+        py.args(["-c", &code]).arg(&npz).arg(&bad);
+        run_ok(py);
         let dest = dir.path().join(format!("out-{name}"));
         let mut c = worker();
         c.args(["data", "prepare", "dsprites", "--from"])
@@ -656,16 +637,9 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
 /// Runs tests/python/make_factor_files.py with `args`; its stdout.
 fn factor_files(args: &[&str]) -> String {
     let script = repo().join("tests/python/make_factor_files.py");
-    let out = Command::new(python())
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut py = Command::new(python());
+    py.arg(&script).args(args);
+    let out = run_ok(py);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -754,17 +728,9 @@ fn shapes3d_h5_and_mpi3d_npz_import_pixel_for_pixel_and_train_with_metrics() {
     // Bad input: one line naming the file and the key, nothing written.
     let bad = dir.path().join("bad.h5");
     let code = "import sys, h5py\nsrc = h5py.File(sys.argv[1], 'r')\nwith h5py.File(sys.argv[2], 'w') as f:\n    f['images'] = src['images'][:-1]\n    f['labels'] = src['labels'][:-1]";
-    let out = Command::new(python())
-        .args(["-c", code])
-        .arg(&h5)
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut py = Command::new(python());
+    py.args(["-c", code]).arg(&h5).arg(&bad);
+    run_ok(py);
     let dest = dir.path().join("out-bad");
     let err = fails(prepare_from("shapes3d", &bad, &dest, &[]));
     assert!(
@@ -1087,21 +1053,15 @@ fn every_metric_equals_disentanglement_lib_on_a_trained_encoder_at_published_cou
         .arg(&export);
     run_ok(c);
     let theirs = dir.path().join("dlib.json");
-    let out = Command::new(python())
-        .arg(repo().join("tests/python/dlib_served.py"))
+    let mut py = Command::new(python());
+    py.arg(repo().join("tests/python/dlib_served.py"))
         .arg(&data)
         .arg(&export)
         .arg(run.join("config.toml"))
         .arg(&prefix)
         .arg("1")
-        .arg(&theirs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&theirs);
+    let out = run_ok(py);
     let (a, b) = (json(&ours), json(&theirs));
     eprintln!(
         "disentanglement_lib seconds: {}",

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{
-    assert_no_process_left, env, kill_a_worker, launch_bin, max_diff, ok, params, python,
+    assert_no_process_left, env, kill_a_worker, launch_bin, max_diff, ok, params, python, text,
     worker_args, worker_bin,
 };
 
@@ -246,8 +246,7 @@ fn kill_9_in_one_group_mid_sweep_retrains_nothing_finished_and_ends_identical() 
     let done_at = summary_mtime(&first);
     kill_a_worker(&run);
     let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("restart 1 of 1"), "{text}");
     assert!(

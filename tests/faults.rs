@@ -12,19 +12,16 @@
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::emulators;
 use super::{
     assert_no_process_left, env, kill_a_worker, launch, launch_bin, ok, params,
-    processes_mentioning, python, uninterrupted, wait_for, worker_args, worker_bin, EVERY, STEPS,
+    processes_mentioning, python, text, uninterrupted, wait_for, worker_args, worker_bin, EVERY,
+    STEPS,
 };
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 fn with_env(c: &mut Command, vars: &[(String, String)]) {
     for (k, v) in vars {

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{
-    assert_no_process_left, env, launch, launch_bin, max_diff, ok, params, python, repo, wait_for,
-    worker_args, worker_pids,
+    assert_no_process_left, env, launch, launch_bin, max_diff, ok, params, python, repo, text,
+    wait_for, worker_args, worker_pids,
 };
 
 /// Two namespaces on a bridge; removed when dropped.
@@ -240,8 +240,7 @@ fn two_hosts_over_tcp_train_what_one_host_trains_and_survive_kill_9_of_the_remot
         .unwrap()
         .success());
     let out = child.wait_with_output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("restart 1 of 1"), "{text}");
     assert!(
@@ -276,10 +275,6 @@ fn wait_until(what: &str, done: &dyn Fn() -> bool) {
     }
 }
 
-fn text_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 /// Max |Δ| between the parameters two runs ended with.
 fn same_model(a: &std::path::Path, b: &std::path::Path) -> f64 {
     params(a);
@@ -291,7 +286,7 @@ fn same_model(a: &std::path::Path, b: &std::path::Path) -> f64 {
 }
 
 /// The uninterrupted run on one machine with `n` workers.
-fn uninterrupted(run: &std::path::Path, sets: &[&str], n: usize) {
+fn on_one_machine(run: &std::path::Path, sets: &[&str], n: usize) {
     let mut c = Command::new(launch_bin());
     env(&mut c)
         .args(["--nproc-per-node", &n.to_string(), "--"])
@@ -310,7 +305,7 @@ fn a_lost_host_and_the_job_goes_on_then_grows_back_ending_with_the_uninterrupted
         "log.every_steps=10",
     ];
     let local = dir.path().join("uninterrupted");
-    uninterrupted(&local, &sets, 4);
+    on_one_machine(&local, &sets, 4);
     // The discovery script lists what the file says: both hosts, 2 slots each.
     let listed = dir.path().join("hosts.txt");
     let both = format!("{}:2\n{}:2\n", hosts.addrs[0], hosts.addrs[1]);
@@ -350,7 +345,7 @@ fn a_lost_host_and_the_job_goes_on_then_grows_back_ending_with_the_uninterrupted
     hosts.restore(1);
     std::fs::write(&listed, &both).unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = text_of(&out);
+    let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(&format!("dropping host {}", hosts.addrs[1])),
@@ -411,7 +406,7 @@ fn below_min_hosts_the_job_ends_naming_the_hosts_lost() {
     wait_for(&run.join("checkpoints/latest"), "a first checkpoint");
     hosts.cut(1);
     let out = child.wait_with_output().unwrap();
-    let text = text_of(&out);
+    let text = text(&out);
     assert!(!out.status.success(), "{text}");
     let line = text
         .lines()
@@ -433,7 +428,7 @@ fn a_host_whose_workers_fail_twice_in_a_row_is_dropped_though_it_answers() {
         "train.dtype=float64",
     ];
     let local = dir.path().join("uninterrupted");
-    uninterrupted(&local, &sets, 2);
+    on_one_machine(&local, &sets, 2);
     let run = dir.path().join("run");
     let mut c = Command::new(launch_bin());
     env(&mut c)
@@ -469,7 +464,7 @@ fn a_host_whose_workers_fail_twice_in_a_row_is_dropped_though_it_answers() {
         killed.push(pid);
     }
     let out = child.wait_with_output().unwrap();
-    let text = text_of(&out);
+    let text = text(&out);
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(&format!(

@@ -71,6 +71,11 @@ fn launch(run_dir: &Path, sets: &[&str], extra: &[&str]) -> Command {
     c
 }
 
+/// What a process printed: its stdout, then its stderr.
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
 fn ok(mut c: Command) -> Output {
     let out = c.output().expect("start");
     assert!(

@@ -2,13 +2,13 @@
 //! fake-gcs-server, Azure: azurite; `common/emulators.rs`), through the real
 //! binaries. A module of the `launch` test binary (its helpers are there).
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::emulators::{self, S3_SECRET};
 use super::{
     assert_no_process_left, env, kill_a_worker, launch, mnist, ok, params, processes_mentioning,
-    worker_args, worker_bin,
+    text, worker_args, worker_bin,
 };
 
 fn with_env(c: &mut Command, vars: &[(String, String)]) {
@@ -69,10 +69,6 @@ fn wait_for_checkpoint_in(url: &str, dir: &Path, vars: &[(String, String)]) {
         assert!(Instant::now() < deadline, "no checkpoint in {url}");
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 const STEPS: &str = "train.max_steps=200";

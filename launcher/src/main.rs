@@ -107,6 +107,7 @@ fn main() -> std::process::ExitCode {
         },
         None => hosts,
     };
+    let members = elastic::Members::new(hosts.clone());
     let req = plan::Request {
         sweep: cli.sweep.clone(),
         ranks_per_point: cli.ranks_per_point,
@@ -140,7 +141,7 @@ fn main() -> std::process::ExitCode {
         &cli.mpirun,
         &worker,
         cli.max_restarts,
-        elastic.as_ref(),
+        elastic.as_ref().map(|e| (e, members)),
     ) {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => fail(&format!("{e:#}")),

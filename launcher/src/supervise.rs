@@ -459,13 +459,14 @@ fn replan(
 }
 
 /// Runs the job with up to `max_restarts` restarts, on hosts that may
-/// change between attempts when `elastic`; returns the exit code.
+/// change between attempts when `elastic` (with the hosts the job was given,
+/// each with the workers it can take); returns the exit code.
 pub fn run(
     plan: &Plan,
     mpirun: &str,
     worker: &Path,
     max_restarts: u32,
-    elastic: Option<&Elastic>,
+    elastic: Option<(&Elastic, Members)>,
 ) -> anyhow::Result<i32> {
     procs::become_subreaper();
     let state = Arc::new(SignalState {
@@ -474,16 +475,10 @@ pub fn run(
         mpirun: AtomicI32::new(0),
     });
     watch_signals(Arc::clone(&state))?;
-    let mut members = Members::new(
-        plan.hosts
-            .iter()
-            .zip(&plan.workers)
-            .map(|(h, n)| HostSpec {
-                name: h.clone(),
-                slots: Some(*n),
-            })
-            .collect(),
-    );
+    let (elastic, mut members) = match elastic {
+        Some((e, m)) => (Some(e), m),
+        None => (None, Members::new(Vec::new())),
+    };
     let mut plan = plan.clone();
     let (mut failures, mut restart) = (0, false);
     loop {

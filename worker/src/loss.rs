@@ -108,23 +108,6 @@ pub fn gradients(
     Ok(Tensor::f_run_backward(&[&total], wrt, false, false)?)
 }
 
-/// The covariance of the rows of `m` (`[M, L]` → `[L, L]`), as
-/// disentanglement_lib's `compute_covariance_z_mean`: `E[m mᵀ] − E[m] E[m]ᵀ`.
-pub fn covariance(m: &Tensor) -> Tensor {
-    let kind = m.kind();
-    let e_mmt = (m.unsqueeze(2) * m.unsqueeze(1)).mean_dim(0, false, kind);
-    let e_m = m.mean_dim(0, false, kind);
-    e_mmt - e_m.unsqueeze(1) * e_m.unsqueeze(0)
-}
-
-/// disentanglement_lib's `regularize_diag_off_diag_dip`: `λ_od·Σ off-diagonal²
-/// + λ_d·Σ (diagonal − 1)²` of a covariance matrix (a scalar).
-pub fn dip_regularizer(cov: &Tensor, lambda_od: f64, lambda_d: f64) -> Tensor {
-    let diag = cov.diagonal(0, 0, 1);
-    let off = cov - diag.diag_embed(0, -2, -1);
-    off.square().sum(cov.kind()) * lambda_od + (diag - 1.0).square().sum(cov.kind()) * lambda_d
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

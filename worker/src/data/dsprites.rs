@@ -167,15 +167,24 @@ fn render_packed(combos: &[[usize; 5]]) -> (Vec<u8>, Vec<u8>) {
 /// dSprites (or the `sub` subset) as a factor dataset: its factors and
 /// the values the grid keeps.
 pub fn spec(sub: &Subsample) -> FactorSpec {
+    spec_keeping(
+        (0..5)
+            .map(|k| sub.values(k).into_iter().map(|v| v as u8).collect())
+            .collect(),
+    )
+}
+
+/// dSprites as a factor dataset whose grid keeps `values[k]` of factor k
+/// (the generator's subsets, or the values an imported file holds).
+pub fn spec_keeping(values: Vec<Vec<u8>>) -> FactorSpec {
     FactorSpec {
         name: "dsprites".into(),
         sample_shape: [1, SIDE, SIDE],
         dtype: "u1",
-        factors: (0..5)
-            .map(|k| {
-                let kept = sub.values(k).into_iter().map(|v| v as u8).collect();
-                (FACTOR_NAMES[k].to_string(), FACTOR_SIZES[k], kept)
-            })
+        factors: values
+            .into_iter()
+            .enumerate()
+            .map(|(k, kept)| (FACTOR_NAMES[k].to_string(), FACTOR_SIZES[k], kept))
             .collect(),
     }
 }

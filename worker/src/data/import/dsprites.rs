@@ -14,18 +14,18 @@ use std::path::Path;
 use vae_proto::dataset::DatasetManifest;
 
 use super::{progress, ImportError};
-use crate::data::dsprites::{FACTOR_NAMES, FACTOR_SIZES, SIDE};
+use crate::data::dsprites::{spec_keeping, FACTOR_NAMES, FACTOR_SIZES, SIDE};
 use crate::data::factors::{FactorSpec, FactorWriter};
 use crate::data::format::pack_bits;
 use crate::data::npz::{Npz, NpzError};
 use crate::data::store::{StorageOptions, Store};
 
 /// Per factor, the values the grid holds; per row, its five classes.
-type Grid = (Vec<Vec<u8>>, Vec<[u8; 5]>);
+type Grid = (FactorSpec, Vec<[u8; 5]>);
 
 /// Reads `latents_classes` whole (N × 6 int64: 35 MB for the real file)
 /// and checks it is the complete grid of its values in row-major order;
-/// returns the values of each of the five varying factors.
+/// returns the factor dataset those values make, and each row's classes.
 fn grid_of(npz: &Npz, rows: usize) -> Result<Grid, NpzError> {
     let classes = npz.read("latents_classes", &["<i8"], |a| {
         if a.header.shape != [rows, 6] {
@@ -78,7 +78,7 @@ fn grid_of(npz: &Npz, rows: usize) -> Result<Grid, NpzError> {
             v
         })
         .collect();
-    let spec = spec(&values);
+    let spec = spec_keeping(values);
     if spec.grid_len() != rows {
         return Err(bad(format!(
             "{rows} rows, but the values present make a grid of {}: not a complete grid of factors",
@@ -93,24 +93,7 @@ fn grid_of(npz: &Npz, rows: usize) -> Result<Grid, NpzError> {
             )));
         }
     }
-    Ok((values, targets))
-}
-
-fn spec(values: &[Vec<u8>]) -> FactorSpec {
-    FactorSpec {
-        name: "dsprites".into(),
-        sample_shape: [1, SIDE, SIDE],
-        dtype: "u1",
-        factors: (0..5)
-            .map(|k| {
-                (
-                    FACTOR_NAMES[k].to_string(),
-                    FACTOR_SIZES[k],
-                    values[k].clone(),
-                )
-            })
-            .collect(),
-    }
+    Ok((spec, targets))
 }
 
 /// Imports the dSprites `.npz` at `from` into `out` (a path or URL).
@@ -131,10 +114,10 @@ pub fn import(
             ))
             .into());
     }
-    let (values, targets) = grid_of(&npz, rows)?;
+    let (spec, targets) = grid_of(&npz, rows)?;
     // Everything is checked: only now is anything written.
     let store = Store::open(out, &StorageOptions::default())?;
-    let mut w = FactorWriter::new(store, &spec(&values), shard_samples, test_samples);
+    let mut w = FactorWriter::new(store, &spec, shard_samples, test_samples);
     let bar = progress(rows as u64, "dsprites");
     let pixels = SIDE * SIDE;
     let written = npz.read("imgs", &["|u1"], |a| {
