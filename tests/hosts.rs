@@ -26,7 +26,7 @@ struct Hosts {
     links: [String; 2],
     net: String,
     agent: PathBuf,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn ip(args: &[&str]) {
@@ -60,7 +60,7 @@ impl Hosts {
             links: [format!("vd0{id}"), format!("vd1{id}")],
             net: format!("{net}.0/24"),
             agent,
-            _dir: dir,
+            dir,
         };
         ip(&["link", "add", &hosts.bridge, "type", "bridge"]);
         ip(&["addr", "add", &format!("{net}.1/24"), "dev", &hosts.bridge]);
@@ -85,11 +85,20 @@ impl Hosts {
             ip(&["-n", ns, "link", "set", &inner, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
         }
+        // Each host has its own temporary directory, as separate machines
+        // do: Open MPI's daemons keep their session directories there, and
+        // a stale one in a shared /tmp (a daemon killed with its host, whose
+        // job family a later mpirun happens to draw) stops a daemon from
+        // starting.
         // Reachable: a TCP connection attempt is answered (accepted or
         // refused) within 2 s; a host whose link is down lets it time out.
         let script = format!(
-            "#!/bin/bash\n# mpirun's rsh agent: runs COMMAND in the namespace of HOST,\n# when HOST answers over the network.\nhost=\"$1\"; shift\ncase \"$host\" in\n  {}) ns={} ;;\n  {}) ns={} ;;\n  *) echo \"no such test host: $host\" >&2; exit 1 ;;\nesac\ntimeout 2 bash -c \"exec 3<>/dev/tcp/$host/9\" 2>/dev/null\nif [ $? -eq 124 ]; then echo \"$host: connection timed out\" >&2; exit 255; fi\nexec ip netns exec \"$ns\" /bin/sh -c \"$*\"\n",
-            hosts.addrs[0], hosts.names[0], hosts.addrs[1], hosts.names[1]
+            "#!/bin/bash\n# mpirun's rsh agent: runs COMMAND in the namespace of HOST,\n# when HOST answers over the network.\nhost=\"$1\"; shift\ncase \"$host\" in\n  {}) ns={} ;;\n  {}) ns={} ;;\n  *) echo \"no such test host: $host\" >&2; exit 1 ;;\nesac\ntimeout 2 bash -c \"exec 3<>/dev/tcp/$host/9\" 2>/dev/null\nif [ $? -eq 124 ]; then echo \"$host: connection timed out\" >&2; exit 255; fi\ntmp=\"{}/$ns\"; mkdir -p \"$tmp\"\nexec ip netns exec \"$ns\" env TMPDIR=\"$tmp\" /bin/sh -c \"$*\"\n",
+            hosts.addrs[0],
+            hosts.names[0],
+            hosts.addrs[1],
+            hosts.names[1],
+            hosts.dir.path().display()
         );
         std::fs::write(&hosts.agent, script).unwrap();
         let ok = Command::new("chmod").arg("+x").arg(&hosts.agent).status();
@@ -255,16 +264,29 @@ fn two_hosts_over_tcp_train_what_one_host_trains_and_survive_kill_9_of_the_remot
     hosts.assert_empty();
 }
 
-/// The world sizes a run trained on, in order (`membership.json`).
-fn world_sizes(run: &std::path::Path) -> Vec<u64> {
+/// The (first step, world size) of each membership a run trained on, in
+/// order (`membership.json`).
+fn membership(run: &std::path::Path) -> Vec<(u64, u64)> {
     std::fs::read_to_string(run.join("membership.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v.as_array()
-                .map(|a| a.iter().filter_map(|m| m["world_size"].as_u64()).collect())
+        .and_then(|t| serde_json::from_str::<Vec<serde_json::Value>>(&t).ok())
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| Some((m["step"].as_u64()?, m["world_size"].as_u64()?)))
+                .collect()
         })
         .unwrap_or_default()
+}
+
+/// The world sizes a run trained on, in order.
+fn world_sizes(run: &std::path::Path) -> Vec<u64> {
+    membership(run).into_iter().map(|(_, w)| w).collect()
+}
+
+/// The step of the run's `latest` checkpoint, once there is one.
+fn latest_step(run: &std::path::Path) -> Option<u64> {
+    let name = std::fs::read_to_string(run.join("checkpoints/latest")).ok()?;
+    name.trim().trim_start_matches("step-").parse().ok()
 }
 
 fn wait_until(what: &str, done: &dyn Fn() -> bool) {
@@ -340,6 +362,12 @@ fn a_lost_host_and_the_job_goes_on_then_grows_back_ending_with_the_uninterrupted
     hosts.cut(1);
     wait_until("the job goes on with 2 workers", &|| {
         world_sizes(&run) == [4, 2]
+    });
+    // ...and trains on them: a checkpoint of theirs, 20 steps after they
+    // began, so TensorBoard has their world size before the host returns.
+    let shrunk = membership(&run)[1].0;
+    wait_until("a checkpoint of the 2 workers", &|| {
+        latest_step(&run).is_some_and(|s| s >= shrunk + 20)
     });
     // It comes back.
     hosts.restore(1);
