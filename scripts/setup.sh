@@ -14,21 +14,21 @@ say() { echo "setup: $*" >&2; }
 # apt: OpenMPI and libclang (the build); SLURM and munge, iproute2 (the
 # cluster tests: a one-node SLURM, hosts in network namespaces); DejaVu fonts
 # (text in the sweep plots); libhdf5-dev (3dshapes' .h5, read through
-# hdf5-metno).
+# hdf5-metno); libturbojpeg0-dev (the image importer's JPEG decoder).
 have_apt_deps() {
   command -v mpirun >/dev/null && command -v mpicc >/dev/null &&
     ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 &&
     command -v slurmctld >/dev/null && command -v slurmd >/dev/null &&
     command -v munged >/dev/null && command -v ip >/dev/null &&
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] &&
-    [ -f /usr/include/hdf5/serial/hdf5.h ]
+    [ -f /usr/include/hdf5/serial/hdf5.h ] && [ -f /usr/include/turbojpeg.h ]
 }
 if ! have_apt_deps; then
-  say "installing openmpi-bin libopenmpi-dev libclang-dev slurm-wlm munge iproute2 fonts-dejavu-core libhdf5-dev pkg-config"
+  say "installing openmpi-bin libopenmpi-dev libclang-dev slurm-wlm munge iproute2 fonts-dejavu-core libhdf5-dev libturbojpeg0-dev pkg-config"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openmpi-bin libopenmpi-dev libclang-dev \
-    slurm-wlm munge iproute2 fonts-dejavu-core libhdf5-dev pkg-config >/dev/null
+    slurm-wlm munge iproute2 fonts-dejavu-core libhdf5-dev libturbojpeg0-dev pkg-config >/dev/null
 fi
 
 if ! "$VAE_PYTHON" -c 'import torch, numpy, tensorboard, safetensors; assert torch.__version__.startswith("2.11.0")' 2>/dev/null; then

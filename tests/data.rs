@@ -188,6 +188,42 @@ fn images_and_webdataset_shards_from_a_bucket_train_seed_002_s_model_on_two_rank
     }
 }
 
+/// CelebA-sized JPEGs (178×218, crop 148, size 64) come out as PIL makes
+/// them when it decodes at half size in the DCT domain (`draft`), which is
+/// what libjpeg-turbo does here: within a level or two of every pixel, and
+/// about one level on average from PIL's full-size decode.
+#[test]
+fn jpegs_import_as_pil_decodes_them_at_half_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |n: &str| dir.path().join(n).display().to_string();
+    py(&[
+        &script("make_images.py"),
+        "jpg",
+        &d("jpg"),
+        "40",
+        "178",
+        "218",
+    ]);
+    let args = ["--crop", "148", "--size", "64", "--test-fraction", "0"];
+    prepare_images(&d("jpg"), &d("ds"), &args, &[]);
+    let v: serde_json::Value = serde_json::from_str(
+        py(&[
+            &script("make_images.py"),
+            "pilcompare",
+            &d("ds"),
+            &d("jpg"),
+            "148",
+            "64",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    eprintln!("vs PIL: {v}");
+    assert!(v["draft"]["mean"].as_f64().unwrap() < 0.3, "{v}");
+    assert!(v["draft"]["max"].as_u64().unwrap() <= 3, "{v}");
+    assert!(v["full"]["mean"].as_f64().unwrap() < 1.5, "{v}");
+}
+
 #[test]
 fn an_npz_far_larger_than_the_memory_allowed_imports_streaming() {
     const LIMIT: u64 = 300 << 20;

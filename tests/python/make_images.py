@@ -7,6 +7,10 @@
     python make_images.py digest DATASET_DIR   the sorted SHA-256 of every image in the
                                                dataset's train and test splits (JSON)
     python make_images.py pngdigest DIR        the same for a folder of PNGs, as PIL reads them
+    python make_images.py pilcompare DATASET_DIR JPG_DIR CROP SIZE
+                                               how far a dataset imported with --test-fraction 0
+                                               is from PIL's import of the JPEGs (JSON): decoded in
+                                               full, and decoded at 1/k in the DCT domain (draft)
 """
 import hashlib
 import io
@@ -82,5 +86,35 @@ def pngdigest(d):
     print(json.dumps(sorted(out)))
 
 
+def pil_import(path, crop, size, draft):
+    """One JPEG as PIL imports it: centre crop, Lanczos resize to SIZE, channels first; with
+    DRAFT, decoded at the smallest DCT scaling 1/k (k of 2, 4, 8) keeping the crop >= SIZE."""
+    img = Image.open(path)
+    w, h = img.size
+    l, t = (w - crop) // 2, (h - crop) // 2
+    k = next((k for k in (8, 4, 2) if crop // k >= size), 1) if draft else 1
+    if k > 1:
+        img.draft("RGB", (-(-w // k), -(-h // k)))
+        assert img.size == (-(-w // k), -(-h // k)), img.size
+    img = img.convert("RGB")
+    box = (l / k, t / k, (l + crop) / k, (t + crop) / k)
+    return np.asarray(img.resize((size, size), Image.LANCZOS, box=box)).transpose(2, 0, 1)
+
+
+def pilcompare(root, src, crop, size):
+    sys.path.insert(0, os.path.dirname(__file__))
+    import vaedata
+    ours, _ = vaedata.load_split(root, "train")
+    names = sorted(f for f in os.listdir(src) if f.endswith(".jpg") and f != "broken.jpg")
+    assert len(ours) == len(names), (len(ours), len(names))
+    out = {}
+    for draft in (False, True):
+        theirs = np.stack([pil_import(os.path.join(src, n), int(crop), int(size), draft) for n in names])
+        d = np.abs(ours.astype(int) - theirs.astype(int))
+        out["draft" if draft else "full"] = {"mean": float(d.mean()), "max": int(d.max())}
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
-    {"png": png, "jpg": jpg, "wds": wds, "digest": digest, "pngdigest": pngdigest}[sys.argv[1]](*sys.argv[2:])
+    {"png": png, "jpg": jpg, "wds": wds, "digest": digest, "pngdigest": pngdigest,
+     "pilcompare": pilcompare}[sys.argv[1]](*sys.argv[2:])

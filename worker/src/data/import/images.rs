@@ -16,7 +16,7 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use sha2::{Digest, Sha256};
 use vae_proto::dataset::{DatasetManifest, TargetSpec, DATASET_FORMAT};
 
-use super::progress;
+use super::{jpeg, progress};
 use crate::data::format::{channels_first, put_manifest, SplitWriter};
 use crate::data::store::{runtime, StorageOptions, Store};
 use crate::data::DataError;
@@ -148,7 +148,7 @@ fn read_tar(
     spec: &str,
     opts: &StorageOptions,
     batch: usize,
-    mut each: impl FnMut(&[Raw]) -> Result<(), DataError>,
+    mut each: impl FnMut(Vec<Raw>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let input = super::local_input(spec, opts)?;
     let io = |e: std::io::Error| DataError::Io {
@@ -171,8 +171,7 @@ fn read_tar(
             // A new key: the samples before the last are complete.
             if samples.len() > batch {
                 let last = samples.pop();
-                each(&samples)?;
-                samples.clear();
+                each(std::mem::take(&mut samples))?;
                 samples.extend(last);
             }
             samples.push(Raw {
@@ -192,48 +191,117 @@ fn read_tar(
             _ => {}
         }
     }
-    each(&samples)
+    each(samples)
+}
+
+/// What each decoding thread keeps between images: the resizer, the JPEG
+/// decoder and the two pixel buffers, reused.
+struct Tools {
+    resizer: Resizer,
+    /// libjpeg-turbo, when it could be started (the `image` crate decodes
+    /// otherwise, and what libjpeg-turbo refuses, e.g. CMYK).
+    jpeg: Option<jpeg::Decoder>,
+    /// The decoded image, row by row (`channels` bytes a pixel).
+    decoded: Vec<u8>,
+    /// The resized one.
+    resized: Vec<u8>,
+}
+
+/// The decoded image's size and the region of it to crop, in its own
+/// coordinates.
+struct Frame {
+    size: (u32, u32),
+    crop: (f64, f64, f64, f64),
+}
+
+/// The centred crop of a `w`×`h` image, or the whole of it when the crop
+/// does not fit.
+fn crop_of(w: u32, h: u32, o: &Options) -> (u32, u32, u32, u32) {
+    match o.crop {
+        Some(c) if c <= w && c <= h => ((w - c) / 2, (h - c) / 2, c, c),
+        _ => (0, 0, w, h),
+    }
+}
+
+/// A JPEG decoded by libjpeg-turbo into `out` at the smallest DCT scaling
+/// that keeps the crop at least `size`, the crop scaled with it.
+fn turbo(
+    bytes: &[u8],
+    o: &Options,
+    d: &mut jpeg::Decoder,
+    out: &mut Vec<u8>,
+) -> Result<Frame, String> {
+    let (w, h) = d.size(bytes)?;
+    let (x, y, cw, ch) = crop_of(w, h, o);
+    let k = jpeg::reduction(cw, ch, o.size);
+    let size = d.decode(bytes, (w, h), k, o.channels, out)?;
+    let f = f64::from(k);
+    let scaled = |v: u32| f64::from(v) / f;
+    Ok(Frame {
+        size,
+        crop: (scaled(x), scaled(y), scaled(cw), scaled(ch)),
+    })
+}
+
+/// Any image the `image` crate reads, at full size, into `out`.
+fn full(bytes: &[u8], o: &Options, out: &mut Vec<u8>) -> Result<Frame, String> {
+    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
+    let (w, h) = (img.width(), img.height());
+    let (x, y, cw, ch) = crop_of(w, h, o);
+    *out = if o.channels == 1 {
+        img.into_luma8().into_raw()
+    } else {
+        img.into_rgb8().into_raw()
+    };
+    let f = f64::from;
+    Ok(Frame {
+        size: (w, h),
+        crop: (f(x), f(y), f(cw), f(ch)),
+    })
 }
 
 /// An image decoded, centre-cropped and resized (Lanczos3, SIMD through
 /// `fast_image_resize`, the crop taken by the resizer without a copy), laid
 /// out channels first.
-fn decode(bytes: &[u8], o: &Options, resizer: &mut Resizer) -> Result<Vec<u8>, String> {
-    let img = image::load_from_memory(bytes).map_err(|e| e.to_string())?;
-    let (w, h) = (img.width(), img.height());
-    let crop = match o.crop {
-        Some(c) if c <= w && c <= h => ((w - c) / 2, (h - c) / 2, c, c),
-        _ => (0, 0, w, h),
+fn decode(bytes: &[u8], o: &Options, t: &mut Tools) -> Result<Vec<u8>, String> {
+    let frame = match &mut t.jpeg {
+        Some(d) if jpeg::is_jpeg(bytes) => turbo(bytes, o, d, &mut t.decoded)
+            .or_else(|e| full(bytes, o, &mut t.decoded).map_err(|_| e)),
+        _ => full(bytes, o, &mut t.decoded),
+    }?;
+    let whole = (0.0, 0.0, f64::from(o.size), f64::from(o.size));
+    let hwc = if frame.size == (o.size, o.size) && frame.crop == whole {
+        &t.decoded
+    } else {
+        resize(&frame, o, t)?;
+        &t.resized
     };
-    let same = crop == (0, 0, o.size, o.size);
+    let mut chw = vec![0u8; hwc.len()];
+    channels_first(hwc, &mut chw, usize::from(o.channels));
+    Ok(chw)
+}
+
+/// The crop of the decoded image resized to `size`×`size` into
+/// `t.resized`, row by row.
+fn resize(frame: &Frame, o: &Options, t: &mut Tools) -> Result<(), String> {
+    use fast_image_resize::images::{Image, ImageRef};
+    use fast_image_resize::PixelType;
+    let (x, y, w, h) = frame.crop;
     let opts = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
-        .crop(crop.0 as f64, crop.1 as f64, crop.2 as f64, crop.3 as f64);
-    let s = (o.size * o.size) as usize;
-    if o.channels == 1 {
-        let src = img.into_luma8();
-        if same {
-            return Ok(src.into_raw());
-        }
-        let mut dst = image::GrayImage::new(o.size, o.size);
-        resizer
-            .resize(&src, &mut dst, &opts)
-            .map_err(|e| e.to_string())?;
-        return Ok(dst.into_raw());
-    }
-    let src = img.into_rgb8();
-    let hwc = if same {
-        src.into_raw()
+        .crop(x, y, w, h);
+    let e = |e: &dyn std::fmt::Display| e.to_string();
+    let pixel = if o.channels == 1 {
+        PixelType::U8
     } else {
-        let mut dst = image::RgbImage::new(o.size, o.size);
-        resizer
-            .resize(&src, &mut dst, &opts)
-            .map_err(|e| e.to_string())?;
-        dst.into_raw()
+        PixelType::U8x3
     };
-    let mut chw = vec![0u8; 3 * s];
-    channels_first(&hwc, &mut chw, 3);
-    Ok(chw)
+    let (sw, sh) = frame.size;
+    let from = ImageRef::new(sw, sh, &t.decoded, pixel).map_err(|x| e(&x))?;
+    t.resized
+        .resize((o.size * o.size) as usize * usize::from(o.channels), 0);
+    let mut to = Image::from_slice_u8(o.size, o.size, &mut t.resized, pixel).map_err(|x| e(&x))?;
+    t.resizer.resize(&from, &mut to, &opts).map_err(|x| e(&x))
 }
 
 /// Decodes `batch` on every core, keeping its order.
@@ -245,19 +313,67 @@ fn decode_all(batch: &[Raw], o: &Options) -> Vec<Result<Vec<u8>, String>> {
             .chunks(per)
             .map(|chunk| {
                 s.spawn(move || {
-                    let mut resizer = Resizer::new();
+                    let mut tools = Tools {
+                        resizer: Resizer::new(),
+                        jpeg: jpeg::Decoder::new().ok(),
+                        decoded: Vec::new(),
+                        resized: Vec::new(),
+                    };
                     chunk
                         .iter()
-                        .map(|r| decode(&r.bytes, o, &mut resizer))
+                        .map(|r| decode(&r.bytes, o, &mut tools))
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         parts
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .zip(batch.chunks(per))
+            .flat_map(|(h, chunk)| {
+                h.join().unwrap_or_else(|_| {
+                    let e = "the decoder failed (a panic in its thread)";
+                    chunk.iter().map(|_| Err(e.to_string())).collect()
+                })
+            })
             .collect()
     })
+}
+
+/// A sample and its image, decoded or why not.
+type Done = (Raw, Result<Vec<u8>, String>);
+
+/// Batches decoded on every core while the caller reads the next batch
+/// and writes the one before: one batch decoding at a time.
+struct Overlap<'s, 'e> {
+    scope: &'s std::thread::Scope<'s, 'e>,
+    o: &'e Options,
+    /// The input, for an error.
+    from: &'e str,
+    decoding: Option<std::thread::ScopedJoinHandle<'s, Vec<Done>>>,
+}
+
+impl Overlap<'_, '_> {
+    /// Starts decoding `batch`; returns the batch before it, decoded.
+    fn push(&mut self, batch: Vec<Raw>) -> Result<Vec<Done>, DataError> {
+        let before = self.finish()?;
+        let o = self.o;
+        self.decoding = Some(self.scope.spawn(move || {
+            let images = decode_all(&batch, o);
+            batch.into_iter().zip(images).collect()
+        }));
+        Ok(before)
+    }
+
+    /// The batch decoding, once decoded.
+    fn finish(&mut self) -> Result<Vec<Done>, DataError> {
+        let Some(h) = self.decoding.take() else {
+            return Ok(Vec::new());
+        };
+        h.join().map_err(|_| DataError::Io {
+            url: self.from.to_string(),
+            message: "a decoding thread failed".into(),
+        })
+    }
 }
 
 /// Whether the sample with `key` belongs to the test split.
@@ -377,32 +493,39 @@ pub fn import(
         skipped: Vec::new(),
     };
     const BATCH: usize = 256;
-    match src {
-        Source::Files(store, names) => {
-            let bar = progress(names.len() as u64, "images");
-            for chunk in names.chunks(BATCH) {
-                let raws = fetch_files(&store, chunk, storage.concurrency)?;
-                for (raw, img) in raws.iter().zip(decode_all(&raws, o)) {
-                    output.add(raw, img, o)?;
+    std::thread::scope(|scope| {
+        let mut overlap = Overlap {
+            scope,
+            o,
+            from,
+            decoding: None,
+        };
+        let mut write = |done: Result<Vec<Done>, DataError>| {
+            done?
+                .into_iter()
+                .try_for_each(|(raw, img)| output.add(&raw, img, o))
+        };
+        match src {
+            Source::Files(store, names) => {
+                let bar = progress(names.len() as u64, "images");
+                for chunk in names.chunks(BATCH) {
+                    let raws = fetch_files(&store, chunk, storage.concurrency)?;
+                    write(overlap.push(raws))?;
+                    bar.inc(chunk.len() as u64);
                 }
-                bar.inc(chunk.len() as u64);
+                bar.finish_and_clear();
             }
-            bar.finish_and_clear();
-        }
-        Source::Tars(specs) => {
-            let bar = progress(specs.len() as u64, "shards");
-            for spec in &specs {
-                read_tar(spec, storage, BATCH, |batch| {
-                    for (raw, img) in batch.iter().zip(decode_all(batch, o)) {
-                        output.add(raw, img, o)?;
-                    }
-                    Ok(())
-                })?;
-                bar.inc(1);
+            Source::Tars(specs) => {
+                let bar = progress(specs.len() as u64, "shards");
+                for spec in &specs {
+                    read_tar(spec, storage, BATCH, |batch| write(overlap.push(batch)))?;
+                    bar.inc(1);
+                }
+                bar.finish_and_clear();
             }
-            bar.finish_and_clear();
         }
-    }
+        write(overlap.finish())
+    })?;
     output.finish(o)
 }
 

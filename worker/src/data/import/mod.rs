@@ -7,6 +7,7 @@
 //! `vae_proto::cli::PrepareDataset` and its arm in `cli.rs`.
 pub mod dsprites;
 pub mod images;
+pub mod jpeg;
 pub mod mpi3d;
 pub mod shapes3d;
 
