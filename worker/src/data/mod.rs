@@ -35,6 +35,9 @@ pub enum DataError {
     Manifest { url: String, message: String },
     #[error("{path}: bad IDX file: {message}", path = path.display())]
     Idx { path: PathBuf, message: String },
+    /// A local file that could not be written or read (not retried).
+    #[error("{path}: {message}", path = path.display())]
+    Local { path: PathBuf, message: String },
 }
 
 /// Converts MNIST's IDX files in `idx_dir` into a dataset at `out`.

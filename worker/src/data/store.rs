@@ -311,15 +311,40 @@ impl Store {
         ObjPath::from_iter(parts)
     }
 
+    /// Runs `attempt` again while it fails with a transient error (`Io`: a
+    /// connection refused or reset, a body that breaks off — which
+    /// `object_store` retries only until a response starts), with backoff,
+    /// for up to `storage.retry_timeout_s`.
+    async fn again<T, F: std::future::Future<Output = Result<T, DataError>>>(
+        &self,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T, DataError> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match attempt().await {
+                Err(DataError::Io { .. }) if started.elapsed() + wait < self.retry_timeout => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Reads a whole object.
     pub async fn get_async(&self, name: &str) -> Result<Bytes, DataError> {
         let url = self.url_of(name);
-        let got = self
-            .store
-            .get(&self.path_of(name))
-            .await
-            .map_err(|e| request_error(&url, e))?;
-        got.bytes().await.map_err(|e| request_error(&url, e))
+        let path = self.path_of(name);
+        self.again(|| async {
+            let got = self
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| request_error(&url, e))?;
+            got.bytes().await.map_err(|e| request_error(&url, e))
+        })
+        .await
     }
 
     /// Reads the bytes `range` of an object.
@@ -328,10 +353,14 @@ impl Store {
         name: &str,
         range: std::ops::Range<u64>,
     ) -> Result<Bytes, DataError> {
-        self.store
-            .get_range(&self.path_of(name), range)
-            .await
-            .map_err(|e| request_error(&self.url_of(name), e))
+        let path = self.path_of(name);
+        self.again(|| async {
+            self.store
+                .get_range(&path, range.clone())
+                .await
+                .map_err(|e| request_error(&self.url_of(name), e))
+        })
+        .await
     }
 
     /// Reads a whole object (blocking).
@@ -340,30 +369,32 @@ impl Store {
     }
 
     /// Streams object `name` into the local file `to` (an object of any
-    /// size, never whole in memory); returns its size.
+    /// size, never whole in memory); returns its size. A download that
+    /// breaks off starts again, as [`Store::get`] does.
     pub fn download(&self, name: &str, to: &std::path::Path) -> Result<u64, DataError> {
+        runtime()?.block_on(self.again(|| self.download_once(name, to)))
+    }
+
+    async fn download_once(&self, name: &str, to: &std::path::Path) -> Result<u64, DataError> {
         use std::io::Write;
         let url = self.url_of(name);
-        let local = |e: std::io::Error| DataError::Io {
-            url: to.display().to_string(),
+        let local = |e: std::io::Error| DataError::Local {
+            path: to.to_path_buf(),
             message: e.to_string(),
         };
         let mut file = std::io::BufWriter::new(std::fs::File::create(to).map_err(local)?);
         let mut written = 0u64;
-        runtime()?.block_on(async {
-            let got = self
-                .store
-                .get(&self.path_of(name))
-                .await
-                .map_err(|e| request_error(&url, e))?;
-            let mut stream = got.into_stream();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| request_error(&url, e))?;
-                file.write_all(&chunk).map_err(local)?;
-                written += chunk.len() as u64;
-            }
-            Ok::<(), DataError>(())
-        })?;
+        let got = self
+            .store
+            .get(&self.path_of(name))
+            .await
+            .map_err(|e| request_error(&url, e))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| request_error(&url, e))?;
+            file.write_all(&chunk).map_err(local)?;
+            written += chunk.len() as u64;
+        }
         file.flush().map_err(local)?;
         Ok(written)
     }
@@ -441,41 +472,29 @@ impl Store {
     /// listing that breaks off (a transient error) is started again, with
     /// backoff, for up to `storage.retry_timeout_s`.
     pub fn list(&self, sub: &str) -> Result<Vec<String>, DataError> {
-        let started = std::time::Instant::now();
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match self.list_once(sub) {
-                Err(DataError::Io { .. }) if started.elapsed() + wait < self.retry_timeout => {
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                r => return r,
-            }
-        }
+        runtime()?.block_on(self.again(|| self.list_once(sub)))
     }
 
-    fn list_once(&self, sub: &str) -> Result<Vec<String>, DataError> {
+    async fn list_once(&self, sub: &str) -> Result<Vec<String>, DataError> {
         let path = self.path_of(sub);
         let skip = self.prefix.parts().count();
-        runtime()?.block_on(async {
-            let metas: Vec<_> = self
-                .store
-                .list(Some(&path))
-                .try_collect()
-                .await
-                .map_err(|e| request_error(&self.url_of(sub), e))?;
-            Ok(metas
-                .into_iter()
-                .map(|m| {
-                    m.location
-                        .parts()
-                        .skip(skip)
-                        .map(|p| p.as_ref().to_string())
-                        .collect::<Vec<_>>()
-                        .join("/")
-                })
-                .collect())
-        })
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| request_error(&self.url_of(sub), e))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| {
+                m.location
+                    .parts()
+                    .skip(skip)
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .collect())
     }
 
     /// On a local store, syncs the files `names` and their directories to
