@@ -6,7 +6,7 @@
 mod accel;
 #[path = "common/mod.rs"]
 mod common;
-use common::{mnist, python, repo};
+use common::{max_diff, mnist, python, repo};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -225,6 +225,44 @@ fn resume_equals_an_uninterrupted_run_bit_for_bit() {
     let a = exported(&straight, dir.path(), "a.safetensors");
     let b = exported(&split, dir.path(), "b.safetensors");
     assert!(a == b, "parameters differ after resume");
+}
+
+/// A checkpoint written by the worker before Adam became PyTorch's fused
+/// kernel (`tests/fixtures/adam-before-fused`, made by the `make.sh` beside
+/// it) loads — the same moment tensors under the same names — and goes on:
+/// its 10 remaining steps end where that worker's uninterrupted run ended,
+/// to float64 rounding (resumed with its moments zeroed, it ends 8e-3 away).
+#[test]
+fn a_checkpoint_written_before_the_fused_adam_loads_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = repo().join("tests/fixtures/adam-before-fused");
+    let run = dir.path().join("run");
+    let mut c = train(
+        &run,
+        &[
+            "model.hidden_dim=4",
+            "model.latent_dim=2",
+            "train.dtype=float64",
+            "train.threads=1",
+            "train.progress=false",
+            "train.max_steps=20",
+            "checkpoint.every_steps=10",
+            "checkpoint.keep_last=5",
+            "log.images=0",
+            "log.histograms=false",
+        ],
+    );
+    c.arg("--resume-from").arg(fixture.join("step-0000000010"));
+    let out = run_ok(c);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resumed from"));
+    assert_eq!(json(&run.join("summary.json"))["step"], 20);
+    exported(&run, dir.path(), "ours.safetensors");
+    let d = max_diff(
+        &dir.path().join("ours.safetensors"),
+        &fixture.join("step-20.safetensors"),
+    );
+    eprintln!("resumed with the fused Adam vs the old worker's run: max |Δ| = {d:e}");
+    assert!(d <= 1e-10, "max |Δ| {d:e}");
 }
 
 #[test]

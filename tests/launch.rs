@@ -18,7 +18,7 @@ mod slurm;
 mod stalls;
 #[path = "storage.rs"]
 mod storage;
-use common::{mnist, python, repo};
+use common::{max_diff, mnist, python, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -99,23 +99,6 @@ fn params(run: &Path) -> Vec<u8> {
         .arg(&out);
     ok(c);
     std::fs::read(out).unwrap()
-}
-
-/// Max |a − b| over all tensors of two safetensors files (PyTorch reads them).
-fn max_diff(a: &Path, b: &Path) -> f64 {
-    let code = "import sys\nfrom safetensors.torch import load_file\na,b=load_file(sys.argv[1]),load_file(sys.argv[2])\nassert a.keys()==b.keys()\nprint(max((a[k].double()-b[k].double()).abs().max().item() for k in a))";
-    let out = Command::new(python())
-        .args(["-c", code])
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
 /// Processes whose command line mentions `needle` (our run directory).

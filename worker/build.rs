@@ -5,11 +5,32 @@
 //! NCCL's directory from the torch wheel goes into the rpath as well. Also
 //! records the commit the worker is built from (`VAE_BUILD_COMMIT`,
 //! "unknown" outside a git checkout), part of the version every rank
-//! compares before training (`agree.rs`).
+//! compares before training (`agree.rs`). And compiles the ATen shim
+//! (`csrc/aten_shim.cpp`, see `src/aten.rs`) against the headers that sit
+//! beside that libtorch, with the flags torch-sys uses for its own C++.
 use std::process::Command;
+
+/// Compiles `csrc/aten_shim.cpp` against libtorch's headers in `lib/../include`.
+fn shim(lib: &str) {
+    let include = std::path::Path::new(lib).join("../include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/aten_shim.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        .warnings(false)
+        .compile("vaedp_aten_shim");
+    println!("cargo:rerun-if-changed=csrc/aten_shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+}
 
 fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
+        shim(&lib);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
         // NCCL is opened at run time by cudarc as `libnccl.so`; the torch wheel
         // keeps it (as libnccl.so.2, linked to that name by scripts/setup.sh)

@@ -21,3 +21,20 @@ pub fn python() -> String {
         )
     })
 }
+
+/// Max |a − b| over all tensors of two safetensors files (PyTorch reads them).
+pub fn max_diff(a: &Path, b: &Path) -> f64 {
+    let code = "import sys\nfrom safetensors.torch import load_file\na,b=load_file(sys.argv[1]),load_file(sys.argv[2])\nassert a.keys()==b.keys()\nprint(max((a[k].double()-b[k].double()).abs().max().item() for k in a))";
+    let out = std::process::Command::new(python())
+        .args(["-c", code])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}

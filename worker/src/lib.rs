@@ -1,7 +1,8 @@
 //! The VAE training worker: one process per GPU (or CPU slot). Modules, one
 //! concern each: [`model`] (architectures), [`objective`] (one file per
 //! objective, and the registry), [`loss`] (what they share), [`optim`]
-//! (flat parameters and Adam), [`data`] (dataset format, object storage,
+//! (flat parameters and Adam), [`aten`] (the libtorch calls tch lacks, through
+//! a C++ shim), [`data`] (dataset format, object storage,
 //! sample order), [`rng`] (counter-based randomness), [`comm`] (joining the
 //! job, collectives), [`agree`] (every rank trains the same config on the
 //! same version), [`device`], [`checkpoint`] (the on-disk format),
@@ -12,6 +13,7 @@
 //! and `export` commands), and [`cli`] (runs the command line the binary
 //! parses).
 pub mod agree;
+pub mod aten;
 pub mod atomic;
 pub mod checkpoint;
 pub mod cli;

@@ -5,6 +5,8 @@
 //! fused buffer, as Horovod's fusion buffer), so one update is a handful of
 //! large kernels whatever the number of layers.
 use tch::{nn::VarStore, Tensor};
+
+use crate::aten::{fused_adam, AdamStep, AtenError};
 use vae_proto::config::OptimSection;
 
 /// The model's variables, sorted by name, all views into `flat`.
@@ -81,7 +83,9 @@ impl FlatParams {
 }
 
 /// Adam (Kingma & Ba), the arithmetic of `torch.optim.Adam`, with L2 weight
-/// decay added to the gradient as `torch.optim.Adam(weight_decay=...)` does.
+/// decay added to the gradient as `torch.optim.Adam(weight_decay=...)` does;
+/// one update is PyTorch's fused kernel (`fused=True`, through the ATen
+/// shim): one pass over parameters, gradient and moments.
 pub struct Adam {
     pub cfg: OptimSection,
     /// First and second moments, flat like the parameters.
@@ -89,6 +93,9 @@ pub struct Adam {
     pub v: Tensor,
     /// Updates taken.
     pub t: u64,
+    /// The number of the update under way, the one-element float tensor
+    /// the fused kernel reads it from.
+    steps: Tensor,
 }
 
 impl Adam {
@@ -103,30 +110,26 @@ impl Adam {
             m: params.zeros_like(),
             v: params.zeros_like(),
             t: 0,
+            steps: Tensor::zeros([1], (tch::Kind::Float, params.device())),
         }
     }
 
     /// One update of `params` (flat) with gradient `grad` (flat), at rate `lr`.
-    pub fn step(&mut self, params: &mut Tensor, grad: &Tensor, lr: f64) {
+    pub fn step(&mut self, params: &mut Tensor, grad: &Tensor, lr: f64) -> Result<(), AtenError> {
         let c = &self.cfg;
-        self.t += 1;
+        let h = AdamStep {
+            lr,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            weight_decay: c.weight_decay,
+            eps: c.eps,
+        };
         tch::no_grad(|| {
-            let g = if c.weight_decay > 0.0 {
-                grad + &*params * c.weight_decay
-            } else {
-                grad.shallow_clone()
-            };
-            // m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g², both as lerps.
-            let _ = self.m.lerp_(&g, 1.0 - c.beta1);
-            let _ = self.v.lerp_(&g.square(), 1.0 - c.beta2);
-            let bc1 = 1.0 - c.beta1.powi(self.t as i32);
-            let bc2 = 1.0 - c.beta2.powi(self.t as i32);
-            // p ← p − lr/bc1 · m / (√v/√bc2 + ε), in place where possible.
-            let mut denom = self.v.sqrt();
-            let _ = denom.g_div_scalar_(bc2.sqrt());
-            let _ = denom.g_add_scalar_(c.eps);
-            let _ = params.addcdiv_(&(&self.m * (-lr / bc1)), &denom);
-        });
+            let _ = self.steps.fill_((self.t + 1) as f64);
+            fused_adam(params, grad, &mut self.m, &mut self.v, &mut self.steps, &h)
+        })?;
+        self.t += 1;
+        Ok(())
     }
 
     /// The moments as named tensors, for checkpoints.
@@ -193,7 +196,8 @@ mod tests {
         adam.v = Tensor::zeros([1], (Kind::Float, Device::Cpu));
         let (mut m, mut v, mut want) = (0.0f64, 0.0f64, 1.0f64);
         for (t, g) in [(1, 0.5f64), (2, -0.25)] {
-            adam.step(&mut x, &Tensor::from_slice(&[g as f32]), 1e-3);
+            adam.step(&mut x, &Tensor::from_slice(&[g as f32]), 1e-3)
+                .unwrap();
             m = 0.9 * m + 0.1 * g;
             v = 0.999 * v + 0.001 * g * g;
             let mh = m / (1.0 - 0.9f64.powi(t));
@@ -205,5 +209,62 @@ mod tests {
             "{} vs {want}",
             x.double_value(&[0])
         );
+    }
+
+    /// The update as this file wrote it before the fused kernel: moments as
+    /// lerps, then p ← p − lr/bc1 · m / (√v/√bc2 + ε).
+    fn unfused(
+        c: &OptimSection,
+        (p, m, v): (&mut Tensor, &mut Tensor, &mut Tensor),
+        grad: &Tensor,
+        t: u64,
+    ) {
+        tch::no_grad(|| {
+            let g = grad + &*p * c.weight_decay;
+            let _ = m.lerp_(&g, 1.0 - c.beta1);
+            let _ = v.lerp_(&g.square(), 1.0 - c.beta2);
+            let bc1 = 1.0 - c.beta1.powi(t as i32);
+            let bc2 = 1.0 - c.beta2.powi(t as i32);
+            let mut denom = v.sqrt();
+            let _ = denom.g_div_scalar_(bc2.sqrt());
+            let _ = denom.g_add_scalar_(c.eps);
+            let _ = p.addcdiv_(&(&*m * (-c.lr / bc1)), &denom);
+        });
+    }
+
+    #[test]
+    fn the_fused_update_is_the_unfused_one_to_rounding_over_100_steps() {
+        for (kind, tolerance) in [(Kind::Double, 1e-12), (Kind::Float, 2e-6)] {
+            for weight_decay in [0.0, 0.01] {
+                let cfg = OptimSection {
+                    weight_decay,
+                    ..OptimSection::default()
+                };
+                tch::manual_seed(7);
+                let init = Tensor::randn([10_000], (kind, Device::Cpu));
+                let mut fused = init.copy();
+                let mut adam = Adam::for_tensor(&cfg, &fused);
+                let mut p = init.copy();
+                let (mut m, mut v) = (p.zeros_like(), p.zeros_like());
+                for t in 1..=100 {
+                    // Gradients of every scale, some of them zero.
+                    let g = Tensor::randn([10_000], (kind, Device::Cpu))
+                        * (t as f64 / 10.0).exp2()
+                        * Tensor::rand([10_000], (kind, Device::Cpu)).gt(0.1);
+                    adam.step(&mut fused, &g, cfg.lr).unwrap();
+                    unfused(&cfg, (&mut p, &mut m, &mut v), &g, t);
+                }
+                assert_eq!(adam.t, 100);
+                let rel = |a: &Tensor, b: &Tensor| {
+                    ((a - b).abs().max() / b.abs().max()).double_value(&[])
+                };
+                for (a, b) in [(&fused, &p), (&adam.m, &m), (&adam.v, &v)] {
+                    let d = rel(a, b);
+                    assert!(d <= tolerance, "{kind:?} wd {weight_decay}: {d:e}");
+                }
+                let moved = rel(&fused, &init);
+                assert!(moved > 1e-3, "the parameters did not move: {moved:e}");
+            }
+        }
     }
 }

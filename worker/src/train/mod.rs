@@ -55,6 +55,8 @@ pub enum TrainError {
     Device(#[from] crate::device::DeviceError),
     #[error(transparent)]
     Board(#[from] crate::tensorboard::BoardError),
+    #[error(transparent)]
+    Aten(#[from] crate::aten::AtenError),
     #[error("run directory {path}: {message}", path = path.display())]
     RunDir { path: PathBuf, message: String },
     #[error("{context}: {source}")]

@@ -70,12 +70,12 @@ impl Weights {
     /// Sums `grad` over ranks, then takes one Adam step at the configured
     /// rate. Returns the seconds spent in the all-reduce (with NCCL, the
     /// call only enqueues the work).
-    pub fn update(&mut self, mut grad: Tensor, comm: &dyn Comm) -> Result<f64, CommError> {
+    pub fn update(&mut self, mut grad: Tensor, comm: &dyn Comm) -> Result<f64, TrainError> {
         let started = Instant::now();
         comm.all_reduce_sum(&mut grad)?;
         let secs = started.elapsed().as_secs_f64();
         let lr = self.adam.cfg.lr;
-        self.adam.step(&mut self.params.flat, &grad, lr);
+        self.adam.step(&mut self.params.flat, &grad, lr)?;
         Ok(secs)
     }
 

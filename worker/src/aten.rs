@@ -1,0 +1,177 @@
+//! The Rust side of the ATen shim (`worker/csrc/aten_shim.cpp`, built by
+//! `build.rs` against the torch wheel's headers): the libtorch calls tch does
+//! not expose. Each C function returns NULL or an error message, which
+//! becomes an [`AtenError`] naming the call — one line, no C++ backtrace.
+use std::ffi::{c_char, CStr};
+
+use tch::Tensor;
+
+/// A libtorch call that failed: which, and libtorch's first line about why.
+#[derive(Debug, thiserror::Error)]
+#[error("libtorch {call}: {message}")]
+pub struct AtenError {
+    pub call: &'static str,
+    pub message: String,
+}
+
+mod ffi {
+    use std::ffi::c_char;
+
+    use torch_sys::C_tensor;
+
+    extern "C" {
+        pub fn vaedp_free_error(error: *mut c_char);
+        #[allow(clippy::too_many_arguments)]
+        pub fn vaedp_fused_adam(
+            param: *mut C_tensor,
+            grad: *mut C_tensor,
+            exp_avg: *mut C_tensor,
+            exp_avg_sq: *mut C_tensor,
+            step: *mut C_tensor,
+            lr: f64,
+            beta1: f64,
+            beta2: f64,
+            weight_decay: f64,
+            eps: f64,
+        ) -> *mut c_char;
+    }
+}
+
+/// `Ok` for a NULL result; the message's first line, freed, otherwise.
+fn check(call: &'static str, result: *mut c_char) -> Result<(), AtenError> {
+    if result.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-NULL result is a NUL-terminated string the shim
+    // allocated; it is read once and freed once, here.
+    let text = unsafe { CStr::from_ptr(result) }
+        .to_string_lossy()
+        .into_owned();
+    unsafe { ffi::vaedp_free_error(result) };
+    let message = text.lines().next().unwrap_or("").trim().to_string();
+    Err(AtenError { call, message })
+}
+
+/// Adam's hyper-parameters for one update.
+pub struct AdamStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub weight_decay: f64,
+    pub eps: f64,
+}
+
+/// One fused Adam update (`at::_fused_adam_`, PyTorch's `fused=True`
+/// kernel): `param`, `exp_avg` and `exp_avg_sq` are updated in place in one
+/// pass with `grad`; `step` (one float) holds this update's number, 1 for
+/// the first. The kernel reads memory by `param`'s size without checking
+/// the others', so they are checked here: the same size, kind and device,
+/// contiguous.
+pub fn fused_adam(
+    param: &mut Tensor,
+    grad: &Tensor,
+    exp_avg: &mut Tensor,
+    exp_avg_sq: &mut Tensor,
+    step: &mut Tensor,
+    h: &AdamStep,
+) -> Result<(), AtenError> {
+    let fail = |message: String| AtenError {
+        call: "_fused_adam_",
+        message,
+    };
+    let like = |name: &str, t: &Tensor| {
+        let same = t.size() == param.size()
+            && t.kind() == param.kind()
+            && t.device() == param.device()
+            && t.is_contiguous();
+        match same {
+            true => Ok(()),
+            false => Err(fail(format!(
+                "{name} is {:?} {:?} on {:?}, the parameters {:?} {:?} on {:?} (both contiguous)",
+                t.size(),
+                t.kind(),
+                t.device(),
+                param.size(),
+                param.kind(),
+                param.device()
+            ))),
+        }
+    };
+    like("the gradient", grad)?;
+    like("the first moment", exp_avg)?;
+    like("the second moment", exp_avg_sq)?;
+    if !param.is_contiguous() || step.numel() != 1 || step.device() != param.device() {
+        return Err(fail(
+            "the parameters are not contiguous or the step count is not one number on their device"
+                .into(),
+        ));
+    }
+    // SAFETY: each pointer is a live tch tensor handle for the call; the
+    // shim catches every C++ exception. `grad` is only read by the kernel.
+    let result = unsafe {
+        ffi::vaedp_fused_adam(
+            param.as_mut_ptr(),
+            grad.as_ptr() as *mut _,
+            exp_avg.as_mut_ptr(),
+            exp_avg_sq.as_mut_ptr(),
+            step.as_mut_ptr(),
+            h.lr,
+            h.beta1,
+            h.beta2,
+            h.weight_decay,
+            h.eps,
+        )
+    };
+    check("_fused_adam_", result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn adam() -> AdamStep {
+        AdamStep {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            weight_decay: 0.0,
+            eps: 1e-8,
+        }
+    }
+
+    #[test]
+    fn tensors_that_do_not_match_are_one_line_naming_them() {
+        let mut p = Tensor::zeros([4], (Kind::Float, Device::Cpu));
+        let (mut m, mut v) = (p.zeros_like(), p.zeros_like());
+        let mut step = Tensor::ones([1], (Kind::Float, Device::Cpu));
+        for g in [
+            Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+            Tensor::zeros([4], (Kind::Double, Device::Cpu)),
+        ] {
+            let e = fused_adam(&mut p, &g, &mut m, &mut v, &mut step, &adam()).unwrap_err();
+            let line = e.to_string();
+            assert!(
+                line.starts_with("libtorch _fused_adam_: the gradient is"),
+                "{line}"
+            );
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn an_error_inside_libtorch_is_one_line_without_its_backtrace() {
+        // Integer parameters: the kernel has no integer version and throws.
+        let mut p = Tensor::zeros([4], (Kind::Int64, Device::Cpu));
+        let g = p.zeros_like();
+        let (mut m, mut v) = (p.zeros_like(), p.zeros_like());
+        let mut step = Tensor::ones([1], (Kind::Float, Device::Cpu));
+        let e = fused_adam(&mut p, &g, &mut m, &mut v, &mut step, &adam()).unwrap_err();
+        let line = e.to_string();
+        assert!(line.starts_with("libtorch _fused_adam_: "), "{line}");
+        assert!(
+            !line.contains('\n') && !line.contains("Exception raised from"),
+            "{line}"
+        );
+    }
+}
