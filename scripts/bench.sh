@@ -25,12 +25,17 @@
 #   weights (tests/python/dlib_served.py) vs vae-worker's metric alone and
 #   its whole `vae-worker eval --metrics M` command (medians of 3); then all
 #   seven together.
+# factorvae: steps/s of configs/dsprites_factorvae.toml's conv FactorVAE
+#   (64×64, batch 64, the VAE's update then the discriminator's) in
+#   vae-worker and in scripts/factorvae_pytorch.py (PyTorch eager, the loop
+#   1Konny/FactorVAE's solver.py runs, the same modules), 200 steps on a
+#   24,576-image dSprites subset, 3 rounds side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-[ "$WHAT" = single ] || [ "$WHAT" = dist ] || [ "$WHAT" = storage ] || [ "$WHAT" = import ] || [ "$WHAT" = metrics ] || [ "$WHAT" = all ] || { echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|all] [STEPS]" >&2; exit 2; }
+case "$WHAT" in single|dist|storage|import|metrics|factorvae|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|all] [STEPS]" >&2; exit 2 ;; esac
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -168,4 +173,19 @@ if [ "$WHAT" = metrics ] || [ "$WHAT" = all ]; then
       "$m" "$t" "$([ "$m" = all ] && echo "s, summed")" "$alone" "$(ratio "$t" "$alone")" "$whole" "$(ratio "$t" "$whole")"
   done
   printf '  %-13s disentanglement_lib %.2f s (the whole Python process: imports, reading, all seven)\n' "all" "$dlib_all"
+fi
+
+if [ "$WHAT" = factorvae ] || [ "$WHAT" = all ]; then
+  "$VAE_WORKER" data prepare dsprites --out "$tmp/dsprites" --scales 2 --orientations 4 --test-samples 500 >/dev/null
+  echo "Conv FactorVAE 64x64, batch 64, 200 steps, $THREADS threads, 3 rounds side by side (steps/s)"
+  for r in 1 2 3; do
+    "$VAE_WORKER" train --config configs/dsprites_factorvae.toml --run-dir "$tmp/fv$r" \
+      --set data.url="$tmp/dsprites" --set train.max_steps=200 --set train.progress=false \
+      --set checkpoint.every_epochs=0 --set log.histograms=false --set log.images=0 \
+      --set 'eval.metrics=[]' --set train.threads="$THREADS" >/dev/null
+    ours=$("$VAE_PYTHON" -c "print($(sps "$tmp/fv$r") / 64)")
+    theirs=$("$VAE_PYTHON" scripts/factorvae_pytorch.py "$tmp/dsprites" --steps 200 --threads "$THREADS" \
+      | "$VAE_PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["steps_per_sec"])')
+    printf '  round %d: vae-worker %6.2f steps/s   PyTorch (1Konny loop) %6.2f steps/s   ratio %s\n' "$r" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+  done
 fi
