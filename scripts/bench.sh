@@ -184,8 +184,8 @@ if [ "$WHAT" = factorvae ] || [ "$WHAT" = all ]; then
       --set checkpoint.every_epochs=0 --set log.histograms=false --set log.images=0 \
       --set 'eval.metrics=[]' --set train.threads="$THREADS" >/dev/null
     ours=$("$VAE_PYTHON" -c "print($(sps "$tmp/fv$r") / 64)")
-    theirs=$("$VAE_PYTHON" scripts/factorvae_pytorch.py "$tmp/dsprites" --steps 200 --threads "$THREADS" \
-      | "$VAE_PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["steps_per_sec"])')
+    theirs_sps=$("$VAE_PYTHON" scripts/factorvae_pytorch.py "$tmp/dsprites" --steps 200 --threads "$THREADS" | json_sps)
+    theirs=$("$VAE_PYTHON" -c "print($theirs_sps / 64)")
     printf '  round %d: vae-worker %6.2f steps/s   PyTorch (1Konny loop) %6.2f steps/s   ratio %s\n' "$r" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
   done
 fi
