@@ -27,15 +27,19 @@
 #   seven together.
 # factorvae: steps/s of configs/dsprites_factorvae.toml's conv FactorVAE
 #   (64×64, batch 64, the VAE's update then the discriminator's) in
-#   vae-worker and in scripts/factorvae_pytorch.py (PyTorch eager, the loop
-#   1Konny/FactorVAE's solver.py runs, the same modules), 200 steps on a
+#   vae-worker and in `scripts/pytorch_step.py factorvae` (PyTorch eager, the
+#   loop 1Konny/FactorVAE's solver.py runs, the same modules), 200 steps on a
 #   24,576-image dSprites subset, 3 rounds side by side.
+# convvae: steps/s of seed 002's conv VAE (configs/celeba_conv_vae.toml,
+#   3×64×64 RGB, batch 128) in vae-worker and in `scripts/pytorch_step.py
+#   convvae` (seed 002's own modules and loop, PyTorch eager), 100 steps on
+#   2,000 CelebA-sized JPEGs imported at 64×64, 3 rounds side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-case "$WHAT" in single|dist|storage|import|metrics|factorvae|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|all] [STEPS]" >&2; exit 2 ;; esac
+case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|all] [STEPS]" >&2; exit 2 ;; esac
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -184,8 +188,24 @@ if [ "$WHAT" = factorvae ] || [ "$WHAT" = all ]; then
       --set checkpoint.every_epochs=0 --set log.histograms=false --set log.images=0 \
       --set 'eval.metrics=[]' --set train.threads="$THREADS" >/dev/null
     ours=$("$VAE_PYTHON" -c "print($(sps "$tmp/fv$r") / 64)")
-    theirs_sps=$("$VAE_PYTHON" scripts/factorvae_pytorch.py "$tmp/dsprites" --steps 200 --threads "$THREADS" | json_sps)
+    theirs_sps=$("$VAE_PYTHON" scripts/pytorch_step.py factorvae "$tmp/dsprites" --steps 200 --threads "$THREADS" | json_sps)
     theirs=$("$VAE_PYTHON" -c "print($theirs_sps / 64)")
     printf '  round %d: vae-worker %6.2f steps/s   PyTorch (1Konny loop) %6.2f steps/s   ratio %s\n' "$r" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+  done
+fi
+
+if [ "$WHAT" = convvae ] || [ "$WHAT" = all ]; then
+  "$VAE_PYTHON" tests/python/make_images.py jpg "$tmp/rgbjpg" 2000 178 218 >/dev/null
+  "$VAE_WORKER" data prepare images --from "$tmp/rgbjpg" --out "$tmp/rgb" --crop 148 --size 64 >/dev/null 2>&1
+  echo "Conv VAE (seed 002), 3x64x64, batch 128, 100 steps, $THREADS threads, 3 rounds side by side (steps/s)"
+  for r in 1 2 3; do
+    "$VAE_WORKER" train --config configs/celeba_conv_vae.toml --run-dir "$tmp/cv$r" \
+      --set data.url="$tmp/rgb" --set train.max_steps=100 --set train.progress=false \
+      --set checkpoint.every_epochs=0 --set checkpoint.every_steps=0 --set log.histograms=false \
+      --set log.images=0 --set train.threads="$THREADS" >/dev/null
+    ours=$("$VAE_PYTHON" -c "print($(sps "$tmp/cv$r") / 128)")
+    theirs_sps=$("$VAE_PYTHON" scripts/pytorch_step.py convvae "$tmp/rgb" --steps 100 --batch 128 --threads "$THREADS" | json_sps)
+    theirs=$("$VAE_PYTHON" -c "print($theirs_sps / 128)")
+    printf '  round %d: vae-worker %6.2f steps/s   PyTorch (seed 002 loop) %6.2f steps/s   ratio %s\n' "$r" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
   done
 fi

@@ -55,4 +55,11 @@ char* vaedp_fused_adam(at::Tensor* param, at::Tensor* grad, at::Tensor* exp_avg,
   });
 }
 
+// LeakyReLU with slope `slope` (at::leaky_relu: one kernel forward, one
+// backward; tch's leaky_relu has PyTorch's default slope 0.01 fixed). On
+// success `*out` is a new tensor handle the caller owns (tch frees it).
+char* vaedp_leaky_relu(at::Tensor* x, double slope, at::Tensor** out) {
+  return guarded([&] { *out = new at::Tensor(at::leaky_relu(*x, slope)); });
+}
+
 }  // extern "C"

@@ -34,6 +34,11 @@ mod ffi {
             weight_decay: f64,
             eps: f64,
         ) -> *mut c_char;
+        pub fn vaedp_leaky_relu(
+            x: *mut C_tensor,
+            slope: f64,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
     }
 }
 
@@ -125,6 +130,34 @@ pub fn fused_adam(
     check("_fused_adam_", result)
 }
 
+/// LeakyReLU with negative slope `slope` (`at::leaky_relu`, recorded by
+/// autograd): one kernel forward and one backward, where `maximum(x, s·x)`
+/// takes three and two.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, AtenError> {
+    // SAFETY: `x` is a live tch handle, only read.
+    returned("leaky_relu", |out| unsafe {
+        ffi::vaedp_leaky_relu(x.as_ptr() as *mut _, slope, out)
+    })
+}
+
+/// Runs a shim function that hands back a new tensor through `out`.
+fn returned(
+    call: &'static str,
+    f: impl FnOnce(*mut *mut torch_sys::C_tensor) -> *mut c_char,
+) -> Result<Tensor, AtenError> {
+    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+    check(call, f(&mut out))?;
+    if out.is_null() {
+        return Err(AtenError {
+            call,
+            message: "no tensor came back".into(),
+        });
+    }
+    // SAFETY: on success the shim stored a new `at::Tensor*` in `out`,
+    // owned by no one else; the returned `Tensor` frees it (tch's drop).
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +190,19 @@ mod tests {
             );
             assert!(!line.contains('\n'), "{line}");
         }
+    }
+
+    #[test]
+    fn leaky_relu_has_the_slope_it_is_given_and_its_gradient() {
+        let x = Tensor::from_slice(&[-2.0f32, -0.5, 1.0, 3.0]).set_requires_grad(true);
+        let y = leaky_relu(&x, 0.2).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&y).unwrap(), [-0.4, -0.1, 1.0, 3.0]);
+        let g = Tensor::f_run_backward(&[y.sum(Kind::Float)], &[&x], false, false).unwrap();
+        assert_eq!(Vec::<f32>::try_from(&g[0]).unwrap(), [0.2, 0.2, 1.0, 1.0]);
+        let e = leaky_relu(&Tensor::from_slice(&[1i64, -1]), 0.2).unwrap_err();
+        let line = e.to_string();
+        assert!(line.starts_with("libtorch leaky_relu: "), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! and `export` commands), and [`cli`] (runs the command line the binary
 //! parses).
 pub mod agree;
+pub mod alloc;
 pub mod aten;
 pub mod atomic;
 pub mod checkpoint;

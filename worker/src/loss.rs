@@ -84,15 +84,17 @@ pub enum GradientError {
 /// what every part's loss sends through `cross` to this part's rows (summed
 /// over the parts, then pushed back through them), so that the gradients
 /// summed over the parts are those of the whole batch's loss. Undefined
-/// where `wrt` does not reach the loss.
+/// where `wrt` does not reach the loss. The graph is freed unless
+/// `keep_graph`.
 pub fn gradients(
     loss: &Tensor,
     cross: &[CrossRows],
     scope: &dyn BatchScope,
     wrt: &[&Tensor],
+    keep_graph: bool,
 ) -> Result<Vec<Tensor>, GradientError> {
     if cross.is_empty() {
-        return Ok(Tensor::f_run_backward(&[loss], wrt, false, false)?);
+        return Ok(Tensor::f_run_backward(&[loss], wrt, keep_graph, false)?);
     }
     let wholes: Vec<&Tensor> = cross.iter().map(|c| &c.whole).collect();
     let to_wholes = Tensor::f_run_backward(&[loss], &wholes, true, false)?;
@@ -105,7 +107,7 @@ pub fn gradients(
         parts.push((&c.local * mine).sum(loss.kind()));
     }
     let total = Tensor::f_stack(&parts, 0)?.sum(loss.kind());
-    Ok(Tensor::f_run_backward(&[&total], wrt, false, false)?)
+    Ok(Tensor::f_run_backward(&[&total], wrt, keep_graph, false)?)
 }
 
 #[cfg(test)]

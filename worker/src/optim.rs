@@ -84,7 +84,7 @@ impl FlatParams {
             .zip(&self.vars)
             .map(|(g, v)| {
                 if g.defined() {
-                    g.view([-1])
+                    g.reshape([-1])
                 } else {
                     v.zeros_like().view([-1])
                 }

@@ -51,9 +51,12 @@ trait LeakyRelu {
 }
 
 impl LeakyRelu for Tensor {
-    /// LeakyReLU with slope 0.2.
+    /// LeakyReLU with slope 0.2: one ATen kernel each way (the shim's
+    /// `at::leaky_relu`). Like tch's own operators in a forward pass, a
+    /// libtorch error here (out of memory) panics with libtorch's line,
+    /// which the panic hook reports in one line (`crate::oom`).
     fn leaky_relu_02(&self) -> Tensor {
-        self.maximum(&(self * 0.2))
+        crate::aten::leaky_relu(self, 0.2).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

@@ -2,9 +2,11 @@
 //! discriminator trained beside the VAE — a [`Regularizer`] that learns to
 //! tell codes of the VAE's batch (class 0) from dimension-wise permuted codes
 //! of a second batch (class 1), with its own Adam; its logit difference is
-//! the TC estimate the VAE's loss is penalised with. Its inputs are
-//! detached, so the VAE's update before it cannot invalidate any graph it
-//! uses.
+//! the TC estimate the VAE's loss is penalised with. Its update takes the
+//! logits of the VAE's own forward for the real codes (its weights have not
+//! moved since; the backward from them stops at its weights, so the VAE's
+//! update in between invalidates nothing it reads) and runs the network
+//! once more, on the permuted codes, which are computed without a graph.
 use tch::{nn, Device, Kind, Tensor};
 use vae_proto::config::{Config, OptimSection};
 
@@ -111,8 +113,12 @@ impl FactorDiscriminator {
 }
 
 impl Regularizer for FactorDiscriminator {
-    fn penalty(&self, z: &Tensor) -> Tensor {
-        discriminator::tc_estimate(&self.net.forward(z))
+    fn forward(&self, z: &Tensor) -> Tensor {
+        self.net.forward(z)
+    }
+
+    fn penalty(&self, output: &Tensor) -> Tensor {
+        discriminator::tc_estimate(output)
     }
 
     fn extra_batches(&self) -> u64 {
@@ -144,7 +150,8 @@ impl Regularizer for FactorDiscriminator {
             s.scope.offset(),
             s.scope.rows(),
         );
-        let real = self.net.forward(s.z);
+        // D(z) of the VAE's forward: the same logits D would give `s.z` now.
+        let real = s.output.shallow_clone();
         let fake = self.net.forward(&z_perm);
         let n = real.size()[0];
         let d_sum = self.cross_entropy(&real, 0) + self.cross_entropy(&fake, 1);
@@ -217,5 +224,69 @@ impl Regularizer for FactorDiscriminator {
 
     fn weights_mut(&mut self) -> &mut Weights {
         &mut self.weights
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comm::{RankSlice, Single};
+    use crate::model;
+
+    /// The discriminator and a small MLP VAE, from the same seed.
+    fn parts(cfg: &Config) -> (FactorDiscriminator, Box<dyn Vae>) {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let vae = model::build(&vs.root(), &cfg.model, [1, 4, 4], cfg.train.precision);
+        let d = FactorDiscriminator::new(cfg, 3, Device::Cpu, Kind::Float, &Single).unwrap();
+        (d, vae)
+    }
+
+    #[test]
+    fn the_update_from_the_vae_forwards_logits_equals_one_from_a_fresh_forward() {
+        let sets = [
+            "model.objective=\"factor\"",
+            "model.hidden_dim=8",
+            "model.latent_dim=3",
+            "discriminator.hidden=16",
+            "discriminator.layers=3",
+        ]
+        .map(String::from);
+        let cfg = vae_proto::config::parse("", "test", &sets).unwrap();
+        let (mut reused, vae) = parts(&cfg);
+        let (mut fresh, _) = parts(&cfg);
+        // Codes with a graph back to a stand-in for the encoder's weights.
+        let w = Tensor::randn([6, 3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let z = &w * 1.5 + 0.25;
+        let out = reused.forward(&z);
+        // The VAE's backward through D keeps the graph; then its update
+        // changes the weights in place, as the step does.
+        let vae_loss = reused.penalty(&out).sum(Kind::Float);
+        Tensor::f_run_backward(&[vae_loss], &[&w], true, false).unwrap();
+        let _ = tch::no_grad(|| w.shallow_clone().g_add_scalar_(1.0));
+        let x2 = Tensor::rand([6, 1, 4, 4], (Kind::Float, Device::Cpu));
+        let scope = RankSlice {
+            comm: &Single,
+            rows: 6,
+        };
+        let (zd, extra) = (z.detach(), [x2]);
+        let step = |output| RegularizerStep {
+            model: vae.as_ref(),
+            z: &zd,
+            output,
+            extra: &extra,
+            seed: 7,
+            step: 1,
+            rows: 0..6,
+            global_batch: 6,
+            scope: &scope,
+        };
+        let a = reused.update(&step(&out), &Single).unwrap();
+        let fresh_out = fresh.forward(&zd);
+        let b = fresh.update(&step(&fresh_out), &Single).unwrap();
+        assert!(a.equal(&b), "sums {a} vs {b}");
+        let (pa, pb) = (&reused.weights.params.flat, &fresh.weights.params.flat);
+        assert!(pa.equal(pb), "the two updates differ");
+        assert!(!pa.equal(&parts(&cfg).0.weights.params.flat), "no update");
     }
 }

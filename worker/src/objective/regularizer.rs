@@ -19,6 +19,12 @@ pub struct RegularizerStep<'a> {
     pub model: &'a dyn Vae,
     /// This step's codes of the VAE's batch on this rank, detached, `[b, L]`.
     pub z: &'a Tensor,
+    /// The network's output on those codes from this step's VAE forward
+    /// ([`Regularizer::forward`]), graph kept: the network's weights have
+    /// not changed since, so an update can take it instead of running the
+    /// network on `z` again (its gradient with respect to the network's
+    /// weights is the same; the backward stops at them).
+    pub output: &'a Tensor,
     /// The extra batches of this step on this rank, pixels `[b, C, H, W]`.
     pub extra: &'a [Tensor],
     pub seed: u64,
@@ -31,9 +37,14 @@ pub struct RegularizerStep<'a> {
 }
 
 pub trait Regularizer {
-    /// Per-sample penalty `[B]` on codes `z` `[B, L]`, which the objective
-    /// weighs into the VAE's loss (FactorVAE: the TC estimate `D(z)₀ − D(z)₁`).
-    fn penalty(&self, z: &Tensor) -> Tensor;
+    /// The network's output on codes `z` `[B, L]` (FactorVAE: the
+    /// discriminator's logits `[B, 2]`).
+    fn forward(&self, z: &Tensor) -> Tensor;
+
+    /// Per-sample penalty `[B]` from [`Regularizer::forward`]'s `output`,
+    /// which the objective weighs into the VAE's loss (FactorVAE: the TC
+    /// estimate `D(z)₀ − D(z)₁`).
+    fn penalty(&self, output: &Tensor) -> Tensor;
 
     /// Global batches it reads per step besides the VAE's own.
     fn extra_batches(&self) -> u64;

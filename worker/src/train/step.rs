@@ -32,12 +32,14 @@ pub struct Trainer<'a> {
     pub latent: usize,
 }
 
-/// One forward pass: the objective's terms, the posterior and the codes.
+/// One forward pass: the objective's terms, the posterior, the codes and,
+/// with a regulariser, its network's output on them.
 pub struct Pass {
     pub terms: Terms,
     pub mu: Tensor,
     pub logvar: Tensor,
     pub z: Tensor,
+    pub net: Option<Tensor>,
 }
 
 /// What one step leaves to report, summed over this rank's samples: the
@@ -113,7 +115,9 @@ impl<'a> Trainer<'a> {
         let (mu, logvar) = self.model.encode(x);
         let z = sample_z(&mu, &logvar, self.cfg.train.seed, stream, counter, rows);
         let logits = self.model.decode(&z);
-        let penalty = self.regularizer.as_ref().map(|r| r.penalty(&z));
+        let net = self.regularizer.as_ref().map(|r| r.forward(&z));
+        let penalty = self.regularizer.as_ref().zip(net.as_ref());
+        let penalty = penalty.map(|(r, out)| r.penalty(out));
         let f = Forward {
             x,
             mu: &mu,
@@ -127,6 +131,7 @@ impl<'a> Trainer<'a> {
             mu,
             logvar,
             z,
+            net,
         })
     }
 
@@ -139,20 +144,25 @@ impl<'a> Trainer<'a> {
             rows: batch.x.size()[0],
         };
         let rows = batch.rows.clone();
-        let Pass { terms, mu, z, .. } =
-            self.forward(&batch.x, Stream::TrainNoise, step, rows, step, &scope)?;
+        let Pass {
+            terms, mu, z, net, ..
+        } = self.forward(&batch.x, Stream::TrainNoise, step, rows, step, &scope)?;
         let loss = terms.loss.sum(self.kind) / global_batch as f64;
+        // The regulariser's update goes back through its network's part of
+        // this graph: keep it.
+        let keep_graph = net.is_some();
         let grad = self
             .weights
-            .batch_gradient(&loss, &terms.cross, &scope, step)?;
+            .batch_gradient(&loss, &terms.cross, &scope, keep_graph, step)?;
         let comm_secs = self.weights.update(grad, self.comm)?;
         let sums = batch_sums(&terms, &mu);
-        let regularizer = match self.regularizer.as_mut() {
+        let regularizer = match self.regularizer.as_mut().zip(net.as_ref()) {
             None => None,
-            Some(r) => {
+            Some((r, output)) => {
                 let s = RegularizerStep {
                     model: self.model.as_ref(),
                     z: &z.detach(),
+                    output,
                     extra: &batch.extra,
                     seed: self.cfg.train.seed,
                     step,

@@ -50,17 +50,19 @@ impl Weights {
     }
 
     /// The flat gradient of this rank's part of a loss defined on the whole
-    /// batch (see [`crate::loss::gradients`]).
+    /// batch (see [`crate::loss::gradients`]); `keep_graph` keeps the graph
+    /// for a second backward through part of it.
     pub fn batch_gradient(
         &self,
         loss: &Tensor,
         cross: &[CrossRows],
         scope: &dyn BatchScope,
+        keep_graph: bool,
         step: u64,
     ) -> Result<Tensor, TrainError> {
         let vars: Vec<&Tensor> = self.params.vars.iter().collect();
         let context = format!("gradient at step {step}");
-        let grads = gradients(loss, cross, scope, &vars).map_err(|e| match e {
+        let grads = gradients(loss, cross, scope, &vars, keep_graph).map_err(|e| match e {
             GradientError::Comm(e) => TrainError::Comm(e),
             GradientError::Tensor(e) => tensor_err(context.clone())(e),
         })?;
