@@ -15,8 +15,9 @@
 #   training samples/s from file:// vs s3:// (shard order: shards stream in
 #   during training); the training stall per checkpoint, synchronous vs
 #   asynchronous, to disk and to the bucket.
-# import: images/s importing a folder of CelebA-sized JPEGs (178×218,
-#   crop 148, resize 64, write shards) with `vae-worker data prepare images`
+# import: images/s importing a folder of 30,000 CelebA-sized JPEGs
+#   (IMPORT_IMAGES=N for another count; 178×218, crop 148, resize 64, write
+#   shards), start-up included, with `vae-worker data prepare images`
 #   (every core) vs scripts/import_baseline.py (PIL + NumPy, one process);
 #   and MB/s importing an MPI3D-layout .npz of 796 MB stored uncompressed.
 # metrics: wall time of each disentanglement metric at scale 1 (the
@@ -121,7 +122,7 @@ if [ "$WHAT" = storage ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = import ] || [ "$WHAT" = all ]; then
-  N="${IMPORT_IMAGES:-10000}"
+  N="${IMPORT_IMAGES:-30000}"
   "$VAE_PYTHON" tests/python/make_images.py jpg "$tmp/jpg" "$N" 178 218
   rm -f "$tmp/jpg/broken.jpg"
   # Wall time of a command alone (the clock read before and after it, in bash).
