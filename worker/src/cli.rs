@@ -16,7 +16,10 @@ use crate::watchdog;
 /// Runs the parsed command line.
 pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Train(cmd) => train(cmd),
+        Command::Train(cmd) => {
+            crate::alloc::keep_freed_memory();
+            train(cmd)
+        }
         Command::Data {
             command: DataCommand::Prepare { dataset },
         } => {
@@ -47,6 +50,7 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Eval(cmd) => {
+            crate::alloc::keep_freed_memory();
             let figures = crate::evaluate::run(cmd)?;
             println!("{}", serde_json::to_string_pretty(&figures)?);
             Ok(())

@@ -1,12 +1,10 @@
 //! `vae-worker`: parses the command line, runs it, and turns an error into one
 //! line on stderr and a non-zero exit status. Under MPI, an error or a panic
 //! on one rank aborts the whole job, so no rank waits forever for it; an
-//! out-of-memory panic is one line naming the config key to lower. Freed
-//! host memory is kept for reuse (`vae_worker::alloc`).
+//! out-of-memory panic is one line naming the config key to lower.
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    vae_worker::alloc::keep_freed_memory();
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         // An allocation failure (CUDA or host) is one line naming the key.
