@@ -50,14 +50,14 @@ def kl(mu, logvar):
     return (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).sum(1).mean()
 
 
-def factorvae(x_all, batch):
-    """One step of 1Konny's loop on batches (x1, x2)."""
+def factorvae(shape, batch):
+    """One step of 1Konny's loop on batches (x1, x2) of samples of `shape`."""
     cfg = {
         "model": {"kind": "conv", "conv_channels": [32, 32, 64, 64], "hidden_dim": 128,
                   "latent_dim": 10, "objective": "factor"},
         "discriminator": {"hidden": 1000, "layers": 6},
     }
-    model = vaedp_models.from_config(cfg, tuple(x_all.shape[1:]))
+    model = vaedp_models.from_config(cfg, shape)
     D = model.discriminator
     del model.discriminator
     gamma = 35.0
@@ -89,8 +89,8 @@ def factorvae(x_all, batch):
     return step, 2
 
 
-def convvae(x_all, batch):
-    """One step of seed 002's VAE on one batch."""
+def convvae(shape, batch):
+    """One step of seed 002's VAE on one batch (3x64x64, its only shape)."""
     enc, dec = seed002.Encoder(64), seed002.Decoder(64)
     optim = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=1e-3)
 
@@ -118,7 +118,7 @@ def main():
     torch.manual_seed(1)
     images, _ = vaedata.load_split(a.data, "train")
     step, per_step = {"factorvae": factorvae, "convvae": convvae}[a.loop](
-        torch.empty(0, *images.shape[1:]), a.batch)
+        tuple(images.shape[1:]), a.batch)
     n = min(len(images), (a.steps + 5) * per_step * a.batch)
     x_all = torch.from_numpy(images[:n].astype("float32"))
     if x_all.max() > 1:

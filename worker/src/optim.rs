@@ -182,14 +182,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn gradient_is_flat_in_variable_order() {
+    /// `Σ (w·x + b)` of a 2→1 linear layer over two samples (its flat
+    /// gradient is `[2, 4, 6]`: d/db = 2, d/dw = Σ x), with the layer's
+    /// flat parameters.
+    fn linear_sum() -> (impl Fn() -> Tensor, FlatParams) {
         let vs = VarStore::new(Device::Cpu);
         let lin = nn::linear(vs.root() / "fc", 2, 1, Default::default());
         let p = FlatParams::new(&vs);
-        // loss = Σ (w·x + b) over two samples: d/db = 2, d/dw = Σ x.
         let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
-        let loss = nn::Module::forward(&lin, &x).sum(Kind::Float);
+        (move || nn::Module::forward(&lin, &x).sum(Kind::Float), p)
+    }
+
+    #[test]
+    fn gradient_is_flat_in_variable_order() {
+        let (loss, p) = linear_sum();
+        let loss = loss();
         let g = Vec::<f32>::try_from(p.gradient(&loss).unwrap()).unwrap();
         assert_eq!(p.names, vec!["fc.bias", "fc.weight"]);
         assert_eq!(g, vec![2.0, 4.0, 6.0]);
@@ -197,16 +204,9 @@ mod tests {
 
     #[test]
     fn every_step_s_gradient_lands_in_the_same_buffer() {
-        let vs = VarStore::new(Device::Cpu);
-        let lin = nn::linear(vs.root() / "fc", 2, 1, Default::default());
-        let p = FlatParams::new(&vs);
-        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]).view([2, 2]);
-        let first = p
-            .gradient(&nn::Module::forward(&lin, &x).sum(Kind::Float))
-            .unwrap();
-        let at = first.data_ptr();
-        let loss = (nn::Module::forward(&lin, &x) * 3.0).sum(Kind::Float);
-        let second = p.gradient(&loss).unwrap();
+        let (loss, p) = linear_sum();
+        let at = p.gradient(&loss()).unwrap().data_ptr();
+        let second = p.gradient(&(loss() * 3.0)).unwrap();
         assert_eq!(second.data_ptr(), at);
         assert_eq!(Vec::<f32>::try_from(second).unwrap(), vec![6.0, 12.0, 18.0]);
     }

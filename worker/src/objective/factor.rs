@@ -150,7 +150,8 @@ impl Regularizer for FactorDiscriminator {
             s.scope.offset(),
             s.scope.rows(),
         );
-        // D(z) of the VAE's forward: the same logits D would give `s.z` now.
+        // D(z) of the VAE's forward: the same logits D would give the
+        // detached codes now.
         let real = s.output.shallow_clone();
         let fake = self.net.forward(&z_perm);
         let n = real.size()[0];
@@ -272,7 +273,6 @@ mod tests {
         let (zd, extra) = (z.detach(), [x2]);
         let step = |output| RegularizerStep {
             model: vae.as_ref(),
-            z: &zd,
             output,
             extra: &extra,
             seed: 7,

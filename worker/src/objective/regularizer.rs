@@ -17,13 +17,12 @@ use crate::train::TrainError;
 pub struct RegularizerStep<'a> {
     /// The model, after this step's VAE update.
     pub model: &'a dyn Vae,
-    /// This step's codes of the VAE's batch on this rank, detached, `[b, L]`.
-    pub z: &'a Tensor,
-    /// The network's output on those codes from this step's VAE forward
-    /// ([`Regularizer::forward`]), graph kept: the network's weights have
-    /// not changed since, so an update can take it instead of running the
-    /// network on `z` again (its gradient with respect to the network's
-    /// weights is the same; the backward stops at them).
+    /// The network's output on this step's codes of the VAE's batch on
+    /// this rank, from the VAE's forward ([`Regularizer::forward`]), graph
+    /// kept: the network's weights have not changed since, so an update
+    /// takes it instead of running the network on the codes again (its
+    /// gradient with respect to the network's weights is the same; the
+    /// backward stops at them).
     pub output: &'a Tensor,
     /// The extra batches of this step on this rank, pixels `[b, C, H, W]`.
     pub extra: &'a [Tensor],

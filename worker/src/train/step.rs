@@ -32,13 +32,12 @@ pub struct Trainer<'a> {
     pub latent: usize,
 }
 
-/// One forward pass: the objective's terms, the posterior, the codes and,
-/// with a regulariser, its network's output on them.
+/// One forward pass: the objective's terms, the posterior and, with a
+/// regulariser, its network's output on the sampled codes.
 pub struct Pass {
     pub terms: Terms,
     pub mu: Tensor,
     pub logvar: Tensor,
-    pub z: Tensor,
     pub net: Option<Tensor>,
 }
 
@@ -130,7 +129,6 @@ impl<'a> Trainer<'a> {
             terms,
             mu,
             logvar,
-            z,
             net,
         })
     }
@@ -144,9 +142,8 @@ impl<'a> Trainer<'a> {
             rows: batch.x.size()[0],
         };
         let rows = batch.rows.clone();
-        let Pass {
-            terms, mu, z, net, ..
-        } = self.forward(&batch.x, Stream::TrainNoise, step, rows, step, &scope)?;
+        let Pass { terms, mu, net, .. } =
+            self.forward(&batch.x, Stream::TrainNoise, step, rows, step, &scope)?;
         let loss = terms.loss.sum(self.kind) / global_batch as f64;
         // The regulariser's update goes back through its network's part of
         // this graph: keep it.
@@ -161,7 +158,6 @@ impl<'a> Trainer<'a> {
             Some((r, output)) => {
                 let s = RegularizerStep {
                     model: self.model.as_ref(),
-                    z: &z.detach(),
                     output,
                     extra: &batch.extra,
                     seed: self.cfg.train.seed,
