@@ -69,6 +69,12 @@ pub trait BatchScope {
     fn sum(&self, t: &Tensor) -> Result<Tensor, CommError>;
     /// Every part's rows of `t` in batch order, `[size, ...]`, no gradient.
     fn gather(&self, t: &Tensor) -> Result<Tensor, CommError>;
+    /// [`BatchScope::gather`] as a leaf that records its gradient: the whole
+    /// batch's rows for a term across the batch, whose gradient
+    /// [`BatchScope::sum_gradients`] then sums over the parts.
+    fn gather_leaf(&self, t: &Tensor) -> Result<Tensor, CommError> {
+        Ok(self.gather(t)?.set_requires_grad(true))
+    }
     /// The gradient of every part's loss with respect to a tensor of the
     /// whole batch, summed: `g` (`[size, ...]`) is replaced by the sum.
     fn sum_gradients(&self, g: &mut Tensor) -> Result<(), CommError>;

@@ -26,10 +26,7 @@ impl Objective for Btcvae {
         scope: &dyn BatchScope,
         cross: &mut Vec<CrossRows>,
     ) -> Result<Penalty, CommError> {
-        let whole = |t: &Tensor| -> Result<Tensor, CommError> {
-            Ok(scope.gather(t)?.set_requires_grad(true))
-        };
-        let (mu_all, lv_all) = (whole(f.mu)?, whole(f.logvar)?);
+        let (mu_all, lv_all) = (scope.gather_leaf(f.mu)?, scope.gather_leaf(f.logvar)?);
         let d = mws_decomposition(f.z, f.mu, f.logvar, &mu_all, &lv_all, self.dataset_size);
         cross.push(CrossRows {
             whole: mu_all,

@@ -43,13 +43,10 @@ impl Objective for Dip {
         scope: &dyn BatchScope,
         cross: &mut Vec<CrossRows>,
     ) -> Result<Penalty, CommError> {
-        let whole = |t: &Tensor| -> Result<Tensor, CommError> {
-            Ok(scope.gather(t)?.set_requires_grad(true))
-        };
-        let mu_all = whole(f.mu)?;
+        let mu_all = scope.gather_leaf(f.mu)?;
         let mut cov = covariance(&mu_all);
         if self.second {
-            let lv_all = whole(f.logvar)?;
+            let lv_all = scope.gather_leaf(f.logvar)?;
             let enc = lv_all
                 .exp()
                 .mean_dim(0, false, lv_all.kind())
