@@ -23,7 +23,6 @@ Prints one line per measurement.
 """
 import statistics
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -34,13 +33,9 @@ import conv_layout  # scripts/conv_layout.py: the same encoder and decoder
 CL = torch.channels_last
 
 
-def ms(f, n=6):
-    for _ in range(2):
-        f()
-    t = time.perf_counter()
-    for _ in range(n):
-        f()
-    return (time.perf_counter() - t) / n * 1e3
+def ms(f):
+    """Milliseconds a call of `f`, after two warm-up calls (6 timed)."""
+    return conv_layout.seconds(f, 6) * 1e3
 
 
 def rate(rounds):
