@@ -74,7 +74,7 @@ class ConvRelu(torch.autograd.Function):
         return gx, gw, gb, None
 
 
-def seed002_step(channels_last, fused):
+def seed002_step(channels_last, fuse):
     e, d = conv_layout.enc_dec([32, 64, 128], 3)
     enc = [m for m in e if not isinstance(m, nn.ReLU)]
     dec = [m for m in d if not isinstance(m, nn.ReLU)]
@@ -85,7 +85,7 @@ def seed002_step(channels_last, fused):
         dec = [m.to(memory_format=CL) for m in dec]
 
     def layer(m, h, transposed, relu):
-        if fused and relu:
+        if fuse and relu:
             return ConvRelu.apply(h, m.weight, m.bias, transposed)
         h = m(h)
         return F.relu(h) if relu else h
