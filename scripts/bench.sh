@@ -33,8 +33,11 @@
 #   24,576-image dSprites subset, 3 rounds side by side.
 # convvae: steps/s of seed 002's conv VAE (configs/celeba_conv_vae.toml,
 #   3×64×64 RGB, batch 128) in vae-worker and in `scripts/pytorch_step.py
-#   convvae` (seed 002's own modules and loop, PyTorch eager), 100 steps on
-#   2,000 CelebA-sized JPEGs imported at 64×64, 3 rounds side by side.
+#   convvae` (seed 002's own modules and loop, PyTorch eager) on 2,000
+#   CelebA-sized JPEGs imported at 64×64, 3 rounds side by side. PyTorch:
+#   100 steps after 5 of warm-up; vae-worker: 8 epochs of 14 steps, the
+#   rate over the last 7 (98 steps: its summary's figure is the last
+#   epoch's alone, and the evaluation between epochs is not training).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
@@ -50,6 +53,13 @@ trap 'rm -rf "$tmp"' EXIT
 COMMON=(--set train.max_steps="$STEPS" --set train.progress=false --set checkpoint.every_epochs=0 --set log.histograms=false)
 sps() { "$VAE_PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["samples_per_sec"])' "$1/summary.json"; }
 json_sps() { "$VAE_PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["samples_per_sec"])'; }
+# Samples/s over the epochs from $2 on, from vae-worker's per-epoch lines in
+# the log $1 (all samples over all seconds: the harmonic mean of the rates).
+epochs_sps() {
+  "$VAE_PYTHON" -c 'import re,sys
+rates = [float(m.group(2)) for m in re.finditer(r"^epoch +(\d+) +step +\d+ +train loss .* (\d+) samples/s$", open(sys.argv[1]).read(), re.M) if int(m.group(1)) >= int(sys.argv[2])]
+print(len(rates) / sum(1 / r for r in rates))' "$1" "$2"
+}
 row() { printf '  %-44s %10.0f samples/s\n' "$1" "$2"; }
 ratio() { "$VAE_PYTHON" -c "print(f'{$1 / $2:.2f}')"; }
 
@@ -198,13 +208,13 @@ fi
 if [ "$WHAT" = convvae ] || [ "$WHAT" = all ]; then
   "$VAE_PYTHON" tests/python/make_images.py jpg "$tmp/rgbjpg" 2000 178 218 >/dev/null
   "$VAE_WORKER" data prepare images --from "$tmp/rgbjpg" --out "$tmp/rgb" --crop 148 --size 64 >/dev/null 2>&1
-  echo "Conv VAE (seed 002), 3x64x64, batch 128, 100 steps, $THREADS threads, 3 rounds side by side (steps/s)"
+  echo "Conv VAE (seed 002), 3x64x64, batch 128, ~100 steps, $THREADS threads, 3 rounds side by side (steps/s)"
   for r in 1 2 3; do
     "$VAE_WORKER" train --config configs/celeba_conv_vae.toml --run-dir "$tmp/cv$r" \
-      --set data.url="$tmp/rgb" --set train.max_steps=100 --set train.progress=false \
+      --set data.url="$tmp/rgb" --set train.max_steps=112 --set train.progress=false \
       --set checkpoint.every_epochs=0 --set checkpoint.every_steps=0 --set log.histograms=false \
-      --set log.images=0 --set train.threads="$THREADS" >/dev/null
-    ours=$("$VAE_PYTHON" -c "print($(sps "$tmp/cv$r") / 128)")
+      --set log.images=0 --set train.threads="$THREADS" >"$tmp/cv$r.log"
+    ours=$(epochs_sps "$tmp/cv$r.log" 2 | "$VAE_PYTHON" -c "import sys; print(float(sys.stdin.read()) / 128)")
     theirs_sps=$("$VAE_PYTHON" scripts/pytorch_step.py convvae "$tmp/rgb" --steps 100 --batch 128 --threads "$THREADS" | json_sps)
     theirs=$("$VAE_PYTHON" -c "print($theirs_sps / 128)")
     printf '  round %d: vae-worker %6.2f steps/s   PyTorch (seed 002 loop) %6.2f steps/s   ratio %s\n' "$r" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"

@@ -1,8 +1,8 @@
-"""Why seed 002's conv VAE step cannot get much faster on this CPU than
-PyTorch's own: the alternatives to its convolutions that ATen offers,
-measured in the libtorch vae-worker links (issue 21, docs/benchmarks.md).
+"""The alternatives to seed 002's convolutions that ATen offers, measured in
+the libtorch vae-worker links (issue 21, docs/benchmarks.md): which can make
+its conv VAE step faster on this CPU than PyTorch's own.
 
-    python scripts/conv_alternatives.py [ROUNDS]
+    python scripts/conv_alternatives.py [ROUNDS] [SECTION ...]
 
 1. rate: GFLOPS of MKL's sgemm and of oneDNN's convolution on the same
    amount of work (seed 002's second convolution, batch 128): if the
@@ -19,7 +19,13 @@ measured in the libtorch vae-worker links (issue 21, docs/benchmarks.md).
    channels-last, output channels zero-padded to 8, and as a 3x3
    convolution to 12 channels followed by pixel_shuffle(2) (sub-pixel).
    Milliseconds, median of the rounds.
-Prints one line per measurement.
+4. blocked: the encoder's and the decoder's convolutions each as one stack
+   on oneDNN's own (blocked) tensors, what vae-worker's shim runs
+   (BlockedConvStack in worker/csrc/aten_shim.cpp, mirrored here as
+   BlockedStack): the input reordered once, no NCHW between layers, forward
+   and backward; against NCHW eager, for seed 002 and the FactorVAE's conv
+   model, with the largest difference of the gradients.
+Sections default to all four. Prints one line per measurement.
 """
 import statistics
 import sys
@@ -72,6 +78,82 @@ class ConvRelu(torch.autograd.Function):
             g, x, w, [out_ch], [2, 2], [1, 1], [1, 1], ctx.transposed, [0, 0], 1,
             [ctx.needs_input_grad[0], True, True])
         return gx, gw, gb, None
+
+
+class BlockedStack(torch.autograd.Function):
+    """The shim's BlockedConvStack: 4x4 stride-2 convolutions (transposed or
+    not) with ReLU between (after the last too if relu_last), on mkldnn
+    tensors from input to output."""
+
+    @staticmethod
+    def forward(ctx, x, transposed, relu_last, *params):
+        acts = [x.contiguous().to_mkldnn()]
+        h = acts[0]
+        n = len(params) // 2
+        for i in range(n):
+            h = torch.ops.aten.convolution(h, params[2 * i], params[2 * i + 1], [2, 2], [1, 1],
+                                           [1, 1], transposed, [0, 0], 1)
+            if i + 1 < n or relu_last:
+                h = torch.relu_(h)
+                acts.append(h)
+        ctx.acts, ctx.transposed, ctx.relu_last = acts, transposed, relu_last
+        ctx.save_for_backward(*params)
+        return h.to_dense()
+
+    @staticmethod
+    def backward(ctx, g):
+        params, acts, t = ctx.saved_tensors, ctx.acts, ctx.transposed
+        n, grads = len(params) // 2, [None] * len(params)
+        g = g.contiguous().to_mkldnn()
+        for i in reversed(range(n)):
+            if i + 1 < n or ctx.relu_last:
+                g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0)
+            w = params[2 * i]
+            gi, grads[2 * i], grads[2 * i + 1] = torch.ops.aten.convolution_backward(
+                g, acts[i], w, [w.shape[1] if t else w.shape[0]], [2, 2], [1, 1], [1, 1], t,
+                [0, 0], 1, [i > 0 or ctx.needs_input_grad[0], True, True])
+            g = gi
+        gx = g.to_dense() if ctx.needs_input_grad[0] else None
+        return (gx, None, None, *grads)
+
+
+def stack_step(chs, cin, batch, blocked):
+    """One forward and backward of a conv encoder and decoder (BCE on
+    logits), eager or as two BlockedStacks; returns (step, parameters)."""
+    torch.manual_seed(0)
+    e, d = conv_layout.enc_dec(chs, cin)
+    enc = [m for m in e if not isinstance(m, nn.ReLU)]
+    dec = [m for m in d if not isinstance(m, nn.ReLU)]
+    x = torch.rand(batch, cin, 64, 64)
+    flat = lambda ms_: [p for m in ms_ for p in (m.weight, m.bias)]  # noqa: E731
+
+    def step():
+        if blocked:
+            h = BlockedStack.apply(x, False, True, *flat(enc))
+            h = h.flatten(1).view(h.shape).requires_grad_()
+            y = BlockedStack.apply(h, True, False, *flat(dec))
+        else:
+            h = e(x)
+            h = h.flatten(1).view(h.shape)
+            y = d(h)
+        F.binary_cross_entropy_with_logits(y, x, reduction="sum").backward()
+    return step, flat(enc) + flat(dec)
+
+
+def blocked(rounds):
+    for name, chs, cin, b in [("seed 002 conv VAE", [32, 64, 128], 3, 128),
+                              ("FactorVAE conv", [32, 32, 64, 64], 1, 64)]:
+        (eager, pe), (stack, pb) = (stack_step(chs, cin, b, w) for w in (False, True))
+        for f, ps in ((eager, pe), (stack, pb)):
+            for p in ps:
+                p.grad = None
+            f()
+        diff = max(((a.grad - b_.grad).abs().max() / a.grad.abs().max()).item()
+                   for a, b_ in zip(pe, pb))
+        r = sorted(ms(eager) / ms(stack) for _ in range(rounds))
+        print(f"blocked: {name} forward+backward, blocked stacks / NCHW eager: median "
+              f"{statistics.median(r):.2f} ({' '.join(f'{v:.2f}' for v in r)}); "
+              f"largest gradient difference {diff:.1e} of the largest gradient")
 
 
 def seed002_step(channels_last, fuse):
@@ -162,9 +244,11 @@ def last(rounds):
 def main():
     torch.set_num_threads(2)
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    rate(rounds)
-    fused(rounds)
-    last(rounds)
+    sections = {"rate": rate, "fused": fused, "last": last, "blocked": blocked}
+    for name in sys.argv[2:] or sections:
+        if name not in sections:
+            sys.exit(f"unknown section {name!r}: one of {', '.join(sections)}")
+        sections[name](rounds)
 
 
 if __name__ == "__main__":

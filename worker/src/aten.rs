@@ -34,6 +34,15 @@ mod ffi {
             weight_decay: f64,
             eps: f64,
         ) -> *mut c_char;
+        pub fn vaedp_conv_stack(
+            x: *mut C_tensor,
+            weights: *const *mut C_tensor,
+            biases: *const *mut C_tensor,
+            n: usize,
+            transposed: bool,
+            relu_last: bool,
+            out: *mut *mut C_tensor,
+        ) -> *mut c_char;
         pub fn vaedp_leaky_relu(
             x: *mut C_tensor,
             slope: f64,
@@ -140,6 +149,37 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, AtenError> {
     })
 }
 
+/// A stack of 4×4 stride-2 padding-1 convolutions, transposed or not, one
+/// per `(weight, bias)` in `layers`, with a ReLU after each but the last
+/// (and after the last too if `relu_last`), recorded by autograd as one
+/// node. oneDNN computes it on its own blocked tensors from the input to
+/// the output, where eager ATen reorders to and from NCHW around every
+/// primitive: the same primitives and numbers, without those passes.
+/// float32 on the CPU only; anything else is an error. Shapes: `x`
+/// `[B, C, H, W]` → `[B, C', H·2^±n, W·2^±n]`.
+pub fn conv_stack(
+    x: &Tensor,
+    layers: &[(&Tensor, &Tensor)],
+    transposed: bool,
+    relu_last: bool,
+) -> Result<Tensor, AtenError> {
+    let weights: Vec<_> = layers.iter().map(|(w, _)| w.as_ptr() as *mut _).collect();
+    let biases: Vec<_> = layers.iter().map(|(_, b)| b.as_ptr() as *mut _).collect();
+    // SAFETY: every pointer is a live tch handle borrowed for the call and
+    // only read; the two arrays hold `layers.len()` handles each.
+    returned("conv_stack", |out| unsafe {
+        ffi::vaedp_conv_stack(
+            x.as_ptr() as *mut _,
+            weights.as_ptr(),
+            biases.as_ptr(),
+            layers.len(),
+            transposed,
+            relu_last,
+            out,
+        )
+    })
+}
+
 /// Runs a shim function that hands back a new tensor through `out`.
 fn returned(
     call: &'static str,
@@ -203,6 +243,115 @@ mod tests {
         let line = e.to_string();
         assert!(line.starts_with("libtorch leaky_relu: "), "{line}");
         assert!(!line.contains('\n'), "{line}");
+    }
+
+    /// Random weights and biases of a 4×4 stride-2 stack: `(in, out)` per
+    /// layer, in the layout of `conv2d` (`[out, in, 4, 4]`) or of
+    /// `conv_transpose2d` (`[in, out, 4, 4]`), with gradients.
+    fn layers(channels: &[(i64, i64)], transposed: bool) -> Vec<(Tensor, Tensor)> {
+        let opts = (Kind::Float, Device::Cpu);
+        channels
+            .iter()
+            .map(|&(i, o)| {
+                let shape = if transposed {
+                    [i, o, 4, 4]
+                } else {
+                    [o, i, 4, 4]
+                };
+                let w = (Tensor::randn(shape, opts) * 0.1).set_requires_grad(true);
+                let b = (Tensor::randn([o], opts) * 0.1).set_requires_grad(true);
+                (w, b)
+            })
+            .collect()
+    }
+
+    /// The same stack as eager ATen ops, layer by layer.
+    fn eager(x: &Tensor, layers: &[(Tensor, Tensor)], transposed: bool, relu_last: bool) -> Tensor {
+        let mut t = x.shallow_clone();
+        for (i, (w, b)) in layers.iter().enumerate() {
+            t = match transposed {
+                true => t.conv_transpose2d(w, Some(b), [2, 2], [1, 1], [0, 0], 1, [1, 1]),
+                false => t.conv2d(w, Some(b), [2, 2], [1, 1], [1, 1], 1),
+            };
+            if i + 1 < layers.len() || relu_last {
+                t = t.relu();
+            }
+        }
+        t
+    }
+
+    #[test]
+    fn the_blocked_stack_gives_the_eager_layers_values_and_gradients() {
+        tch::manual_seed(11);
+        // Seed 002's encoder and decoder (3→32→64→128 and back), batch 8.
+        let cases = [
+            (
+                vec![(3, 32), (32, 64), (64, 128)],
+                false,
+                true,
+                [8, 3, 64, 64],
+            ),
+            (
+                vec![(128, 64), (64, 32), (32, 3)],
+                true,
+                false,
+                [8, 128, 8, 8],
+            ),
+        ];
+        for (channels, transposed, relu_last, input) in cases {
+            let ps = layers(&channels, transposed);
+            let x = Tensor::randn(input, (Kind::Float, Device::Cpu)).set_requires_grad(true);
+            let pairs: Vec<_> = ps.iter().map(|(w, b)| (w, b)).collect();
+            let ours = conv_stack(&x, &pairs, transposed, relu_last).unwrap();
+            let theirs = eager(&x, &ps, transposed, relu_last);
+            assert_eq!(ours.size(), theirs.size());
+            // A downstream loss that weighs every output differently.
+            let weights = Tensor::randn(ours.size(), (Kind::Float, Device::Cpu));
+            let mut vars: Vec<&Tensor> = vec![&x];
+            vars.extend(ps.iter().flat_map(|(w, b)| [w, b]));
+            let grads = |y: &Tensor| {
+                Tensor::f_run_backward(&[(y * &weights).sum(Kind::Float)], &vars, true, false)
+                    .unwrap()
+            };
+            let (g_ours, g_theirs) = (grads(&ours), grads(&theirs));
+            let mut pairs = vec![(&ours, &theirs)];
+            pairs.extend(g_ours.iter().zip(&g_theirs));
+            for (i, (a, b)) in pairs.into_iter().enumerate() {
+                let scale = f64::try_from(b.abs().max()).unwrap();
+                let diff = f64::try_from((a - b).abs().max()).unwrap();
+                assert!(scale > 0.0, "tensor {i} is all zeros");
+                assert!(
+                    diff <= 1e-6 * scale,
+                    "tensor {i}: {diff} off (scale {scale})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_blocked_stack_refuses_float64_and_wrong_shapes_in_one_line() {
+        let x = Tensor::zeros([1, 3, 8, 8], (Kind::Double, Device::Cpu));
+        let w = Tensor::zeros([4, 3, 4, 4], (Kind::Double, Device::Cpu));
+        let b = Tensor::zeros([4], (Kind::Double, Device::Cpu));
+        let line = conv_stack(&x, &[(&w, &b)], false, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            line.starts_with("libtorch conv_stack: the layers are Double on cpu"),
+            "{line}"
+        );
+        assert!(!line.contains('\n'), "{line}");
+        // Five channels into a layer made for three: libtorch's own check.
+        let x = Tensor::zeros([1, 5, 8, 8], (Kind::Float, Device::Cpu));
+        let (w, b) = (w.to_kind(Kind::Float), b.to_kind(Kind::Float));
+        let line = conv_stack(&x, &[(&w, &b)], false, true)
+            .unwrap_err()
+            .to_string();
+        assert!(line.starts_with("libtorch conv_stack: "), "{line}");
+        assert!(
+            !line.contains('\n') && !line.contains("Exception raised from"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //! `[B, C, H, W]` (C = 1 or 3) → `μ`, `log σ²` `[B, L]`; `z` `[B, L]` →
 //! logits `[B, C, H, W]`. Inputs whose side is not
 //! a multiple of 2^layers (MNIST's 28) are zero-padded to the next one (32) and
-//! the logits cropped back, so any `[C, H, W]` works.
-use tch::{nn, nn::Module, Tensor};
+//! the logits cropped back, so any `[C, H, W]` works. In float32 on the CPU
+//! the encoder's and the decoder's convolutions each run as one oneDNN stack
+//! (`crate::aten::conv_stack`: no reorder to NCHW between layers); otherwise
+//! layer by layer.
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use vae_proto::config::Precision;
 
-use super::{mixed_linear, Mixed, Vae};
+use super::{mixed::Weighted, mixed_linear, Mixed, Vae};
 
 pub struct ConvVae {
     enc: Vec<Mixed<nn::Conv2D>>,
@@ -90,19 +93,46 @@ impl ConvVae {
     }
 }
 
+impl ConvVae {
+    /// The encoder's convolutions, each followed by a ReLU:
+    /// `[B, C, H', W']` (padded) → `[B, C_last, h, w]`.
+    fn down(&self, x: &Tensor) -> Tensor {
+        if let Some(layers) = blocked(&self.enc, x) {
+            return stacked(x, &layers, false, true);
+        }
+        self.enc
+            .iter()
+            .fold(x.shallow_clone(), |t, conv| conv.forward(&t).relu())
+    }
+
+    /// The decoder's transposed convolutions, a ReLU between each two:
+    /// `[B, C_last, h, w]` → logits `[B, C, H', W']` (padded).
+    fn up(&self, x: &Tensor) -> Tensor {
+        if let Some(layers) = blocked(&self.dec, x) {
+            return stacked(x, &layers, true, false);
+        }
+        let last = self.dec.len() - 1;
+        let mut t = x.shallow_clone();
+        for (i, tconv) in self.dec.iter().enumerate() {
+            t = tconv.forward(&t);
+            if i < last {
+                t = t.relu();
+            }
+        }
+        t
+    }
+}
+
 impl Vae for ConvVae {
     fn encode(&self, x: &Tensor) -> (Tensor, Tensor) {
         let [_, h, w] = self.shape;
         let (ph, pw) = (self.padded[0] - h, self.padded[1] - w);
-        let mut t = if ph > 0 || pw > 0 {
+        let t = if ph > 0 || pw > 0 {
             x.constant_pad_nd([pw / 2, pw - pw / 2, ph / 2, ph - ph / 2])
         } else {
             x.shallow_clone()
         };
-        for conv in &self.enc {
-            t = conv.forward(&t).relu();
-        }
-        let mut t = t.flatten(1, -1);
+        let mut t = self.down(&t).flatten(1, -1);
         if let Some(fc) = &self.enc_fc {
             t = fc.forward(&t).relu();
         }
@@ -119,14 +149,7 @@ impl Vae for ConvVae {
         if let Some(fc) = &self.dec_fc {
             t = fc.forward(&t).relu();
         }
-        let mut t = t.view([-1, ic, ih, iw]);
-        let last = self.dec.len() - 1;
-        for (i, tconv) in self.dec.iter().enumerate() {
-            t = tconv.forward(&t);
-            if i < last {
-                t = t.relu();
-            }
-        }
+        let mut t = self.up(&t.view([-1, ic, ih, iw]));
         let (ph, pw) = (self.padded[0] - h, self.padded[1] - w);
         if ph > 0 || pw > 0 {
             t = t.narrow(2, ph / 2, h).narrow(3, pw / 2, w);
@@ -137,4 +160,25 @@ impl Vae for ConvVae {
     fn latent_dim(&self) -> i64 {
         self.latent
     }
+}
+
+/// The layers' weights and biases when oneDNN's stack can run them on `x`:
+/// float32 throughout, on a CPU libtorch built with oneDNN, and at least
+/// one layer.
+fn blocked<'a, M: Weighted>(
+    layers: &'a [Mixed<M>],
+    x: &Tensor,
+) -> Option<Vec<(&'a Tensor, &'a Tensor)>> {
+    let cpu_f32 = x.device() == Device::Cpu && x.kind() == Kind::Float;
+    if layers.is_empty() || !cpu_f32 || !tch::utils::has_mkldnn() {
+        return None;
+    }
+    layers.iter().map(Mixed::fp32_params).collect()
+}
+
+/// `crate::aten::conv_stack`. Like tch's own operators in a forward pass, a
+/// libtorch error here (out of memory) panics with libtorch's line, which
+/// the panic hook reports in one line (`crate::oom`).
+fn stacked(x: &Tensor, layers: &[(&Tensor, &Tensor)], transposed: bool, relu_last: bool) -> Tensor {
+    crate::aten::conv_stack(x, layers, transposed, relu_last).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -46,6 +46,18 @@ impl<M: Weighted + Module> Module for Mixed<M> {
     }
 }
 
+impl<M: Weighted> Mixed<M> {
+    /// The layer's weight and bias when it computes in fp32 and has a bias:
+    /// what oneDNN's convolution stack (`crate::aten::conv_stack`) takes.
+    pub fn fp32_params(&self) -> Option<(&Tensor, &Tensor)> {
+        let w = self.layer.weight();
+        match self.layer.bias() {
+            Some(b) if !self.bf16 && w.kind() == Kind::Float => Some((w, b)),
+            _ => None,
+        }
+    }
+}
+
 impl Weighted for nn::Linear {
     fn weight(&self) -> &Tensor {
         &self.ws
