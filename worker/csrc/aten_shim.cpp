@@ -32,8 +32,8 @@ char* guarded(F f) {
   }
 }
 
-// A stack of 4x4 stride-2 padding-1 convolutions (transposed or not) with
-// ReLU after each (after the last only if `relu_last`), computed on
+// A stack of square convolutions of one stride and padding (transposed or
+// not; no dilation, no output padding, one group) with ReLU after each (after the last only if `relu_last`), computed on
 // oneDNN's own (blocked) tensors: the input is reordered once, every layer
 // reads the previous layer's output in the layout oneDNN chose for it, and
 // only the stack's output goes back to a dense NCHW tensor. Eager ATen
@@ -43,9 +43,7 @@ char* guarded(F f) {
 // [w0, b0, w1, b1, ...], dense. Backward: ReLU's mask from the saved
 // (blocked) outputs, then at::convolution_backward on blocked tensors.
 struct BlockedConvStack : public torch::autograd::Function<BlockedConvStack> {
-  static std::vector<int64_t> two() { return {2, 2}; }
-  static std::vector<int64_t> one() { return {1, 1}; }
-  static std::vector<int64_t> zero() { return {0, 0}; }
+  static std::vector<int64_t> pair(int64_t v) { return {v, v}; }
 
   static bool relu_after(size_t layer, size_t layers, bool relu_last) {
     return layer + 1 < layers || relu_last;
@@ -53,13 +51,14 @@ struct BlockedConvStack : public torch::autograd::Function<BlockedConvStack> {
 
   static at::Tensor forward(torch::autograd::AutogradContext* ctx,
                             const at::Tensor& x, at::TensorList params,
-                            bool transposed, bool relu_last) {
+                            int64_t stride, int64_t padding, bool transposed,
+                            bool relu_last) {
     size_t layers = params.size() / 2;
     std::vector<at::Tensor> acts{x.contiguous().to_mkldnn()};
     at::Tensor h = acts[0];
     for (size_t i = 0; i < layers; ++i) {
-      h = at::convolution(h, params[2 * i], params[2 * i + 1], two(), one(),
-                          one(), transposed, zero(), 1);
+      h = at::convolution(h, params[2 * i], params[2 * i + 1], pair(stride),
+                          pair(padding), pair(1), transposed, pair(0), 1);
       if (relu_after(i, layers, relu_last)) {
         h = at::relu_(h);
         acts.push_back(h);
@@ -68,6 +67,8 @@ struct BlockedConvStack : public torch::autograd::Function<BlockedConvStack> {
     at::Tensor y = h.to_dense();
     ctx->save_for_backward(params.vec());
     ctx->saved_data["acts"] = acts;
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
     ctx->saved_data["transposed"] = transposed;
     ctx->saved_data["relu_last"] = relu_last;
     return y;
@@ -78,10 +79,14 @@ struct BlockedConvStack : public torch::autograd::Function<BlockedConvStack> {
       torch::autograd::variable_list grads) {
     auto params = ctx->get_saved_variables();
     auto acts = ctx->saved_data["acts"].toTensorVector();
+    int64_t stride = ctx->saved_data["stride"].toInt();
+    int64_t padding = ctx->saved_data["padding"].toInt();
     bool transposed = ctx->saved_data["transposed"].toBool();
     bool relu_last = ctx->saved_data["relu_last"].toBool();
     size_t layers = params.size() / 2;
-    torch::autograd::variable_list out(params.size() + 3);
+    // One gradient per forward argument: x, the parameters, then the four
+    // non-tensor ones (undefined).
+    torch::autograd::variable_list out(params.size() + 5);
     if (!grads[0].defined()) return out;
     at::Tensor g = grads[0].contiguous().to_mkldnn();
     for (size_t i = layers; i-- > 0;) {
@@ -92,7 +97,8 @@ struct BlockedConvStack : public torch::autograd::Function<BlockedConvStack> {
       bool input = i > 0 || ctx->needs_input_grad(0);
       auto [gi, gw, gb] = at::convolution_backward(
           g, acts[i], w, std::vector<int64_t>{w.size(transposed ? 1 : 0)},
-          two(), one(), one(), transposed, zero(), 1, {input, true, true});
+          pair(stride), pair(padding), pair(1), transposed, pair(0), 1,
+          {input, true, true});
       out[1 + 2 * i] = gw;
       out[2 + 2 * i] = gb;
       g = gi;
@@ -139,8 +145,9 @@ char* vaedp_leaky_relu(at::Tensor* x, double slope, at::Tensor** out) {
 // error (the caller runs the layers one by one instead). On success `*out`
 // is a new tensor handle the caller owns.
 char* vaedp_conv_stack(at::Tensor* x, at::Tensor** weights,
-                       at::Tensor** biases, size_t n, bool transposed,
-                       bool relu_last, at::Tensor** out) {
+                       at::Tensor** biases, size_t n, int64_t stride,
+                       int64_t padding, bool transposed, bool relu_last,
+                       at::Tensor** out) {
   return guarded([&] {
     TORCH_CHECK(at::hasMKLDNN(), "this libtorch has no oneDNN");
     TORCH_CHECK(n > 0, "no layers");
@@ -158,8 +165,8 @@ char* vaedp_conv_stack(at::Tensor* x, at::Tensor** weights,
                 "the input is ", x->scalar_type(), " on ", x->device(),
                 ", oneDNN's stack takes float32 on the CPU");
     *out = new at::Tensor(
-        BlockedConvStack::apply(*x, at::TensorList(params), transposed,
-                                relu_last));
+        BlockedConvStack::apply(*x, at::TensorList(params), stride, padding,
+                                transposed, relu_last));
   });
 }
 

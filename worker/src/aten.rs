@@ -39,6 +39,8 @@ mod ffi {
             weights: *const *mut C_tensor,
             biases: *const *mut C_tensor,
             n: usize,
+            stride: i64,
+            padding: i64,
             transposed: bool,
             relu_last: bool,
             out: *mut *mut C_tensor,
@@ -149,17 +151,20 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor, AtenError> {
     })
 }
 
-/// A stack of 4×4 stride-2 padding-1 convolutions, transposed or not, one
-/// per `(weight, bias)` in `layers`, with a ReLU after each but the last
+/// A stack of square convolutions with stride `stride` and padding
+/// `padding` (no dilation or output padding), transposed or not, one per
+/// `(weight, bias)` in `layers`, with a ReLU after each but the last
 /// (and after the last too if `relu_last`), recorded by autograd as one
 /// node. oneDNN computes it on its own blocked tensors from the input to
 /// the output, where eager ATen reorders to and from NCHW around every
 /// primitive: the same primitives and numbers, without those passes.
 /// float32 on the CPU only; anything else is an error. Shapes: `x`
-/// `[B, C, H, W]` → `[B, C', H·2^±n, W·2^±n]`.
+/// `[B, C, H, W]` → `[B, C', H', W']` as the layers make them.
 pub fn conv_stack(
     x: &Tensor,
     layers: &[(&Tensor, &Tensor)],
+    stride: i64,
+    padding: i64,
     transposed: bool,
     relu_last: bool,
 ) -> Result<Tensor, AtenError> {
@@ -173,6 +178,8 @@ pub fn conv_stack(
             weights.as_ptr(),
             biases.as_ptr(),
             layers.len(),
+            stride,
+            padding,
             transposed,
             relu_last,
             out,
@@ -302,7 +309,7 @@ mod tests {
             let ps = layers(&channels, transposed);
             let x = Tensor::randn(input, (Kind::Float, Device::Cpu)).set_requires_grad(true);
             let pairs: Vec<_> = ps.iter().map(|(w, b)| (w, b)).collect();
-            let ours = conv_stack(&x, &pairs, transposed, relu_last).unwrap();
+            let ours = conv_stack(&x, &pairs, 2, 1, transposed, relu_last).unwrap();
             let theirs = eager(&x, &ps, transposed, relu_last);
             assert_eq!(ours.size(), theirs.size());
             // A downstream loss that weighs every output differently.
@@ -333,7 +340,7 @@ mod tests {
         let x = Tensor::zeros([1, 3, 8, 8], (Kind::Double, Device::Cpu));
         let w = Tensor::zeros([4, 3, 4, 4], (Kind::Double, Device::Cpu));
         let b = Tensor::zeros([4], (Kind::Double, Device::Cpu));
-        let line = conv_stack(&x, &[(&w, &b)], false, true)
+        let line = conv_stack(&x, &[(&w, &b)], 2, 1, false, true)
             .unwrap_err()
             .to_string();
         assert!(
@@ -344,7 +351,7 @@ mod tests {
         // Five channels into a layer made for three: libtorch's own check.
         let x = Tensor::zeros([1, 5, 8, 8], (Kind::Float, Device::Cpu));
         let (w, b) = (w.to_kind(Kind::Float), b.to_kind(Kind::Float));
-        let line = conv_stack(&x, &[(&w, &b)], false, true)
+        let line = conv_stack(&x, &[(&w, &b)], 2, 1, false, true)
             .unwrap_err()
             .to_string();
         assert!(line.starts_with("libtorch conv_stack: "), "{line}");

@@ -13,7 +13,7 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use vae_proto::config::Precision;
 
-use super::{mixed::Weighted, mixed_linear, Mixed, Vae};
+use super::{mixed::Weighted, mixed_linear, Mixed, Vae, PADDING, STRIDE};
 
 pub struct ConvVae {
     enc: Vec<Mixed<nn::Conv2D>>,
@@ -91,9 +91,7 @@ impl ConvVae {
             latent,
         }
     }
-}
 
-impl ConvVae {
     /// The encoder's convolutions, each followed by a ReLU:
     /// `[B, C, H', W']` (padded) → `[B, C_last, h, w]`.
     fn down(&self, x: &Tensor) -> Tensor {
@@ -176,9 +174,11 @@ fn blocked<'a, M: Weighted>(
     layers.iter().map(Mixed::fp32_params).collect()
 }
 
-/// `crate::aten::conv_stack`. Like tch's own operators in a forward pass, a
+/// `crate::aten::conv_stack` with the geometry `conv_down` / `conv_up` give
+/// every layer. Like tch's own operators in a forward pass, a
 /// libtorch error here (out of memory) panics with libtorch's line, which
 /// the panic hook reports in one line (`crate::oom`).
 fn stacked(x: &Tensor, layers: &[(&Tensor, &Tensor)], transposed: bool, relu_last: bool) -> Tensor {
-    crate::aten::conv_stack(x, layers, transposed, relu_last).unwrap_or_else(|e| panic!("{e}"))
+    crate::aten::conv_stack(x, layers, STRIDE, PADDING, transposed, relu_last)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
