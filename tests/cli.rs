@@ -519,7 +519,48 @@ fn without_a_terminal_each_logging_window_is_a_line() {
         lines[0].starts_with("epoch 1 step 20/468") && lines[0].contains("samples/s"),
         "{text}"
     );
-    assert!(lines[2].contains("(step 60)"), "{text}");
+    assert!(lines[2].contains("(step 60 of 60)"), "{text}");
+}
+
+#[test]
+fn eval_names_both_shapes_and_points_into_a_sweep_s_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("dsprites");
+    let mut c = worker();
+    c.args([
+        "data",
+        "prepare",
+        "dsprites",
+        "--scales",
+        "1",
+        "--orientations",
+        "1",
+    ])
+    .args(["--positions", "4", "--out"])
+    .arg(&ds);
+    run_ok(c);
+    let mut c = worker();
+    c.args(["eval", "--checkpoint"])
+        .arg(default_run().join("run"))
+        .arg("--data")
+        .arg(&ds);
+    let err = fails(c);
+    assert!(
+        err.contains("trained on 1×28×28 samples") && err.contains("is 1×64×64"),
+        "{err}"
+    );
+    // A sweep's folder: the points keep the checkpoints.
+    let sweep = dir.path().join("sweep");
+    let point = sweep.join("model.beta=4");
+    std::fs::create_dir_all(point.join("checkpoints")).unwrap();
+    std::fs::write(point.join("checkpoints/latest"), "step-0000000001\n").unwrap();
+    let mut c = worker();
+    c.args(["eval", "--checkpoint"]).arg(&sweep);
+    let err = fails(c);
+    assert!(
+        err.contains("sweep's folder") && err.contains(&point.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

@@ -232,11 +232,11 @@ impl Members {
         for h in std::mem::take(&mut self.active) {
             let strikes = self.strikes.get(&h.name).copied().unwrap_or(0);
             if strikes >= STRIKES {
-                eprintln!("[launcher] dropping host {}: its workers failed in {strikes} attempts in a row", h.name);
+                vae_proto::errln!("[launcher] dropping host {}: its workers failed in {strikes} attempts in a row", h.name);
                 self.banned.insert(h.name.clone());
                 self.lost.insert(h.name.clone());
             } else if !e.answers(&h.name) {
-                eprintln!(
+                vae_proto::errln!(
                     "[launcher] dropping host {}: {} did not reach it ({} s allowed)",
                     h.name,
                     e.agent.join(" "),
@@ -277,7 +277,7 @@ impl Members {
             .into_iter()
             .partition(|h| discovered.iter().any(|d| d.name == h.name));
         for h in gone {
-            eprintln!(
+            vae_proto::errln!(
                 "[launcher] host {} is no longer listed by the discovery script; leaving it out",
                 h.name
             );

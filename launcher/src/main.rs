@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use vae_launch::elastic::{self, Elastic};
 use vae_launch::plan::{self, Nproc};
+use vae_launch::preflight;
 
 #[derive(Parser)]
 #[command(
@@ -80,7 +81,7 @@ fn elastic(cli: &Cli) -> Result<Option<Elastic>, String> {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let fail = |e: &dyn std::fmt::Display| {
-        eprintln!(
+        vae_proto::errln!(
             "vae-launch: error: {}",
             vae_proto::redact::redact(&e.to_string())
         );
@@ -135,6 +136,15 @@ fn main() -> std::process::ExitCode {
             "worker binary {} not found (build it, or pass --worker)",
             worker.display()
         ));
+    }
+    // The dataset and what a resume starts from, checked here before any
+    // worker starts (on this machine's view of paths: a job on other hosts
+    // is checked by its workers).
+    if plan.hosts.iter().all(|h| preflight::is_this_host(h)) {
+        if let Err(line) = preflight::check_with(&worker, &plan) {
+            vae_proto::console::err(&line);
+            return std::process::ExitCode::from(2);
+        }
     }
     match vae_launch::supervise::run(
         &plan,

@@ -11,15 +11,15 @@
 //! again from the run's newest checkpoint while restarts remain. A signal
 //! between two attempts ends the job there; output pipes a process keeps open
 //! after the job ended (one stuck in uninterruptible sleep) are not waited for.
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::elastic::{self, Elastic, Members};
+use crate::output::{relay, Attempt, Said};
 use crate::plan::{HostSpec, Plan};
 use crate::procs;
 
@@ -30,100 +30,6 @@ const CLEANUP_GRACE: Duration = Duration::from_secs(5);
 const DRAIN: Duration = Duration::from_secs(3);
 /// The pause before a restart (a signal in it ends the job).
 const RESTART_DELAY: Duration = Duration::from_secs(1);
-
-/// Rewrites mpirun's `--tag-output` prefix `[job,rank]<stdout>:` as
-/// `[rank N] ` (or `[rank N@host] ` when `host_of` knows the rank's host).
-pub fn retag(line: &str, host_of: &dyn Fn(usize) -> Option<String>) -> String {
-    if let Some(rest) = line.strip_prefix('[') {
-        if let Some((tag, text)) = rest.split_once(">:") {
-            if let Some((ids, _stream)) = tag.split_once("]<") {
-                if let Some((_, rank)) = ids.split_once(',') {
-                    return match rank.parse().ok().and_then(host_of) {
-                        Some(h) => format!("[rank {rank}@{h}] {text}"),
-                        None => format!("[rank {rank}] {text}"),
-                    };
-                }
-            }
-        }
-    }
-    line.to_string()
-}
-
-/// What the output of one attempt said: the ranks whose watchdog reported
-/// a stall (with the line), the ranks mpirun named as the ones that failed,
-/// and whether the workers stopped on a request (a checkpoint written).
-#[derive(Default)]
-struct Said {
-    stalls: BTreeMap<usize, String>,
-    failed: BTreeSet<usize>,
-    stopped: bool,
-}
-
-type Attempt = Arc<Mutex<Said>>;
-
-/// The rank mpirun names as a failed process: `mpirun noticed that process
-/// rank N with PID …` or `Process name: [[job,vpid],N]`.
-fn failed_rank(line: &str) -> Option<usize> {
-    let digits = |s: &str| -> Option<usize> {
-        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        s[..end].parse().ok()
-    };
-    if let Some((_, rest)) = line.split_once("noticed that process rank ") {
-        return digits(rest);
-    }
-    let rest = line.trim().strip_prefix("Process name: [[")?;
-    digits(rest.split_once("],")?.1)
-}
-
-/// The rank of a retagged line `[rank N…] …` that reports a stall.
-fn stall_report(line: &str) -> Option<usize> {
-    if !line.contains(" stalled at step ") {
-        return None;
-    }
-    let rest = line.strip_prefix("[rank ")?;
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
-}
-
-/// Copies `from` line by line to the launcher's stdout or stderr, retagged
-/// and redacted; says `done` when the pipe closes.
-fn relay<R: std::io::Read + Send + 'static>(
-    from: R,
-    to_stderr: bool,
-    rank_hosts: Vec<String>,
-    said: Attempt,
-    done: mpsc::Sender<()>,
-) {
-    std::thread::spawn(move || {
-        let host_of = |r: usize| rank_hosts.get(r).cloned();
-        let mut forwarded = false;
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            // mpirun says so each time a stop request is repeated: once is enough.
-            if line.starts_with("mpirun: Forwarding signal")
-                && std::mem::replace(&mut forwarded, true)
-            {
-                continue;
-            }
-            let line = vae_proto::redact::redact(&retag(&line, &host_of));
-            if let Ok(mut s) = said.lock() {
-                if let Some(rank) = stall_report(&line) {
-                    s.stalls.insert(rank, line.clone());
-                }
-                if let Some(rank) = failed_rank(&line) {
-                    s.failed.insert(rank);
-                }
-                s.stopped |= line.contains("stopped by a signal at step");
-            }
-            if to_stderr {
-                let _ = writeln!(std::io::stderr(), "{line}");
-            } else {
-                let _ = writeln!(std::io::stdout(), "{line}");
-            }
-        }
-        let _ = done.send(());
-    });
-}
 
 /// Signals received: 0 none, else the first signal's number; the count of
 /// signals decides between a graceful and an immediate stop.
@@ -168,10 +74,10 @@ fn watch_signals(state: Arc<SignalState>) -> std::io::Result<()> {
             let pid = state.mpirun.load(Ordering::SeqCst);
             if n == 0 {
                 state.first.store(sig, Ordering::SeqCst);
-                eprintln!("[launcher] signal {sig}: asking the workers to checkpoint and stop (again to stop at once)");
+                vae_proto::errln!("[launcher] signal {sig}: asking the workers to checkpoint and stop (again to stop at once)");
                 keep_asking(Arc::clone(&state));
             } else {
-                eprintln!("[launcher] second signal: the workers clean up and leave; then killing the job");
+                vae_proto::errln!("[launcher] second signal: the workers clean up and leave; then killing the job");
                 if pid > 0 {
                     procs::signal(pid, libc::SIGUSR2);
                 }
@@ -233,7 +139,7 @@ fn name_the_stalled(said: &Said, ranks: usize) -> Vec<usize> {
     } else {
         format!("rank {} did not report: the stalled one", silent.join(", "))
     };
-    eprintln!(
+    vae_proto::errln!(
         "[launcher] a stall: rank {} waited in vain ({}); {culprit}",
         said.join(", "),
         reported
@@ -253,7 +159,7 @@ fn drain(done: &mpsc::Receiver<()>, n: usize) {
     for _ in 0..n {
         let left = deadline.saturating_duration_since(Instant::now());
         if done.recv_timeout(left).is_err() {
-            eprintln!("[launcher] a process still holds the job's output open (uninterruptible sleep?); not waiting for it");
+            vae_proto::errln!("[launcher] a process still holds the job's output open (uninterruptible sleep?); not waiting for it");
             return;
         }
     }
@@ -275,7 +181,9 @@ fn pause_before_restart(state: &SignalState) -> bool {
 /// stopped cleanly, else their failure.
 fn stopped(state: &SignalState, code: i32) -> i32 {
     let sig = state.first.load(Ordering::SeqCst);
-    eprintln!("[launcher] stopped by signal {sig}; resume with the same command and --resume");
+    vae_proto::errln!(
+        "[launcher] stopped by signal {sig}; resume with the same command and --resume"
+    );
     if code == 0 {
         128 + sig
     } else {
@@ -373,7 +281,7 @@ fn growth(plan: &Plan, e: &Elastic, members: &Members) -> Vec<HostSpec> {
     let listed = match elastic::discover(script) {
         Ok(l) => l,
         Err(err) => {
-            eprintln!("[launcher] host discovery: {err} (the hosts stay as they are)");
+            vae_proto::errln!("[launcher] host discovery: {err} (the hosts stay as they are)");
             return Vec::new();
         }
     };
@@ -385,7 +293,7 @@ fn growth(plan: &Plan, e: &Elastic, members: &Members) -> Vec<HostSpec> {
     match plan.on_hosts(&all) {
         Some(bigger) if bigger.ranks() > plan.ranks() => {
             let names: Vec<&str> = new.iter().map(|h| h.name.as_str()).collect();
-            eprintln!(
+            vae_proto::errln!(
                 "[launcher] host {} answers: the workers checkpoint and stop, then the job goes on with {} workers",
                 names.join(", "),
                 bigger.ranks()
@@ -436,7 +344,9 @@ fn replan(
                 let new = members.newcomers(e, &listed);
                 members.add(new);
             }
-            Err(err) => eprintln!("[launcher] host discovery: {err} (the hosts stay as they are)"),
+            Err(err) => {
+                vae_proto::errln!("[launcher] host discovery: {err} (the hosts stay as they are)")
+            }
         }
     }
     let lost: Vec<&str> = members.lost.iter().map(String::as_str).collect();
@@ -482,7 +392,7 @@ pub fn run(
     let mut plan = plan.clone();
     let (mut failures, mut restart) = (0, false);
     loop {
-        eprintln!(
+        vae_proto::errln!(
             "[launcher] starting {} {} worker{}{}{}",
             plan.ranks(),
             if plan.gpus { "GPU" } else { "CPU" },
@@ -523,20 +433,25 @@ pub fn run(
             return Ok(0);
         }
         if failures >= max_restarts {
-            eprintln!("[launcher] job failed with exit status {code}");
+            // A worker that said why has said it all (one line).
+            if ended.said.errors.is_empty() {
+                vae_proto::errln!("[launcher] job failed with exit status {code}");
+            }
             return Ok(code);
         }
         if let Some(e) = elastic {
             match replan(&plan, e, &mut members, &ended, &stalled) {
                 Ok(p) => plan = p,
                 Err(why) => {
-                    eprintln!("[launcher] job failed with exit status {code}; cannot go on: {why}");
+                    vae_proto::errln!(
+                        "[launcher] job failed with exit status {code}; cannot go on: {why}"
+                    );
                     return Ok(code);
                 }
             }
         }
         failures += 1;
-        eprintln!(
+        vae_proto::errln!(
             "[launcher] job failed with exit status {code}; restart {failures} of {max_restarts} in {} s",
             RESTART_DELAY.as_secs()
         );
@@ -544,51 +459,5 @@ pub fn run(
             // Nothing runs: the stop is the user's, not the failure's.
             return Ok(stopped(&state, 0));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::retag;
-
-    #[test]
-    fn stall_reports_name_their_rank() {
-        use super::stall_report;
-        let l = "[rank 3] vae-worker: rank 3 on vm stalled at step 57: no progress";
-        assert_eq!(stall_report(l), Some(3));
-        assert_eq!(
-            stall_report("[rank 2@10.0.0.2] vae-worker: rank 2 on b stalled at step 1: x"),
-            Some(2)
-        );
-        assert_eq!(stall_report("[rank 1] epoch 1"), None);
-    }
-
-    #[test]
-    fn mpirun_s_failed_process_lines_name_their_rank() {
-        use super::failed_rank;
-        let l =
-            "mpirun noticed that process rank 2 with PID 0 on node vm exited on signal 9 (Killed).";
-        assert_eq!(failed_rank(l), Some(2));
-        assert_eq!(failed_rank("  Process name: [[4242,1],3]"), Some(3));
-        assert_eq!(failed_rank("[rank 1] epoch 1"), None);
-    }
-
-    #[test]
-    fn retags_mpirun_output() {
-        let none = |_| None;
-        assert_eq!(retag("[1,0]<stdout>:epoch 1", &none), "[rank 0] epoch 1");
-        assert_eq!(
-            retag("[1,12]<stderr>:error: x", &none),
-            "[rank 12] error: x"
-        );
-        assert_eq!(retag("plain line", &none), "plain line");
-        let two = |r: usize| {
-            Some(if r < 2 {
-                "a".to_string()
-            } else {
-                "b".to_string()
-            })
-        };
-        assert_eq!(retag("[1,3]<stdout>:hi", &two), "[rank 3@b] hi");
     }
 }

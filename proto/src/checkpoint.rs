@@ -35,6 +35,11 @@ pub struct CheckpointManifest {
     pub world_size: usize,
     /// Model kind, to refuse a checkpoint of another architecture.
     pub model_kind: String,
+    /// The shape `[C, H, W]` of the samples the model was trained on, to
+    /// name both shapes when it is evaluated on other data. Absent in older
+    /// checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_shape: Option<[usize; 3]>,
     /// The run that wrote it (`<run-dir>/run-id`): a resume refuses another
     /// run's checkpoint. Absent in older checkpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]

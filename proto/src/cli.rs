@@ -76,6 +76,11 @@ pub struct TrainCmd {
     /// Ranks training each point of a sweep (default: the config's, 1).
     #[arg(long)]
     pub ranks_per_point: Option<usize>,
+    /// Check the config, the dataset(s) and what a resume starts from, then
+    /// exit without creating anything (vae-launch does this before it
+    /// starts the workers).
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Whether a run continues from a checkpoint.

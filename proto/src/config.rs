@@ -923,7 +923,9 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
 }
 
 /// Sets `a.b.c = value` in a TOML table. The value is read as a TOML value
-/// (`1e-3`, `true`, `[32, 64]`, `"x"`), and as a bare string if it is not one.
+/// (`1e-3`, `true`, `[32, 64]`, `"x"`), and as a bare string if it is not one;
+/// a key that holds a list takes a comma list too (`eval.metrics=mig,dci`,
+/// `[mig]`: as `eval --metrics` does), each item read the same way.
 pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
     let bad = |message: &str| ConfigError::Override {
         arg: arg.to_string(),
@@ -937,7 +939,10 @@ pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigEr
     if parts.iter().any(|p| p.is_empty()) {
         return Err(bad("the key has an empty part"));
     }
-    let value = parse_value(value.trim());
+    let value = match parse_value(value.trim()) {
+        toml::Value::String(text) if holds_a_list(&parts) => comma_list(&text),
+        v => v,
+    };
     let (last, parents) = parts.split_last().ok_or_else(|| bad("empty key"))?;
     let mut node = table;
     for part in parents {
@@ -950,6 +955,34 @@ pub fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigEr
     }
     node.insert(last.to_string(), value);
     Ok(())
+}
+
+/// Whether the key `parts` holds a list in the default config.
+fn holds_a_list(parts: &[&str]) -> bool {
+    static DEFAULTS: std::sync::OnceLock<toml::Table> = std::sync::OnceLock::new();
+    let defaults = DEFAULTS.get_or_init(|| {
+        let text = parse("", DEFAULT_CONFIG_NAME, &[]).map(|c| c.to_toml_exact());
+        text.ok().and_then(|t| t.parse().ok()).unwrap_or_default()
+    });
+    let Some((first, rest)) = parts.split_first() else {
+        return false;
+    };
+    let mut v = defaults.get(*first);
+    for p in rest {
+        v = v.and_then(|v| v.as_table()).and_then(|t| t.get(*p));
+    }
+    v.is_some_and(toml::Value::is_array)
+}
+
+/// `a,b,c` or `[a, b]` (items that are not TOML, bare) as a TOML array.
+fn comma_list(text: &str) -> toml::Value {
+    let inner = text.trim();
+    let inner = inner
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(inner);
+    let items = inner.split(',').map(str::trim).filter(|t| !t.is_empty());
+    toml::Value::Array(items.map(parse_value).collect())
 }
 
 fn parse_value(text: &str) -> toml::Value {
@@ -994,6 +1027,32 @@ mod tests {
             }
         }
         assert!(n >= 6 + 6, "configs found in {}: {n}", dir.display());
+    }
+
+    #[test]
+    fn a_list_key_takes_a_comma_list_as_eval_metrics_does() {
+        for form in [
+            "mig,factorvae",
+            "[mig, factorvae]",
+            "[\"mig\",\"factorvae\"]",
+            " mig , factorvae ",
+        ] {
+            let c = parse("", "test", &[format!("eval.metrics={form}")]).unwrap();
+            assert_eq!(c.eval.metrics, ["mig", "factorvae"], "{form}");
+        }
+        let c = parse("", "test", &["eval.metrics=[mig]".into()]).unwrap();
+        assert_eq!(c.eval.metrics, ["mig"]);
+        let c = parse(
+            "",
+            "test",
+            &["model.conv_channels=8,16".into(), "model.kind=conv".into()],
+        )
+        .unwrap();
+        assert_eq!(c.model.conv_channels, [8, 16]);
+        // A key that does not hold a list keeps its one value.
+        assert!(err("", &["model.beta=1,2"]).contains("model.beta"));
+        let c = parse("", "test", &["data.url=a,b".into()]).unwrap();
+        assert_eq!(c.data.url, "a,b");
     }
 
     #[test]

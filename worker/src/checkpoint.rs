@@ -7,6 +7,7 @@
 //! checkpoint as the latest: a checkpoint without its manifest is never
 //! named. On a local disk every object is synced before the pointer moves.
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use safetensors::tensor::{Dtype, SafeTensors, View};
@@ -33,8 +34,10 @@ pub enum CheckpointError {
     Tensor { url: String, message: String },
     #[error("{url}: corrupt checkpoint: {message}")]
     Corrupt { url: String, message: String },
-    #[error("no checkpoint in {url} (nothing to resume from)")]
-    Missing { url: String },
+    /// No checkpoint where one was looked for; `hint` says more (a sweep's
+    /// folder and a point to pass instead), or is empty.
+    #[error("no checkpoint in {url}{hint}")]
+    Missing { url: String, hint: String },
 }
 
 /// A checkpoint's contents, copied off the device so a background writer can
@@ -247,7 +250,10 @@ impl Checkpoints {
     /// The latest checkpoint's name, or an error saying there is none.
     pub fn latest(&self) -> Result<String, CheckpointError> {
         self.follow(LATEST_POINTER)?
-            .ok_or_else(|| CheckpointError::Missing { url: self.url() })
+            .ok_or_else(|| CheckpointError::Missing {
+                url: self.url(),
+                hint: String::new(),
+            })
     }
 
     /// Reads checkpoint `name`, verifying every object against its manifest.
@@ -372,7 +378,47 @@ pub fn locate(spec: &str, opts: &StorageOptions) -> Result<(Checkpoints, String)
             return Ok((c, name));
         }
     }
-    Err(CheckpointError::Missing { url: here.url() })
+    Err(CheckpointError::Missing {
+        url: here.url(),
+        hint: hint_for(Path::new(spec)),
+    })
+}
+
+/// What to add when the local directory `dir` holds no checkpoint of its
+/// own but is a sweep's folder: its points keep theirs in subfolders, one
+/// of which to pass instead (empty otherwise).
+pub fn hint_for(dir: &Path) -> String {
+    let points = sweep_points(dir);
+    match points.first() {
+        Some(first) => format!(
+            " ({} is a sweep's folder: its point{} keep{} {} checkpoints in {} own subfolder{}; pass one of those, e.g. {})",
+            dir.display(),
+            if points.len() == 1 { "" } else { "s" },
+            if points.len() == 1 { "s" } else { "" },
+            if points.len() == 1 { "its" } else { "their" },
+            if points.len() == 1 { "its" } else { "their" },
+            if points.len() == 1 { "" } else { "s" },
+            first.display()
+        ),
+        None if !dir.to_string_lossy().contains("://") && !dir.exists() => {
+            " (no such directory)".into()
+        }
+        None => String::new(),
+    }
+}
+
+/// The subfolders of the local directory `dir` that hold a run's
+/// checkpoints (a sweep's points), in order.
+pub fn sweep_points(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut points: Vec<PathBuf> = entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.join("checkpoints").join(LATEST_POINTER).is_file())
+        .collect();
+    points.sort();
+    points
 }
 
 /// Name of the checkpoint at `step`.

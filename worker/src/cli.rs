@@ -43,32 +43,33 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
                 resume_from: None,
                 sweep: vec![],
                 ranks_per_point: None,
+                check: false,
             };
             let cfg = cmd.load_config()?;
             let r = train::feed::read_throughput(&cfg, epochs)?;
-            println!("{}", redact(&serde_json::to_string(&r)?));
+            vae_proto::outln!("{}", redact(&serde_json::to_string(&r)?));
             Ok(())
         }
         Command::Eval(cmd) => {
             crate::alloc::keep_freed_memory();
             let figures = crate::evaluate::run(cmd)?;
-            println!("{}", serde_json::to_string_pretty(&figures)?);
+            vae_proto::outln!("{}", serde_json::to_string_pretty(&figures)?);
             Ok(())
         }
         Command::Info { json } => {
             let info = crate::info::gather();
             if json {
-                println!("{}", serde_json::to_string_pretty(&info)?);
+                vae_proto::outln!("{}", serde_json::to_string_pretty(&info)?);
             } else {
                 crate::info::lines(&info)
                     .iter()
-                    .for_each(|l| println!("{l}"));
+                    .for_each(|l| vae_proto::outln!("{l}"));
             }
             Ok(())
         }
         Command::Export(cmd) => {
             let step = crate::export::export(&cmd.checkpoint, &cmd.out)?;
-            println!("wrote the weights of step {step} to {}", cmd.out.display());
+            vae_proto::outln!("wrote the weights of step {step} to {}", cmd.out.display());
             Ok(())
         }
     }
@@ -111,6 +112,12 @@ fn limits(config: &vae_proto::config::Config) -> watchdog::Limits {
 fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let config = cmd.load_config()?;
     let sweep = cmd.sweep(&config)?;
+    // Before MPI, a device or the run directory: a mistake is one line
+    // and leaves nothing behind.
+    crate::check::before_training(&cmd, &config, sweep.as_ref(), comm::env_rank())?;
+    if cmd.check {
+        return Ok(());
+    }
     let stop = StopFlag::install();
     watchdog::start(comm::env_rank(), limits(&config));
     let setting_up = watchdog::phase(watchdog::Phase::SetUp);
@@ -130,7 +137,7 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
         && conn.world().rank() == 0
         && !crate::info::cpu_has_bf16()
     {
-        eprintln!("note: train.precision = \"bf16\" on a CPU without bf16 instructions (AVX-512 BF16 / AMX): emulated, several times slower than fp32");
+        vae_proto::errln!("note: train.precision = \"bf16\" on a CPU without bf16 instructions (AVX-512 BF16 / AMX): emulated, several times slower than fp32");
     }
     let outcome = match sweep {
         Some(sweep) => {
@@ -177,12 +184,12 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     };
     let world = conn.world();
     match outcome {
-        Ok(Some(line)) if world.rank() == 0 => println!("{line}"),
+        Ok(Some(line)) if world.rank() == 0 => vae_proto::outln!("{line}"),
         Ok(_) => {}
         // Under MPI the job must end here, before MPI is finalised (which
         // would wait for the other ranks forever).
         Err(e) if world.world_size() > 1 => {
-            eprintln!(
+            vae_proto::errln!(
                 "vae-worker: error: rank {}: {}",
                 world.rank(),
                 redact(&format!("{e:#}"))
@@ -279,7 +286,7 @@ fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
                 let names: Vec<String> = (r.skipped.iter().take(20))
                     .map(|(k, why)| format!("{k} ({why})"))
                     .collect();
-                eprintln!(
+                vae_proto::errln!(
                     "skipped {} image{}: {}{}",
                     r.skipped.len(),
                     if r.skipped.len() == 1 { "" } else { "s" },
@@ -304,7 +311,7 @@ fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
         .iter()
         .map(|(k, s)| format!("{k} {}", s.samples))
         .collect();
-    println!(
+    vae_proto::outln!(
         "wrote {} ({}) to {} in {:.1} s",
         m.name,
         counts.join(", "),

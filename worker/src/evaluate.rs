@@ -49,7 +49,26 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         dataset.manifest.sample_shape,
         n_train,
     )?;
-    restore(&mut t, &loaded)?;
+    let shape = |s: [usize; 3]| format!("{}×{}×{}", s[0], s[1], s[2]);
+    let data_shape = dataset.manifest.sample_shape;
+    let wrong_data = |trained: String| {
+        TrainError::Invalid(format!(
+            "the model was trained on {trained} samples; the data at {} is {} (pass --data with data of the model's shape)",
+            cfg.data.url,
+            shape(data_shape)
+        ))
+    };
+    match loaded.manifest.sample_shape {
+        Some(s) if s != data_shape => return Err(wrong_data(shape(s))),
+        // An older checkpoint does not say: its weights tell.
+        None => restore(&mut t, &loaded).map_err(|e| match e {
+            TrainError::Invalid(m) if m.contains(", the model wants ") => {
+                wrong_data(format!("other than {}", shape(data_shape)))
+            }
+            e => e,
+        })?,
+        Some(_) => restore(&mut t, &loaded)?,
+    }
     let step = loaded.manifest.step;
     let s = eval::test_split(&t, &test_images)?.sums;
     let mut out = BTreeMap::from([

@@ -7,7 +7,8 @@
 //! job, collectives), [`agree`] (every rank trains the same config on the
 //! same version), [`device`], [`checkpoint`] (the on-disk format),
 //! [`metrics`], [`disentanglement`], [`tensorboard`], [`images`], [`atomic`]
-//! (file writes), [`train`] (the training loop, a folder of its parts),
+//! (file writes), [`check`] (what `train` checks before it starts anything),
+//! [`train`] (the training loop, a folder of its parts),
 //! [`watchdog`] (a stalled rank ends the job instead of hanging it),
 //! [`sweep`] (a sweep as one job), [`evaluate`] and [`export`] (the `eval`
 //! and `export` commands), and [`cli`] (runs the command line the binary
@@ -16,6 +17,7 @@ pub mod agree;
 pub mod alloc;
 pub mod aten;
 pub mod atomic;
+pub mod check;
 pub mod checkpoint;
 pub mod cli;
 pub mod comm;

@@ -9,7 +9,7 @@ fn main() -> std::process::ExitCode {
     std::panic::set_hook(Box::new(move |info| {
         // An allocation failure (CUDA or host) is one line naming the key.
         match vae_worker::oom::line(&vae_worker::oom::panic_text(info)) {
-            Some(line) => eprintln!("vae-worker: error: {line}"),
+            Some(line) => vae_proto::errln!("vae-worker: error: {line}"),
             None => default_hook(info),
         }
         vae_worker::comm::abort_job(101);
@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
     match vae_worker::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
+            vae_proto::errln!(
                 "vae-worker: error: {}",
                 vae_proto::redact::redact(&format!("{e:#}"))
             );

@@ -1,15 +1,16 @@
 //! TensorBoard event files: scalars, images and histograms, written into
 //! `<run-dir>/tensorboard/` as TensorBoard's record format (length, masked
-//! CRC-32C, event, masked CRC-32C, through `tensorboard-rs`'s record writer
-//! and `tensorboard-proto`'s messages), synchronously, so a write that fails
+//! CRC-32C, event, masked CRC-32C: TFRecord, written here with `crc-fast`'s
+//! CRC-32C, in one write per record, of `tensorboard-proto`'s messages),
+//! synchronously, so a write that fails
 //! (a full disk) is an error naming the file instead of a panic in a writer
 //! thread, and a record that was cut short is taken back off the file's
 //! end; and the HPARAMS plugin's records (experiment, session start and
-//! end), which tensorboard-rs has no helper for: `tensorboard-proto`'s
-//! hparams messages in a summary whose metadata names the `hparams` plugin,
+//! end): `tensorboard-proto`'s hparams messages in a summary whose metadata names the `hparams` plugin,
 //! as TensorBoard's own `plugins/hparams/summary.py` writes them.
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use protobuf::well_known_types::Value as PbValue;
@@ -18,10 +19,9 @@ use tensorboard_proto::api::{DataType, Experiment, HParamInfo, MetricInfo, Metri
 use tensorboard_proto::event::Event;
 use tensorboard_proto::plugin_hparams::{HParamsPluginData, SessionEndInfo, SessionStartInfo};
 use tensorboard_proto::summary::{
-    Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image, Summary_Value,
+    HistogramProto, Summary, SummaryMetadata, SummaryMetadata_PluginData, Summary_Image,
+    Summary_Value,
 };
-use tensorboard_rs::record_writer::RecordWriter;
-use tensorboard_rs::summary::{histogram_raw, scalar};
 
 use crate::images::Grid;
 
@@ -37,8 +37,7 @@ pub struct BoardError {
 /// kept (later writes are skipped) and reported by [`Board::status`].
 pub struct Board {
     path: PathBuf,
-    writer: RecordWriter<File>,
-    /// The same file, to cut a partial record off its end.
+    /// The event file (appended to; a partial record is cut off its end).
     file: File,
     /// Bytes of complete records.
     len: u64,
@@ -71,10 +70,8 @@ impl Board {
             .append(true)
             .open(&path)
             .map_err(fail)?;
-        let writer = RecordWriter::new(file.try_clone().map_err(fail)?);
         let mut board = Board {
             path,
-            writer,
             file,
             len: 0,
             failed: None,
@@ -109,8 +106,9 @@ impl Board {
                 return;
             }
         };
-        match self.writer.write(&data) {
-            Ok(()) => self.len += data.len() as u64 + 16,
+        let record = record(&data);
+        match self.file.write_all(&record) {
+            Ok(()) => self.len += record.len() as u64,
             Err(e) => {
                 // Take the partial record back off the end: readers see
                 // whole records only.
@@ -129,7 +127,10 @@ impl Board {
     }
 
     pub fn scalar(&mut self, tag: &str, value: f64, step: u64) {
-        self.add_summary(scalar(tag, value as f32), step);
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.to_string());
+        v.set_simple_value(value as f32);
+        self.add_summary(summary_of(v), step);
     }
 
     pub fn image(&mut self, tag: &str, grid: &Grid, step: u64) -> Result<(), png::EncodingError> {
@@ -141,36 +142,27 @@ impl Board {
         let mut value = Summary_Value::new();
         value.set_tag(tag.to_string());
         value.set_image(img);
-        let mut summary = Summary::new();
-        summary.set_value(protobuf::RepeatedField::from(vec![value]));
-        self.add_summary(summary, step);
+        self.add_summary(summary_of(value), step);
         Ok(())
     }
 
-    /// A histogram of `values` in 30 equal-width buckets.
-    pub fn histogram(&mut self, tag: &str, values: &[f32], step: u64) {
-        if values.is_empty() {
+    /// A histogram (see [`Histogram`]).
+    pub fn histogram(&mut self, tag: &str, h: &Histogram, step: u64) {
+        if h.num == 0.0 {
             return;
         }
-        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-        let (mut sum, mut sq) = (0.0, 0.0);
-        for &v in values {
-            let v = v as f64;
-            lo = lo.min(v);
-            hi = hi.max(v);
-            sum += v;
-            sq += v * v;
-        }
-        let buckets = 30;
-        let width = ((hi - lo) / buckets as f64).max(1e-12);
-        let mut counts = vec![0.0; buckets];
-        for &v in values {
-            let i = (((v as f64 - lo) / width) as usize).min(buckets - 1);
-            counts[i] += 1.0;
-        }
-        let limits: Vec<f64> = (1..=buckets).map(|i| lo + width * i as f64).collect();
-        let h = histogram_raw(tag, lo, hi, values.len() as f64, sum, sq, &limits, &counts);
-        self.add_summary(h, step);
+        let mut p = HistogramProto::new();
+        p.set_min(h.min);
+        p.set_max(h.max);
+        p.set_num(h.num);
+        p.set_sum(h.sum);
+        p.set_sum_squares(h.sum_squares);
+        p.set_bucket_limit(h.limits());
+        p.set_bucket(h.counts.clone());
+        let mut v = Summary_Value::new();
+        v.set_tag(tag.to_string());
+        v.set_histo(p);
+        self.add_summary(summary_of(v), step);
     }
 
     /// Records are written as they come; this reports the first failure.
@@ -193,9 +185,7 @@ impl Board {
         value.set_tag(tag.into());
         value.set_metadata(meta);
         value.set_tensor(tensor);
-        let mut summary = Summary::new();
-        summary.set_value(protobuf::RepeatedField::from(vec![value]));
-        self.add_summary(summary, 0);
+        self.add_summary(summary_of(value), 0);
     }
 
     /// The start of a session (one point of a sweep): its hyperparameters.
@@ -245,6 +235,106 @@ impl Board {
         let mut data = HParamsPluginData::new();
         data.set_experiment(exp);
         self.hparams("_hparams_/experiment", data);
+    }
+}
+
+/// A summary of one value.
+fn summary_of(value: Summary_Value) -> Summary {
+    let mut summary = Summary::new();
+    summary.set_value(protobuf::RepeatedField::from(vec![value]));
+    summary
+}
+
+/// TensorBoard's masked CRC-32C (Castagnoli) of `data`.
+fn masked_crc32c(data: &[u8]) -> u32 {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
+    crc.rotate_right(15).wrapping_add(0xa282_ead8)
+}
+
+/// One TFRecord: length (u64), its masked CRC, the data, the data's masked CRC.
+fn record(data: &[u8]) -> Vec<u8> {
+    let len = (data.len() as u64).to_le_bytes();
+    let mut r = Vec::with_capacity(data.len() + 16);
+    r.extend_from_slice(&len);
+    r.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+    r.extend_from_slice(data);
+    r.extend_from_slice(&masked_crc32c(data).to_le_bytes());
+    r
+}
+
+/// A histogram in [`Histogram::BUCKETS`] equal-width buckets between `min`
+/// and `max`, with the count, sum and sum of squares of its values. Built
+/// from parts that each hold some of the values ([`Histogram::part`]) and
+/// are added up over ranks ([`Histogram::counts`] with the same range).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub min: f64,
+    pub max: f64,
+    pub num: f64,
+    pub sum: f64,
+    pub sum_squares: f64,
+    pub counts: Vec<f64>,
+}
+
+impl Histogram {
+    pub const BUCKETS: usize = 30;
+
+    /// The smallest and largest of `values` (`+∞`, `−∞` for none).
+    pub fn range(values: &[f32]) -> (f64, f64) {
+        values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v as f64), hi.max(v as f64))
+            })
+    }
+
+    /// The histogram of `values` over the range `[min, max]` (which must
+    /// hold them: the range of every part's values).
+    pub fn part(values: &[f32], min: f64, max: f64) -> Histogram {
+        let width = Self::width(min, max);
+        let mut h = Histogram {
+            min,
+            max,
+            num: values.len() as f64,
+            sum: 0.0,
+            sum_squares: 0.0,
+            counts: vec![0.0; Self::BUCKETS],
+        };
+        for &v in values {
+            let v = v as f64;
+            h.sum += v;
+            h.sum_squares += v * v;
+            let i = (((v - min) / width).max(0.0) as usize).min(Self::BUCKETS - 1);
+            h.counts[i] += 1.0;
+        }
+        h
+    }
+
+    fn width(min: f64, max: f64) -> f64 {
+        ((max - min) / Self::BUCKETS as f64).max(1e-12)
+    }
+
+    /// The upper edge of each bucket.
+    pub fn limits(&self) -> Vec<f64> {
+        let width = Self::width(self.min, self.max);
+        (1..=Self::BUCKETS)
+            .map(|i| self.min + width * i as f64)
+            .collect()
+    }
+
+    /// `[num, sum, sum_squares, counts…]`, to be added up over ranks.
+    pub fn to_sums(&self) -> Vec<f64> {
+        let mut v = vec![self.num, self.sum, self.sum_squares];
+        v.extend(&self.counts);
+        v
+    }
+
+    /// Takes back what [`Histogram::to_sums`] gave, added up.
+    pub fn set_sums(&mut self, v: &[f64]) {
+        if let [num, sum, sq, counts @ ..] = v {
+            (self.num, self.sum, self.sum_squares) = (*num, *sum, *sq);
+            self.counts = counts.to_vec();
+        }
     }
 }
 

@@ -220,7 +220,7 @@ fn watch(s: &Shared) {
 /// The launcher or mpirun that started this process is gone (killed): the
 /// job is over, and nothing may go on writing into its run directory.
 fn orphaned(s: &Shared, parent: i32) -> ! {
-    eprintln!(
+    vae_proto::errln!(
         "vae-worker: rank {} on {}: the process that started it ({parent}) is gone; ending",
         s.rank.load(Ordering::Relaxed),
         s.host
@@ -232,7 +232,7 @@ fn orphaned(s: &Shared, parent: i32) -> ! {
 /// Says why, gives the other ranks a moment to say what they saw, and ends
 /// the process without running anything else (MPI would wait forever).
 fn stalled(s: &Shared, why: &str) -> ! {
-    eprintln!(
+    vae_proto::errln!(
         "vae-worker: rank {} on {} stalled at step {}: {why}; ending the job so it can restart from the latest checkpoint",
         s.rank.load(Ordering::Relaxed),
         s.host,

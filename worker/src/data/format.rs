@@ -242,9 +242,9 @@ impl Dataset {
         let store = Store::open(url, options)?;
         let murl = store.url_of(MANIFEST_NAME);
         let bytes = store.get(MANIFEST_NAME).map_err(|e| match e {
-            DataError::NotFound { url, detail } => DataError::Manifest {
-                url,
-                message: missing_manifest(&detail),
+            DataError::NotFound { detail, .. } => DataError::NoDataset {
+                url: url.to_string(),
+                why: missing_manifest(&detail),
             },
             e => e,
         })?;
@@ -337,7 +337,7 @@ fn missing_manifest(detail: &str) -> String {
     {
         "the bucket (container) does not exist".into()
     } else {
-        "no dataset manifest here (prepare one with `vae-worker data prepare`)".into()
+        format!("no {MANIFEST_NAME} there (prepare one with `vae-worker data prepare`)")
     }
 }
 

@@ -33,6 +33,8 @@ pub enum DataError {
     Corrupt { url: String, message: String },
     #[error("{url}: bad dataset manifest: {message}")]
     Manifest { url: String, message: String },
+    #[error("no dataset at {url}: {why}")]
+    NoDataset { url: String, why: String },
     #[error("{path}: bad IDX file: {message}", path = path.display())]
     Idx { path: PathBuf, message: String },
     /// A local file that could not be written or read (not retried).

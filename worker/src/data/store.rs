@@ -7,7 +7,8 @@
 //! multi-threaded runtime, so background fetches and writes proceed while
 //! training runs; the blocking calls here are for the training thread and
 //! the checkpoint writer. Every error names the object's URL, on one line,
-//! with any credential taken out.
+//! with any credential taken out. TLS is rustls on `ring`, installed as the
+//! process's provider before the first store is built.
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -191,6 +192,16 @@ pub fn request_error(url: &str, e: object_store::Error) -> DataError {
     }
 }
 
+/// Makes rustls's `ring` provider the process's, once (the HTTP clients of
+/// the cloud stores take it from there).
+fn tls_provider() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        // Err: a provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Store {
     /// Opens the prefix `spec` (a URL or a path). Nothing is read yet.
     pub fn open(spec: &str, opts: &StorageOptions) -> Result<Store, DataError> {
@@ -205,6 +216,7 @@ impl Store {
         };
         let (scheme, prefix) =
             ObjectStoreScheme::parse(&base).map_err(|e| invalid(e.to_string()))?;
+        tls_provider();
         let built: Result<Arc<dyn ObjectStore>, object_store::Error> = match scheme {
             ObjectStoreScheme::Local => Ok(Arc::new(
                 LocalFileSystem::new().with_automatic_cleanup(true),

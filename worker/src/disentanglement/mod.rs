@@ -341,7 +341,7 @@ pub fn compute(
         if let Some(m) = REGISTRY.iter().find(|m| m.name == name) {
             let start = std::time::Instant::now();
             out.extend((m.run)(&mut gt, budget, seed));
-            eprintln!("metric {}: {:.3} s", m.name, start.elapsed().as_secs_f64());
+            vae_proto::errln!("metric {}: {:.3} s", m.name, start.elapsed().as_secs_f64());
             record::finish(m.name);
         }
     }
@@ -426,7 +426,7 @@ mod tests {
         let t = factorvae::score(&mut Known(truth), BUDGET, 1);
         let r = factorvae::score(&mut Known(rotated), BUDGET, 1);
         let n = factorvae::score(&mut Known(noise(5)), BUDGET, 1);
-        eprintln!("FactorVAE score: true {t:.3}, rotated {r:.3}, noise {n:.3}");
+        vae_proto::errln!("FactorVAE score: true {t:.3}, rotated {r:.3}, noise {n:.3}");
         assert!(t > 0.99, "true factors: {t}");
         assert!(r < t - 0.1, "rotated: {r} vs {t}");
         assert!((0.15..=0.35).contains(&n), "noise: {n}");
@@ -437,7 +437,7 @@ mod tests {
         let t = mig::score(&mut Known(truth), BUDGET, 1);
         let r = mig::score(&mut Known(rotated), BUDGET, 1);
         let n = mig::score(&mut Known(noise(5)), BUDGET, 1);
-        eprintln!("MIG: true {t:.3}, rotated {r:.3}, noise {n:.3}");
+        vae_proto::errln!("MIG: true {t:.3}, rotated {r:.3}, noise {n:.3}");
         assert!(t > 0.75, "true factors: {t}");
         assert!(r < t - 0.2, "rotated: {r} vs {t}");
         assert!(n.abs() < 0.05, "noise: {n}");
@@ -447,7 +447,7 @@ mod tests {
     fn betavae_score_on_known_representations() {
         let t = betavae::score(&mut Known(truth), Budget { scale: 0.05 }, 1);
         let n = betavae::score(&mut Known(noise(5)), Budget { scale: 0.05 }, 1);
-        eprintln!("BetaVAE score: true {t:.3}, noise {n:.3}");
+        vae_proto::errln!("BetaVAE score: true {t:.3}, noise {n:.3}");
         assert!(t > 0.95, "true factors: {t}");
         assert!(n < 0.4, "noise: {n}");
     }

@@ -66,7 +66,7 @@ pub fn run(a: SweepArgs) -> Result<Option<Vec<PointResult>>, TrainError> {
             path: a.run_dir.clone(),
             message: format!("cannot create it: {e}"),
         })?;
-        println!(
+        vae_proto::outln!(
             "sweep: {} points in {} group{} of {} rank{}, run directory {}",
             a.sweep.points.len(),
             groups,
@@ -130,7 +130,7 @@ fn point(a: &SweepArgs, p: &Point) -> Result<Option<PointResult>, TrainError> {
     };
     if let Some(summary) = from_rank0(a.group, done)? {
         if a.group.rank() == 0 {
-            println!("sweep: {} was trained before; not again", p.name);
+            vae_proto::outln!("sweep: {} was trained before; not again", p.name);
         }
         let summary: train::report::Summary =
             serde_json::from_slice(&summary).map_err(|e| TrainError::RunDir {

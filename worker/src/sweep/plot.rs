@@ -54,13 +54,37 @@ fn xs(keys: &[String], rows: &[PointResult]) -> Vec<f64> {
     })
 }
 
-/// Plots `figure` against the first swept key into `path`.
+/// The plots' size in pixels.
+const SIZE: (u32, u32) = (800, 500);
+
+/// Plots `figure` against the first swept key into the PNG `path`
+/// (drawn into an RGB buffer, written atomically).
 pub fn figure(
     path: &Path,
     keys: &[String],
     figure: &str,
     rows: &[PointResult],
 ) -> Result<(), String> {
+    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    if !draw(&mut pixels, keys, figure, rows)? {
+        return Ok(());
+    }
+    let grid = crate::images::Grid {
+        width: SIZE.0 as usize,
+        height: SIZE.1 as usize,
+        channels: 3,
+        pixels,
+    };
+    grid.save(path).map_err(|e| e.to_string())
+}
+
+/// Draws the plot into `pixels`; whether there was anything to draw.
+fn draw(
+    pixels: &mut [u8],
+    keys: &[String],
+    figure: &str,
+    rows: &[PointResult],
+) -> Result<bool, String> {
     let x = xs(keys, rows);
     let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
     for (r, &xi) in rows.iter().zip(&x) {
@@ -77,11 +101,11 @@ pub fn figure(
     }
     let pts: Vec<(f64, f64)> = series.values().flatten().copied().collect();
     if pts.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let (x0, x1) = bounds(pts.iter().map(|p| p.0));
     let (y0, y1) = bounds(pts.iter().map(|p| p.1));
-    let root = BitMapBackend::new(path, (800, 500)).into_drawing_area();
+    let root = BitMapBackend::with_buffer(pixels, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let text = font();
     let mut builder = ChartBuilder::on(&root);
@@ -125,7 +149,8 @@ pub fn figure(
             .draw()
             .map_err(|e| e.to_string())?;
     }
-    root.present().map_err(|e| e.to_string())
+    root.present().map_err(|e| e.to_string())?;
+    Ok(true)
 }
 
 /// A range around the values with a margin (a single value gets ±1).

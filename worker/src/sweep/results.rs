@@ -91,7 +91,7 @@ pub fn write(
         })?;
     }
     experiment(run_dir, sweep, base, &cols)?;
-    print!("{}", table(&keys, &cols, rows));
+    vae_proto::console::out(table(&keys, &cols, rows).trim_end_matches('\n'));
     Ok(())
 }
 

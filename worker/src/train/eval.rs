@@ -10,13 +10,14 @@ use vae_proto::config::Config;
 
 use super::step::{Pass, Trainer};
 use super::{tensor_err, TrainError};
-use crate::comm::Whole;
+use crate::comm::{Comm, Whole};
 use crate::data::format::Dataset;
 use crate::data::lookup::FactorData;
 use crate::disentanglement::{self, Budget, EncoderOnStored};
 use crate::images;
 use crate::metrics::{batch_sums, sums_len, Sums};
 use crate::rng::{self, Stream};
+use crate::tensorboard::Histogram;
 
 /// The test split's figures: sums over all ranks, and `μ`, `log σ²` of this
 /// rank's part `[n, L]` (for histograms).
@@ -79,6 +80,25 @@ pub fn test_split(t: &Trainer, images: &Tensor) -> Result<TestEval, TrainError> 
         mu: cat(&mus),
         logvar: cat(&lvs),
     })
+}
+
+/// The histograms of `μ` and `log σ²` over the whole test split: each
+/// rank's part counted in one range over all ranks, the counts added up
+/// (every rank takes part; a rank without test samples adds nothing).
+pub fn histograms(comm: &dyn Comm, test: &TestEval) -> Result<[Histogram; 2], TrainError> {
+    let one = |t: &Tensor| -> Result<Histogram, TrainError> {
+        let flat = t.to_device(Device::Cpu).to_kind(Kind::Float).reshape([-1]);
+        let vals = Vec::<f32>::try_from(flat).map_err(tensor_err("histogram"))?;
+        let (lo, hi) = Histogram::range(&vals);
+        let (min, _) = comm.min_max_f64(lo)?;
+        let (_, max) = comm.min_max_f64(hi)?;
+        let mut h = Histogram::part(&vals, min, max);
+        let mut sums = h.to_sums();
+        comm.all_reduce_f64(&mut sums)?;
+        h.set_sums(&sums);
+        Ok(h)
+    };
+    Ok([one(&test.mu)?, one(&test.logvar)?])
 }
 
 /// Images for the report, each `[n, C, H, W]` in [0, 1], with the number per

@@ -38,7 +38,8 @@ use crate::metrics::Sums;
 use crate::signals::StopFlag;
 use crate::watchdog::{self, Phase};
 use feed::Feed;
-use report::{EvalRecord, Meter, Outcome, Reporter, Summary};
+use report::{Drawn, EvalRecord, Meter, Outcome, Reporter, Summary};
+pub use rundir::checkpoints_url;
 use schedule::Schedule;
 use state::{Checkpointer, TrainState};
 use step::{StepOutcome, Trainer};
@@ -231,7 +232,26 @@ impl<'a> Run<'a> {
     fn begin_epoch(&mut self, steps: u64) {
         self.meter.begin_epoch();
         let s = &self.state;
-        self.report.begin_epoch(steps, s.batch_in_epoch, s.epoch);
+        let end = (self.schedule).end_step(s.step, s.epoch, s.batch_in_epoch, steps);
+        (self.report).begin_epoch(steps, s.batch_in_epoch, s.epoch, s.step, end);
+    }
+
+    /// What the evaluation `test` at this step draws, when due: histograms
+    /// over the whole test split (every rank), pictures (rank 0).
+    fn drawn(&self, test: &eval::TestEval) -> Result<Drawn, TrainError> {
+        let step = self.state.step;
+        let histograms = match self.report.wants_histograms(step) {
+            true => Some(eval::histograms(self.comm, test)?),
+            false => None,
+        };
+        let pictures = match self.report.wants_pictures(step) {
+            true => eval::pictures(&self.trainer, &self.test_images),
+            false => None,
+        };
+        Ok(Drawn {
+            histograms,
+            pictures,
+        })
     }
 
     /// After a step: agree on stopping (the first collective after the
@@ -298,16 +318,11 @@ impl<'a> Run<'a> {
             &test.sums,
             self.meter.samples_per_sec,
         );
+        let drawn = self.drawn(&test)?;
         // Rank 0 reports (pictures, files) while the others wait for its
         // decision: both may take a while, so the long timeout applies.
         let waiting = watchdog::phase(Phase::Waiting);
-        let pictures = self
-            .report
-            .wants_pictures()
-            .then(|| eval::pictures(&self.trainer, &self.test_images))
-            .flatten();
-        self.report
-            .epoch(&rec, &test, self.trainer.latent, pictures)?;
+        self.report.epoch(&rec, &test, self.trainer.latent, drawn)?;
         // Rank 0 decides (every rank's test loss is a reduced float, and
         // reductions need not be bit-identical on every rank).
         let es = &mut self.state.early_stopping;
@@ -410,8 +425,9 @@ impl<'a> Run<'a> {
             let sps = self.meter.samples_per_sec;
             let rec = EvalRecord::new(epoch, step, train_loss, &test.sums, sps);
             self.report.final_eval(&rec, &test.sums)?;
+            let drawn = self.drawn(&test)?;
+            self.report.drawn(drawn, step)?;
             self.last_eval = Some((test.sums, rec));
-            self.pictures()?;
         }
         let (test, last) = self
             .last_eval

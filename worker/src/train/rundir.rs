@@ -60,7 +60,11 @@ pub fn prepare(
     let known = read_run_id(dir);
     let start = match resume {
         Resume::Yes if !has_ckpt => {
-            return Err(CheckpointError::Missing { url: ckpts.url() }.into())
+            return Err(CheckpointError::Missing {
+                url: ckpts.url(),
+                hint: format!(" (nothing to resume from{})", crate::checkpoint::hint_for(dir)),
+            }
+            .into())
         }
         Resume::No if has_ckpt => {
             return Err(TrainError::Invalid(format!(

@@ -80,15 +80,28 @@ impl Schedule {
         (epoch < self.epochs || batch_in_epoch > 0) && !self.step_limit_reached(step)
     }
 
+    /// The step the run ends at, seen from `step` (step `batch_in_epoch`
+    /// of `steps_in_epoch` in 0-based `epoch`): the end of its last epoch,
+    /// or `train.max_steps` when that comes first (early stopping aside).
+    pub fn end_step(&self, step: u64, epoch: u64, batch_in_epoch: u64, steps_in_epoch: u64) -> u64 {
+        let later = self.epochs.saturating_sub(epoch + 1) * steps_in_epoch;
+        let end = step + steps_in_epoch.saturating_sub(batch_in_epoch) + later;
+        self.max_steps.map_or(end, |m| end.min(m))
+    }
+
     /// What to do after the step that brought the count to `step`, being
-    /// step `batch_in_epoch` of `steps_in_epoch`. A step checkpoint due on
+    /// step `batch_in_epoch` of `steps_in_epoch`. A logging window closes
+    /// every `log.every_steps`, at an epoch's end and at `train.max_steps`
+    /// (so even a run shorter than one window has its training curves). A step checkpoint due on
     /// an epoch's last step is left to the end of the epoch
     /// ([`Schedule::checkpoint_after_epoch`]), so `step-N` is written once,
     /// with the epoch complete.
     pub fn after_step(&self, step: u64, batch_in_epoch: u64, steps_in_epoch: u64) -> AfterStep {
         let last_of_epoch = batch_in_epoch == steps_in_epoch;
         AfterStep {
-            log: step.is_multiple_of(self.log_every) || last_of_epoch,
+            log: step.is_multiple_of(self.log_every)
+                || last_of_epoch
+                || self.step_limit_reached(step),
             metrics: due(step, self.metrics_every),
             check_replicas: due(step, self.check_every),
             checkpoint: due(step, self.checkpoint_every_steps) && !last_of_epoch,

@@ -195,7 +195,7 @@ impl<'a> Checkpointer<'a> {
         self.finish()?;
         let job = Job {
             ckpts: self.ckpts.clone(),
-            manifest: self.manifest(state, metrics),
+            manifest: self.manifest(state, metrics, t.sample_shape),
             snapshot: snapshot(t, self.cfg),
             keep: (pointer == LATEST_POINTER).then_some(self.cfg.checkpoint.keep_last as usize),
             name,
@@ -210,7 +210,12 @@ impl<'a> Checkpointer<'a> {
         Ok(())
     }
 
-    fn manifest(&self, state: &TrainState, metrics: BTreeMap<String, f64>) -> CheckpointManifest {
+    fn manifest(
+        &self,
+        state: &TrainState,
+        metrics: BTreeMap<String, f64>,
+        sample_shape: [usize; 3],
+    ) -> CheckpointManifest {
         CheckpointManifest {
             format: String::new(),
             step: state.step,
@@ -220,6 +225,7 @@ impl<'a> Checkpointer<'a> {
             seed: self.cfg.train.seed,
             world_size: self.comm.world_size(),
             model_kind: self.cfg.model.kind.as_str().into(),
+            sample_shape: Some(sample_shape),
             run_id: Some(self.run_id.clone()),
             config_hash: Some(self.config_hash.clone()),
             early_stopping: state.early_stopping.clone(),

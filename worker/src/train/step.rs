@@ -30,6 +30,8 @@ pub struct Trainer<'a> {
     pub device: Device,
     pub kind: Kind,
     pub latent: usize,
+    /// The samples' shape `[C, H, W]`.
+    pub sample_shape: [usize; 3],
 }
 
 /// One forward pass: the objective's terms, the posterior and, with a
@@ -78,6 +80,7 @@ impl<'a> Trainer<'a> {
             device,
             kind,
             latent,
+            sample_shape: shape,
         })
     }
 

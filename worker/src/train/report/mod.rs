@@ -5,7 +5,12 @@
 //! [`Reporter`] writes, on rank 0 only (a no-op elsewhere), to its sinks:
 //! TensorBoard scalars, images and histograms, PNGs, the console (a progress
 //! bar on a terminal, a line per logging window without one), `history.json`,
-//! `metrics.json` and `summary.json`. The scalars of a logging window are
+//! `metrics.json` and `summary.json`. The console shows a progress bar where
+//! one is seen (stderr a terminal of the user's, not under MPI) and a line
+//! per logging window elsewhere, each counting to the run's real end
+//! (`train.max_steps` included). Pictures and histograms are written at most
+//! once per logging window (and at the end), so a run of many short epochs
+//! keeps its event file in proportion. The scalars of a logging window are
 //! listed in [`train_scalars`], those of an evaluation in [`sums_scalars`]:
 //! adding one means adding it there.
 pub mod meter;
@@ -29,7 +34,15 @@ use crate::atomic::write_json;
 use crate::comm::Comm;
 use crate::images;
 use crate::metrics::Sums;
-use crate::tensorboard::Board;
+use crate::tensorboard::{Board, Histogram};
+
+/// What an evaluation draws: histograms of the test split's codes (every
+/// rank computed them) and rank 0's pictures, each when due.
+#[derive(Default)]
+pub struct Drawn {
+    pub histograms: Option<[Histogram; 2]>,
+    pub pictures: Option<Pictures>,
+}
 
 /// What the end of a run knows, for [`Reporter::summary`].
 pub struct Outcome<'a> {
@@ -93,7 +106,7 @@ pub fn banner(run_dir: &Path, comm: &dyn Comm, device: Device) {
         return;
     }
     let world = comm.world_size();
-    println!(
+    vae_proto::outln!(
         "run directory: {} ({world} worker{}, {device:?}, gradients over {})",
         run_dir.display(),
         if world == 1 { "" } else { "s" },
@@ -144,10 +157,16 @@ pub struct Reporter {
     straggler: Option<(usize, u32)>,
     /// The step of the last pictures written.
     pictures_step: Option<u64>,
-    /// Whether stdout is a terminal (else a line per logging window).
-    terminal: bool,
+    /// Whether a progress bar is drawn (else a line per logging window).
+    bar_shown: bool,
     /// Epoch (0-based), its steps done and its steps in all.
     position: (u64, u64, u64),
+    /// The step the run ends at (its epochs, or `train.max_steps`).
+    end_step: u64,
+    /// Steps between logging windows: pictures and histograms at most this often.
+    log_every: u64,
+    /// The step of the last histograms written.
+    histograms_step: Option<u64>,
     /// The world sizes the run has trained on, from the step each began.
     membership: Vec<Membership>,
 }
@@ -173,6 +192,7 @@ impl Reporter {
         };
         Ok(Reporter {
             show_progress: cfg.train.progress && out.is_some(),
+            bar_shown: cfg.train.progress && vae_proto::console::bar_visible(),
             out,
             bar: indicatif::ProgressBar::hidden(),
             has_tc: has_tc(cfg),
@@ -187,8 +207,10 @@ impl Reporter {
             session: false,
             straggler: None,
             pictures_step: None,
-            terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
             position: (0, 0, 0),
+            end_step: 0,
+            log_every: cfg.log.every_steps.max(1),
+            histograms_step: None,
         })
     }
 
@@ -197,14 +219,27 @@ impl Reporter {
         self.out.is_some()
     }
 
-    /// Whether the next evaluation's pictures will be shown (compute them only then).
-    pub fn wants_pictures(&self) -> bool {
-        self.is_active() && self.log_images
+    /// Whether an epoch's end at `step` shows pictures (compute them only
+    /// then): at most once per logging window, and at the run's end.
+    pub fn wants_pictures(&self, step: u64) -> bool {
+        self.is_active() && self.log_images && self.due(self.pictures_step, step)
     }
 
-    /// Whether pictures of `step` are wanted and not written yet.
+    /// Whether histograms are due at `step` (every rank asks: they are
+    /// computed over the whole test split): as pictures.
+    pub fn wants_histograms(&self, step: u64) -> bool {
+        self.histograms && self.due(self.histograms_step, step)
+    }
+
+    /// Whether a logging window has passed since `last`, or `step` ends the run.
+    fn due(&self, last: Option<u64>, step: u64) -> bool {
+        step >= self.end_step || last.is_none_or(|l| step >= l + self.log_every)
+    }
+
+    /// Whether pictures of `step` (a metrics evaluation, the run's end) are
+    /// wanted and not written yet.
     pub fn wants_pictures_at(&self, step: u64) -> bool {
-        self.wants_pictures() && self.pictures_step != Some(step)
+        self.is_active() && self.log_images && self.pictures_step != Some(step)
     }
 
     /// Pictures at an evaluation that is not an epoch's end (the metrics'
@@ -221,7 +256,7 @@ impl Reporter {
     /// A console line (rank 0).
     pub fn say(&self, line: &str) {
         if self.is_active() {
-            println!("{}", vae_proto::redact::redact(line));
+            vae_proto::console::out(line);
         }
     }
 
@@ -233,8 +268,7 @@ impl Reporter {
             self.history = serde_json::from_str(&text).unwrap_or_default();
             self.history.retain(|r| r.step <= step);
         }
-        let from = vae_proto::redact::redact(from);
-        println!("resumed from {from} (step {step}, epoch {})", epoch + 1);
+        vae_proto::outln!("resumed from {from} (step {step}, epoch {})", epoch + 1);
     }
 
     /// Records that the run trains on `world_size` workers from `step`
@@ -251,7 +285,7 @@ impl Reporter {
         all.retain(|m| m.step < step || (m.step == step && m.world_size == world_size));
         if all.last().is_none_or(|m| m.world_size != world_size) {
             if let Some(last) = all.last() {
-                println!(
+                vae_proto::outln!(
                     "world size {} → {world_size} from step {step}",
                     last.world_size
                 );
@@ -262,14 +296,19 @@ impl Reporter {
         write_json(&path, &self.membership)
     }
 
-    pub fn begin_epoch(&mut self, steps: u64, done: u64, epoch: u64) {
+    /// An epoch of `steps` steps begins with `done` of them done, at the
+    /// run's `step`; the run ends at `end_step`.
+    pub fn begin_epoch(&mut self, steps: u64, done: u64, epoch: u64, step: u64, end_step: u64) {
         self.position = (epoch, done, steps);
-        if !self.show_progress {
+        self.end_step = end_step;
+        if !(self.show_progress && self.bar_shown) {
             return;
         }
-        let bar = indicatif::ProgressBar::new(steps);
+        // The bar ends where this epoch's training does.
+        let last = steps.min(done + end_step.saturating_sub(step));
+        let bar = indicatif::ProgressBar::new(last);
         if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
         {
             bar.set_style(style.progress_chars("=> "));
         }
@@ -300,22 +339,23 @@ impl Reporter {
         let Some(o) = self.out.as_mut() else {
             return Ok(());
         };
+        // To the run's end, not the epoch's.
+        let eta = duration(self.end_step.saturating_sub(step) as f64 * w.step_secs);
         self.bar.set_message(format!(
-            "loss {:.2}  {:.0} samples/s",
+            "loss {:.2}  {:.0} samples/s  ETA {eta}",
             w.sums.loss(),
             w.samples_per_sec
         ));
-        if !self.terminal {
-            // Under mpirun or in a SLURM output file the bar is invisible:
-            // one line per window says what it would.
+        if !self.bar_shown {
+            // Under mpirun, srun or into a file the bar is not seen: one
+            // line per window says what it would.
             let (epoch, done, steps) = self.position;
-            let eta = (steps.saturating_sub(done)) as f64 * w.step_secs;
-            println!(
-                "epoch {} step {done}/{steps} (step {step})  loss {:.4}  {:.0} samples/s  ETA {}",
+            vae_proto::outln!(
+                "epoch {} step {done}/{steps} (step {step} of {})  loss {:.4}  {:.0} samples/s  ETA {eta}",
                 epoch + 1,
+                self.end_step,
                 w.sums.loss(),
                 w.samples_per_sec,
-                duration(eta)
             );
         }
         for (tag, v) in scalars {
@@ -352,32 +392,48 @@ impl Reporter {
         rec: &EvalRecord,
         test: &TestEval,
         latent: usize,
-        pictures: Option<Pictures>,
+        drawn: Drawn,
     ) -> Result<(), TrainError> {
         let Some(o) = self.out.as_mut() else {
-            return Ok(());
+            // Every rank keeps count of what was drawn (histograms are
+            // computed by all of them together).
+            return self.drawn(drawn, rec.step);
         };
-        println!(
+        vae_proto::outln!(
             "epoch {:>3}  step {:>7}  train loss {:.4}  test loss {:.4} (recon {:.4}, kl {:.4}, active {}/{})  {:.0} samples/s",
             rec.epoch, rec.step, rec.train_loss, rec.test_loss, rec.test_recon, rec.test_kl, rec.test_active_units, latent, rec.samples_per_sec
         );
         for (tag, v) in sums_scalars("test", &test.sums, self.has_tc) {
             o.board.scalar(&tag, v, rec.step);
         }
-        if self.histograms {
-            for (tag, v) in [("test/mu", &test.mu), ("test/logvar", &test.logvar)] {
-                let vals = Vec::<f32>::try_from(v.to_device(Device::Cpu).view([-1]))
-                    .map_err(tensor_err("histogram"))?;
-                o.board.histogram(tag, &vals, rec.step);
-            }
-        }
-        if let Some(p) = pictures {
-            o.pictures(p, rec.step)?;
-            self.pictures_step = Some(rec.step);
-        }
         o.board.flush()?;
+        self.drawn(drawn, rec.step)?;
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
         self.history.push(rec.clone());
         write_json(&o.run_dir.join("history.json"), &self.history)
+    }
+
+    /// Histograms and pictures of an evaluation at `step`. Every rank calls
+    /// this: each keeps the step of the last histograms, which decides
+    /// (the same way on every rank) when they are next computed together.
+    pub fn drawn(&mut self, drawn: Drawn, step: u64) -> Result<(), TrainError> {
+        if drawn.histograms.is_some() {
+            self.histograms_step = Some(step);
+        }
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
+        if let Some([mu, logvar]) = &drawn.histograms {
+            o.board.histogram("test/mu", mu, step);
+            o.board.histogram("test/logvar", logvar, step);
+        }
+        if let Some(p) = drawn.pictures {
+            o.pictures(p, step)?;
+            self.pictures_step = Some(step);
+        }
+        Ok(o.board.flush()?)
     }
 
     /// The evaluation where a run ends mid-epoch (`train.max_steps`).
@@ -385,9 +441,12 @@ impl Reporter {
         let Some(o) = self.out.as_mut() else {
             return Ok(());
         };
-        println!(
+        vae_proto::outln!(
             "stopped at step {}: test loss {:.4} (recon {:.4}, kl {:.4})",
-            rec.step, rec.test_loss, rec.test_recon, rec.test_kl
+            rec.step,
+            rec.test_loss,
+            rec.test_recon,
+            rec.test_kl
         );
         for (tag, v) in sums_scalars("test", test, self.has_tc) {
             o.board.scalar(&tag, v, rec.step);
@@ -446,11 +505,11 @@ impl Reporter {
         }
         o.board.flush()?;
         let shown: Vec<String> = values.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
-        println!(
-            "step {step}: {} ({:.0} s)",
-            shown.join(", "),
-            took.as_secs_f64()
-        );
+        let took = match took.as_secs_f64() {
+            t if t < 1.0 => format!("{:.0} ms", t * 1e3),
+            t => format!("{t:.1} s"),
+        };
+        vae_proto::outln!("step {step}: {} ({took})", shown.join(", "));
         values.insert("step".into(), step as f64);
         let path = o.run_dir.join("metrics.json");
         let mut all: Vec<BTreeMap<String, f64>> = std::fs::read_to_string(&path)
