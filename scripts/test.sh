@@ -2,8 +2,9 @@
 # The tests: set up with the test lab (idempotent), then formatting, lints
 # and every test, ending with one "N passed, N failed" line. CI runs this.
 #   --quick   the tier to run while working: formatting, one clippy build,
-#             every unit test and a handful of end-to-end smoke tests
-#             (train, resume, 2-rank equivalence, an import, an evaluation).
+#             every unit test, the layer check and a handful of end-to-end
+#             smoke tests (train, resume, 2-rank equivalence, an import, an
+#             evaluation).
 set -euo pipefail
 shopt -s inherit_errexit 2>/dev/null || true
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ fi
 source scripts/env.sh
 cargo fmt --all --check
 # The tests run the binaries built with test-only fault injection
-# (worker/src/train/faults.rs); the full run lints the build without it too.
+# (worker/src/faults.rs); the full run lints the build without it too.
 TEST_FEATURES=(--features vae-worker/fault-injection)
 cargo clippy --release --workspace --all-targets --quiet "${TEST_FEATURES[@]}" -- -D warnings
 if [ "$QUICK" = 0 ]; then
@@ -37,6 +38,7 @@ status=0
 if [ "$QUICK" = 1 ]; then
   # Every unit test, then the smoke tests by name (each binary's filters).
   cargo test --release --workspace "${TEST_FEATURES[@]}" --lib 2>&1 | tee "$log" || status=1
+  cargo test --release -p vae-proto --test layers 2>&1 | tee -a "$log" || status=1
   cargo test --release --workspace "${TEST_FEATURES[@]}" --test cli --test launch -- \
     without_a_terminal_each_logging_window_is_a_line \
     resume_equals_an_uninterrupted_run_bit_for_bit \

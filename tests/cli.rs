@@ -982,7 +982,7 @@ fn reference(script: &str, out: &Path) {
 #[test]
 fn objectives_and_their_gradients_equal_the_reference_implementations() {
     use tch::{Kind, Tensor};
-    use vae_worker::comm::Whole;
+    use vae_worker::collective::Whole;
     use vae_worker::loss::{gradients, Forward};
     use vae_worker::model::discriminator::tc_estimate;
     use vae_worker::objective::Loss;
@@ -1065,7 +1065,8 @@ fn objectives_and_their_gradients_equal_the_reference_implementations() {
 
 #[test]
 fn metrics_equal_disentanglement_libs_own_functions() {
-    use vae_worker::disentanglement::{betavae, factorvae, mig, variances};
+    use vae_worker::disentanglement::stats::variances;
+    use vae_worker::disentanglement::{betavae, factorvae, mig};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dlib.json");
     reference("dlib_metrics.py", &path);

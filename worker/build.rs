@@ -32,9 +32,9 @@ fn main() {
     if let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         shim(&lib);
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-        // NCCL is opened at run time by cudarc as `libnccl.so`; the torch wheel
-        // keeps it (as libnccl.so.2, linked to that name by scripts/setup.sh)
-        // beside torch, in nvidia/nccl/lib.
+        // NCCL is the `libnccl.so.2` that libtorch_cuda maps (the wheel's own,
+        // in nvidia/nccl/lib); `nccl.rs` reaches that copy again with
+        // RTLD_NOLOAD. The rpath lets the dynamic loader find it.
         let nccl = std::path::Path::new(&lib).join("../../nvidia/nccl/lib");
         if let Ok(nccl) = nccl.canonicalize() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", nccl.display());

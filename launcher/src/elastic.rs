@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::plan::{HostSpec, PlanError};
+use crate::error::PlanError;
+use crate::hosts::HostSpec;
 
 /// How long a host has to answer its remote agent.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -287,50 +288,9 @@ impl Members {
     }
 }
 
-/// How many workers each host gets for a world of `ranks`: one each in turn
-/// while a host has slots left (so every host has one before any has two).
-pub fn spread(capacity: &[usize], ranks: usize) -> Vec<usize> {
-    let mut out = vec![0; capacity.len()];
-    let mut left = ranks;
-    while left > 0 {
-        let mut placed = false;
-        for (o, c) in out.iter_mut().zip(capacity) {
-            if left > 0 && *o < *c {
-                *o += 1;
-                left -= 1;
-                placed = true;
-            }
-        }
-        if !placed {
-            break;
-        }
-    }
-    out
-}
-
-/// The largest world size at most the hosts' slots that `accepts`, and how
-/// many workers each host gets; `None` when there is none.
-pub fn fit(capacity: &[usize], accepts: &dyn Fn(usize) -> bool) -> Option<Vec<usize>> {
-    let total: usize = capacity.iter().sum();
-    (1..=total)
-        .rev()
-        .find(|&w| accepts(w))
-        .map(|w| spread(capacity, w))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_largest_world_the_batch_allows_is_spread_over_the_hosts() {
-        let by64 = |w: usize| 64 % w == 0;
-        assert_eq!(fit(&[2, 2], &by64), Some(vec![2, 2]));
-        assert_eq!(fit(&[2, 2, 2], &by64), Some(vec![2, 1, 1]));
-        assert_eq!(fit(&[3], &by64), Some(vec![2]));
-        assert_eq!(fit(&[3], &|w| w == 5), None);
-        assert_eq!(spread(&[1, 4], 4), vec![1, 3]);
-    }
 
     #[test]
     fn discovery_output_parses_or_names_the_line() {

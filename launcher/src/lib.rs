@@ -4,7 +4,12 @@
 //! come and go ([`elastic`]).
 //! Before it starts any worker it has the worker check the job ([`preflight`]).
 //! It does not link libtorch.
+pub mod cli;
+pub mod devices;
 pub mod elastic;
+pub mod error;
+pub mod hosts;
+pub mod mpirun;
 pub mod output;
 pub mod plan;
 pub mod preflight;

@@ -2,73 +2,16 @@
 //! config and the sweep (validated here, so bad input fails before any
 //! worker starts), the hosts and the number of workers on each (one per
 //! visible GPU, or CPU workers), the run directory (fixed up front, so a
-//! restart resumes it), and the `mpirun` command that starts the workers.
-use std::path::{Path, PathBuf};
-use std::process::Command;
+//! restart resumes it); the `mpirun` command is [`crate::mpirun`]'s.
+use std::path::PathBuf;
 
 use vae_proto::cli::{self, parse_worker_args};
 use vae_proto::config::{self, Config};
 use vae_proto::sweep::Sweep;
 
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("{0}")]
-    Config(#[from] config::ConfigError),
-    #[error("{0}")]
-    Usage(String),
-}
-
-/// What `--nproc-per-node` asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Nproc {
-    Auto,
-    Exactly(usize),
-}
-
-impl std::str::FromStr for Nproc {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(Nproc::Auto);
-        }
-        match s.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(Nproc::Exactly(n)),
-            _ => Err(format!("expected a positive number or `auto`, got `{s}`")),
-        }
-    }
-}
-
-/// Devices this node can give workers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Devices {
-    pub gpus: usize,
-    pub cores: usize,
-}
-
-/// Counts the GPUs this process may use: `CUDA_VISIBLE_DEVICES` when set,
-/// else the `/dev/nvidiaN` device nodes.
-pub fn detect_devices() -> Devices {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let gpus = match std::env::var("CUDA_VISIBLE_DEVICES") {
-        Ok(v) => v
-            .split(',')
-            .filter(|s| !s.trim().is_empty() && s.trim() != "-1")
-            .count(),
-        Err(_) => std::fs::read_dir("/dev")
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        let n = e.file_name();
-                        let n = n.to_string_lossy();
-                        n.strip_prefix("nvidia")
-                            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
-                    })
-                    .count()
-            })
-            .unwrap_or(0),
-    };
-    Devices { gpus, cores }
-}
+use crate::devices::{Devices, Nproc};
+pub use crate::error::PlanError;
+use crate::hosts::HostSpec;
 
 /// What the launcher was asked for besides the worker's arguments.
 #[derive(Clone, Debug, Default)]
@@ -84,75 +27,6 @@ pub struct Request {
     /// Elastic hosts: the world size is the largest the hosts' slots hold
     /// that the job accepts, rather than all their slots.
     pub elastic: bool,
-}
-
-/// A host to run on, and how many workers it takes (`None`: `--nproc-per-node`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostSpec {
-    pub name: String,
-    pub slots: Option<usize>,
-}
-
-fn positive_slots(v: &str) -> Option<usize> {
-    v.parse().ok().filter(|n| *n > 0)
-}
-
-/// `--hosts` entries: `name` or `name:N` (N workers there, as mpirun's `--host`).
-pub fn parse_hosts(list: &[String]) -> Result<Vec<HostSpec>, PlanError> {
-    list.iter()
-        .map(|h| match h.rsplit_once(':') {
-            Some((name, n)) if !name.is_empty() && !name.ends_with(':') => {
-                let slots = positive_slots(n).ok_or_else(|| {
-                    PlanError::Usage(format!(
-                        "--hosts {h}: `{n}` is not a positive number of workers"
-                    ))
-                })?;
-                Ok(HostSpec {
-                    name: name.to_string(),
-                    slots: Some(slots),
-                })
-            }
-            _ => Ok(HostSpec {
-                name: h.clone(),
-                slots: None,
-            }),
-        })
-        .collect()
-}
-
-/// The hosts of a hostfile (mpirun's format): the first word of each line
-/// that is not blank or a comment, with its `slots=N` when it says one.
-pub fn read_hostfile(path: &Path) -> Result<Vec<HostSpec>, PlanError> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| PlanError::Usage(format!("--hostfile {shown}: {e}")))?;
-    let mut hosts = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let mut words = line.split_whitespace();
-        let Some(name) = words.next() else { continue };
-        let mut slots = None;
-        for w in words {
-            if let Some(v) = w.strip_prefix("slots=") {
-                slots = Some(positive_slots(v).ok_or_else(|| {
-                    PlanError::Usage(format!(
-                        "--hostfile {shown} line {}: slots=`{v}` is not a positive number",
-                        i + 1
-                    ))
-                })?);
-            }
-        }
-        hosts.push(HostSpec {
-            name: name.to_string(),
-            slots,
-        });
-    }
-    if hosts.is_empty() {
-        return Err(PlanError::Usage(format!(
-            "--hostfile {shown}: names no host"
-        )));
-    }
-    Ok(hosts)
 }
 
 /// A planned job.
@@ -174,13 +48,12 @@ pub struct Plan {
     pub config: Config,
 }
 
-/// Plans the job for `worker_args` (what follows `--`).
-pub fn plan(
-    nproc: Nproc,
+/// The workers' arguments (the launcher's `--sweep` and
+/// `--ranks-per-point` added), read by the worker's own parser.
+fn worker_command(
     worker_args: &[String],
-    devices: &Devices,
     req: &Request,
-) -> Result<Plan, PlanError> {
+) -> Result<(Vec<String>, cli::TrainCmd), PlanError> {
     if worker_args.first().map(String::as_str) != Some("train") {
         return Err(PlanError::Usage(
             "expected the worker's `train` command after `--`, e.g. vae-launch -- train --config configs/mnist_vae.toml".into(),
@@ -193,18 +66,26 @@ pub fn plan(
     if let Some(r) = req.ranks_per_point {
         args.extend(["--ranks-per-point".to_string(), r.to_string()]);
     }
-    // The worker's own parser reads the arguments the workers will get.
     let parsed = parse_worker_args(&args)
         .map_err(|e| PlanError::Usage(format!("worker arguments after `--`: {e}")))?;
-    let cli::Command::Train(train) = parsed.command else {
-        return Err(PlanError::Usage(
+    match parsed.command {
+        cli::Command::Train(train) => Ok((args, train)),
+        _ => Err(PlanError::Usage(
             "expected the worker's `train` command".into(),
-        ));
-    };
-    let config = train.load_config()?;
-    let sweep = train.sweep(&config)?;
-    let gpus = devices.gpus > 0 && config.train.device != config::DeviceChoice::Cpu;
-    let n = match (nproc, &sweep) {
+        )),
+    }
+}
+
+/// Workers on this node: `--nproc-per-node`, or one per GPU, or a sweep's
+/// groups on this machine, or one CPU worker.
+fn workers_per_node(
+    nproc: Nproc,
+    devices: &Devices,
+    gpus: bool,
+    sweep: &Option<Sweep>,
+    req: &Request,
+) -> Result<usize, PlanError> {
+    let n = match (nproc, sweep) {
         (Nproc::Exactly(n), _) => n,
         (Nproc::Auto, _) if gpus => devices.gpus,
         // One group of ranks per point, on this machine.
@@ -217,6 +98,21 @@ pub fn plan(
             devices.gpus
         )));
     }
+    Ok(n)
+}
+
+/// Plans the job for `worker_args` (what follows `--`).
+pub fn plan(
+    nproc: Nproc,
+    worker_args: &[String],
+    devices: &Devices,
+    req: &Request,
+) -> Result<Plan, PlanError> {
+    let (mut args, train) = worker_command(worker_args, req)?;
+    let config = train.load_config()?;
+    let sweep = train.sweep(&config)?;
+    let gpus = devices.gpus > 0 && config.train.device != config::DeviceChoice::Cpu;
+    let n = workers_per_node(nproc, devices, gpus, &sweep, req)?;
     let ranks = if req.hosts.is_empty() {
         n
     } else {
@@ -281,7 +177,7 @@ impl Plan {
             .iter()
             .map(|h| h.slots.unwrap_or(self.nproc))
             .collect();
-        let workers = crate::elastic::fit(&capacity, &|w| self.accepts(w))?;
+        let workers = crate::hosts::fit(&capacity, &|w| self.accepts(w))?;
         let (hosts, workers) = hosts
             .iter()
             .zip(workers)
@@ -333,66 +229,13 @@ impl Plan {
             .filter_map(|r| self.host_of(r).map(str::to_string))
             .collect()
     }
-
-    /// The `mpirun` command for one attempt; a `restart` continues from
-    /// the latest checkpoint if there is one (`--resume-if-present`; the
-    /// workers look, wherever `checkpoint.url` puts them).
-    pub fn mpirun(&self, mpirun: &str, worker: &Path, restart: bool) -> Command {
-        let mut c = Command::new(mpirun);
-        c.args([
-            "-np",
-            &self.ranks().to_string(),
-            "--tag-output",
-            "--oversubscribe",
-            "--bind-to",
-            "none",
-        ]);
-        if !self.hosts.is_empty() {
-            c.args(["--host", &self.host_slots(), "--map-by", "slot"]);
-        }
-        c.args(&self.mpirun_args);
-        // SAFETY: getuid has no preconditions.
-        if unsafe { libc::getuid() } == 0 {
-            c.arg("--allow-run-as-root");
-        }
-        if !self.gpus && std::env::var_os("OMP_NUM_THREADS").is_none() {
-            c.args(["-x", &format!("OMP_NUM_THREADS={}", self.threads)]);
-        }
-        // Workers start with SIGUSR1 and SIGUSR2 ignored (an ignored signal
-        // stays ignored across exec) until they install their handlers: a
-        // stop forwarded while one is still loading libtorch must not kill it.
-        c.args([
-            "/bin/sh",
-            "-c",
-            "trap '' USR1 USR2; exec \"$@\"",
-            "vae-worker",
-        ])
-        .arg(worker)
-        .args(self.attempt_args(restart));
-        c
-    }
-
-    /// The workers' arguments for an attempt. A restart continues from the
-    /// newest intact checkpoint of the run: `--resume-if-present` (with
-    /// `--resume-from X`, X is only where to start when the run has written
-    /// none of its own yet; `--resume` already takes the newest intact one).
-    pub fn attempt_args(&self, restart: bool) -> Vec<String> {
-        let mut args = self.worker_args.clone();
-        let has = |flag: &str| {
-            self.worker_args
-                .iter()
-                .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-        };
-        if restart && !has("--resume") && !has("--resume-if-present") {
-            args.push("--resume-if-present".into());
-        }
-        args
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hosts::{parse_hosts, read_hostfile};
+    use std::path::Path;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

@@ -19,8 +19,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::elastic::{self, Elastic, Members};
+use crate::hosts::HostSpec;
 use crate::output::{relay, Attempt, Said};
-use crate::plan::{HostSpec, Plan};
+use crate::plan::Plan;
 use crate::procs;
 
 /// How long the workers have after a second signal to abort their uploads
@@ -368,6 +369,22 @@ fn replan(
     })
 }
 
+/// `[launcher] starting N CPU workers [on hosts] [from the run's newest checkpoint]`.
+fn announce(plan: &Plan, hosts: Option<&Members>, restart: bool) {
+    vae_proto::errln!(
+        "[launcher] starting {} {} worker{}{}{}",
+        plan.ranks(),
+        if plan.gpus { "GPU" } else { "CPU" },
+        if plan.ranks() == 1 { "" } else { "s" },
+        hosts.map_or(String::new(), |m| format!(" {}", say_hosts(plan, m))),
+        if restart {
+            " from the run's newest checkpoint (if there is one)"
+        } else {
+            ""
+        }
+    );
+}
+
 /// Runs the job with up to `max_restarts` restarts, on hosts that may
 /// change between attempts when `elastic` (with the hosts the job was given,
 /// each with the workers it can take); returns the exit code.
@@ -392,22 +409,7 @@ pub fn run(
     let mut plan = plan.clone();
     let (mut failures, mut restart) = (0, false);
     loop {
-        vae_proto::errln!(
-            "[launcher] starting {} {} worker{}{}{}",
-            plan.ranks(),
-            if plan.gpus { "GPU" } else { "CPU" },
-            if plan.ranks() == 1 { "" } else { "s" },
-            if elastic.is_some() {
-                format!(" {}", say_hosts(&plan, &members))
-            } else {
-                String::new()
-            },
-            if restart {
-                " from the run's newest checkpoint (if there is one)"
-            } else {
-                ""
-            }
-        );
+        announce(&plan, elastic.is_some().then_some(&members), restart);
         let ended = attempt(
             &plan,
             mpirun,

@@ -5,6 +5,7 @@
 //! ends the writing to that stream, not the program: later lines there are
 //! dropped and the job goes on. [`bar_visible`] says whether a progress bar
 //! would be seen at all; where it would not, callers print a line instead.
+//! Also what the launch environment says: [`launched_by_mpi`], [`env_rank`].
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -56,6 +57,20 @@ pub fn launched_by_mpi() -> bool {
     ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"]
         .iter()
         .any(|v| std::env::var_os(v).is_some())
+}
+
+/// The rank an MPI launcher (Open MPI, PMIx, PMI, SLURM's srun) gave this
+/// process in its environment, before MPI starts; 0 outside one.
+pub fn env_rank() -> usize {
+    [
+        "OMPI_COMM_WORLD_RANK",
+        "PMIX_RANK",
+        "PMI_RANK",
+        "SLURM_PROCID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+    .unwrap_or(0)
 }
 
 /// Whether a progress bar would be seen: it draws on stderr, which must be

@@ -7,13 +7,12 @@
 use serde::{Deserialize, Serialize};
 use vae_proto::config::{first_difference, Config};
 
-use crate::comm::{from_rank0, Comm};
+use crate::collective::{from_rank0, Comm};
 use crate::train::TrainError;
 
 /// The worker's version: the package's and the commit it was built from.
 pub fn version() -> String {
-    #[cfg(feature = "fault-injection")]
-    if let Some(v) = fault_version() {
+    if let Some(v) = crate::faults::version() {
         return v;
     }
     format!(
@@ -21,13 +20,6 @@ pub fn version() -> String {
         env!("CARGO_PKG_VERSION"),
         env!("VAE_BUILD_COMMIT")
     )
-}
-
-/// `VAE_FAULT_VERSION=R:TEXT`: rank R claims version TEXT (a test of a
-/// job that mixes binaries).
-#[cfg(feature = "fault-injection")]
-fn fault_version() -> Option<String> {
-    crate::train::faults::fault_version()
 }
 
 /// What one rank runs.

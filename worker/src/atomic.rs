@@ -5,7 +5,7 @@
 //! part; a crash leaves at most a stray temporary file, never a torn one.
 use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` by `bytes`, atomically.
 pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -17,12 +17,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_dir(dir)
 }
 
+/// A file that could not be written, named.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}", path = path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
 /// Writes `value` as pretty JSON to `path`, atomically.
-pub fn write_json(
-    path: &Path,
-    value: &impl serde::Serialize,
-) -> Result<(), crate::train::TrainError> {
-    let fail = |message: String| crate::train::TrainError::RunDir {
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), WriteError> {
+    let fail = |message: String| WriteError {
         path: path.to_path_buf(),
         message,
     };

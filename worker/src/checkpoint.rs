@@ -17,7 +17,7 @@ use vae_proto::checkpoint::{
     LATEST_POINTER,
 };
 
-use crate::data::format::sha256_hex;
+use crate::data::digest::sha256_hex;
 use crate::data::store::{StorageOptions, Store};
 use crate::data::DataError;
 

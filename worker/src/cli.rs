@@ -1,8 +1,7 @@
 //! Runs a parsed `vae-worker` command line (its types are in
 //! `vae_proto::cli`, shared with the launcher): each command is handed to
 //! the module that does it.
-use anyhow::Context;
-use vae_proto::cli::{Command, DataCommand, PrepareDataset, TrainCmd, WorkerCli};
+use vae_proto::cli::{Command, DataCommand, TrainCmd, WorkerCli};
 
 use vae_proto::redact::redact;
 
@@ -23,7 +22,7 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
         Command::Data {
             command: DataCommand::Prepare { dataset },
         } => {
-            prepare(dataset)?;
+            crate::prepare::prepare(dataset)?;
             end_now()
         }
         Command::Data {
@@ -105,32 +104,60 @@ fn limits(config: &vae_proto::config::Config) -> watchdog::Limits {
     }
 }
 
-/// `vae-worker train`: joins the job (MPI, device, NCCL), checks that every
-/// rank trains the same thing, and trains — one run, or a sweep's points in
-/// groups of ranks. The watchdog runs from before MPI starts, so a rank
-/// that fails or hangs in set-up ends the job too.
+/// `vae-worker train`: checks what it can before anything starts, joins
+/// the job (MPI, device, NCCL), checks that every rank trains the same
+/// thing, and trains — one run, or a sweep's points in groups of ranks. The
+/// watchdog runs from before MPI starts, so a rank that fails or hangs in
+/// set-up ends the job too.
 fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     let config = cmd.load_config()?;
     let sweep = cmd.sweep(&config)?;
     // Before MPI, a device or the run directory: a mistake is one line
     // and leaves nothing behind.
-    crate::check::before_training(&cmd, &config, sweep.as_ref(), comm::env_rank())?;
+    let rank = vae_proto::console::env_rank();
+    crate::check::before_training(&cmd, &config, sweep.as_ref(), rank)?;
     if cmd.check {
         return Ok(());
     }
     let stop = StopFlag::install();
-    watchdog::start(comm::env_rank(), limits(&config));
+    watchdog::start(rank, limits(&config));
     let setting_up = watchdog::phase(watchdog::Phase::SetUp);
-    crate::train::faults::setup_hang();
+    crate::faults::setup_hang();
     let rpp = sweep.as_ref().map(|s| s.ranks_per_point);
     let conn = comm::connect(config.train.device, config.dist.backend, rpp)?;
     watchdog::set_rank(conn.world().rank());
     // One run directory for the whole job: rank 0's default name (each
     // rank's clock would name its own).
-    let run_dir = comm::from_rank0(conn.world(), cmd.run_dir_or_default())?;
+    let run_dir = crate::collective::from_rank0(conn.world(), cmd.run_dir_or_default())?;
     let axes = sweep.as_ref().map(|s| s.worker_args().join(" "));
     crate::agree::check(conn.world(), &config, axes.as_deref().unwrap_or(""))?;
     drop(setting_up);
+    note_emulated_bf16(&config, &conn);
+    let job = Job {
+        resume: cmd.resume(),
+        origin: cmd.origin(),
+        config,
+        run_dir,
+        stop,
+    };
+    let outcome = match sweep {
+        Some(sweep) => run_sweep(job, sweep, &conn),
+        None => run_one(job, &conn),
+    };
+    end(outcome, conn)
+}
+
+/// What a training job runs, once joined.
+struct Job {
+    config: vae_proto::config::Config,
+    run_dir: std::path::PathBuf,
+    resume: vae_proto::cli::Resume,
+    origin: String,
+    stop: StopFlag,
+}
+
+/// A note when bf16 runs emulated on this CPU (rank 0).
+fn note_emulated_bf16(config: &vae_proto::config::Config, conn: &comm::Connection) {
     let bf16 = config.train.precision == vae_proto::config::Precision::Bf16;
     if bf16
         && conn.device == tch::Device::Cpu
@@ -139,55 +166,64 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     {
         vae_proto::errln!("note: train.precision = \"bf16\" on a CPU without bf16 instructions (AVX-512 BF16 / AMX): emulated, several times slower than fp32");
     }
-    let outcome = match sweep {
-        Some(sweep) => {
-            let csv = run_dir.join("sweep.csv");
-            crate::sweep::run(crate::sweep::SweepArgs {
-                base: config,
-                sweep,
-                origin: cmd.origin(),
-                run_dir,
-                device: conn.device,
-                stop,
-                world: conn.world(),
-                group: conn.comm(),
-            })
-            .map(|r| {
-                r.map(|rows| {
-                    format!(
-                        "sweep done: {} points, results in {}",
-                        rows.len(),
-                        csv.display()
-                    )
-                })
-            })
-        }
-        None => train::run(
-            TrainArgs {
-                config,
-                run_dir,
-                resume: cmd.resume(),
-                device: conn.device,
-                stop,
-                hparams: None,
-            },
-            conn.comm(),
+}
+
+/// A sweep's points in groups of ranks; its last line.
+fn run_sweep(
+    job: Job,
+    sweep: vae_proto::sweep::Sweep,
+    conn: &comm::Connection,
+) -> Result<Option<String>, train::TrainError> {
+    let csv = job.run_dir.join("sweep.csv");
+    let rows = crate::sweep::run(crate::sweep::SweepArgs {
+        base: job.config,
+        sweep,
+        origin: job.origin,
+        run_dir: job.run_dir,
+        device: conn.device,
+        stop: job.stop,
+        world: conn.world(),
+        group: conn.comm(),
+    })?;
+    Ok(rows.map(|rows| {
+        format!(
+            "sweep done: {} points, results in {}",
+            rows.len(),
+            csv.display()
         )
-        .map(|s| {
-            s.map(|s| {
-                format!(
-                    "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
-                    s.step, s.test_loss, s.test_recon, s.test_kl
-                )
-            })
-        }),
+    }))
+}
+
+/// One run; its last line.
+fn run_one(job: Job, conn: &comm::Connection) -> Result<Option<String>, train::TrainError> {
+    let args = TrainArgs {
+        config: job.config,
+        run_dir: job.run_dir,
+        resume: job.resume,
+        device: conn.device,
+        stop: job.stop,
+        hparams: None,
     };
+    let summary = train::run(args, conn.comm())?;
+    Ok(summary.map(|s| {
+        format!(
+            "done: step {}, test loss {:.4} (recon {:.4}, kl {:.4})",
+            s.step, s.test_loss, s.test_recon, s.test_kl
+        )
+    }))
+}
+
+/// The end of a job: its last line (rank 0), or its error — under MPI the
+/// job must end there, before MPI is finalised (which would wait for the
+/// other ranks forever).
+fn end(
+    outcome: Result<Option<String>, train::TrainError>,
+    conn: comm::Connection,
+) -> anyhow::Result<()> {
     let world = conn.world();
     match outcome {
         Ok(Some(line)) if world.rank() == 0 => vae_proto::outln!("{line}"),
         Ok(_) => {}
-        // Under MPI the job must end here, before MPI is finalised (which
-        // would wait for the other ranks forever).
         Err(e) if world.world_size() > 1 => {
             vae_proto::errln!(
                 "vae-worker: error: rank {}: {}",
@@ -200,123 +236,5 @@ fn train(cmd: TrainCmd) -> anyhow::Result<()> {
     }
     watchdog::finish();
     comm::finalize(conn);
-    Ok(())
-}
-
-/// `vae-worker data prepare mnist|dsprites`.
-fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
-    let started = std::time::Instant::now();
-    let (m, out) = match dataset {
-        PrepareDataset::Dsprites {
-            out,
-            from: Some(from),
-            shard_size,
-            test_samples,
-            ..
-        } => {
-            let input = crate::data::import::local_input(&from, &Default::default())?;
-            let m =
-                crate::data::import::dsprites::import(&input.path, &out, shard_size, test_samples)?;
-            (m, out)
-        }
-        PrepareDataset::Dsprites {
-            out,
-            from: None,
-            scales,
-            orientations,
-            positions,
-            shard_size,
-            test_samples,
-        } => {
-            let sub = crate::data::dsprites::Subsample {
-                keep: [None, scales, orientations, positions, positions],
-            };
-            let m = crate::data::dsprites::prepare(&out, &sub, shard_size, test_samples)?;
-            (m, out)
-        }
-        PrepareDataset::Shapes3d {
-            from,
-            out,
-            shard_size,
-            test_samples,
-        } => {
-            let input = crate::data::import::local_input(&from, &Default::default())?;
-            let m =
-                crate::data::import::shapes3d::import(&input.path, &out, shard_size, test_samples)?;
-            (m, out)
-        }
-        PrepareDataset::Mpi3d {
-            from,
-            out,
-            factor_sizes,
-            shard_size,
-            test_samples,
-        } => {
-            let input = crate::data::import::local_input(&from, &Default::default())?;
-            let m = crate::data::import::mpi3d::import(
-                &input.path,
-                &out,
-                &factor_sizes,
-                shard_size,
-                test_samples,
-            )?;
-            (m, out)
-        }
-        PrepareDataset::Images {
-            from,
-            out,
-            size,
-            crop,
-            channels,
-            test_fraction,
-            shard_size,
-        } => {
-            if channels == 2 || !(0.0..1.0).contains(&test_fraction) || size == 0 {
-                anyhow::bail!("--channels takes 1 or 3, --test-fraction a share in [0, 1), --size a positive side");
-            }
-            let o = crate::data::import::images::Options {
-                size,
-                crop,
-                channels,
-                test_fraction,
-                shard_samples: shard_size,
-            };
-            let r = crate::data::import::images::import(&from, &out, &o, &Default::default())?;
-            if !r.skipped.is_empty() {
-                let names: Vec<String> = (r.skipped.iter().take(20))
-                    .map(|(k, why)| format!("{k} ({why})"))
-                    .collect();
-                vae_proto::errln!(
-                    "skipped {} image{}: {}{}",
-                    r.skipped.len(),
-                    if r.skipped.len() == 1 { "" } else { "s" },
-                    names.join(", "),
-                    if r.skipped.len() > 20 { ", …" } else { "" }
-                );
-            }
-            (r.manifest, out)
-        }
-        PrepareDataset::Mnist {
-            idx_dir,
-            out,
-            shard_size,
-        } => {
-            let m = crate::data::prepare_mnist(&idx_dir, &out, shard_size)
-                .with_context(|| format!("preparing MNIST from {}", idx_dir.display()))?;
-            (m, out)
-        }
-    };
-    let counts: Vec<String> = m
-        .splits
-        .iter()
-        .map(|(k, s)| format!("{k} {}", s.samples))
-        .collect();
-    vae_proto::outln!(
-        "wrote {} ({}) to {} in {:.1} s",
-        m.name,
-        counts.join(", "),
-        redact(&out),
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }

@@ -12,7 +12,7 @@ use vae_proto::cli::EvalCmd;
 
 use crate::atomic::write_json;
 use crate::checkpoint;
-use crate::comm::Single;
+use crate::collective::Single;
 use crate::data::format::Dataset;
 use crate::data::store::StorageOptions;
 use crate::device;
@@ -62,7 +62,7 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         Some(s) if s != data_shape => return Err(wrong_data(shape(s))),
         // An older checkpoint does not say: its weights tell.
         None => restore(&mut t, &loaded).map_err(|e| match e {
-            TrainError::Invalid(m) if m.contains(", the model wants ") => {
+            TrainError::Weights(crate::weights::WeightsError::Shape { .. }) => {
                 wrong_data(format!("other than {}", shape(data_shape)))
             }
             e => e,

@@ -8,7 +8,7 @@
 use tch::{Reduction, Tensor};
 use vae_proto::config::Likelihood;
 
-use crate::comm::{BatchScope, CommError};
+use crate::collective::{BatchScope, CommError};
 
 /// KL per latent dimension, `[B, L]`: `½(σ² + μ² − 1 − log σ²)`.
 pub fn kl_per_dim(mu: &Tensor, logvar: &Tensor) -> Tensor {

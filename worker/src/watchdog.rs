@@ -136,9 +136,10 @@ pub struct Limits {
 /// (the environment's) until [`set_rank`] confirms it. Under an MPI launcher
 /// the process also ends when its parent does (`kill -9` of the launcher).
 pub fn start(rank: usize, limits: Limits) {
+    crate::heartbeat::install(beat);
     let host = crate::device::host_name();
     // SAFETY: getppid has no preconditions.
-    let parent = crate::comm::launched_by_mpi().then(|| unsafe { libc::getppid() });
+    let parent = vae_proto::console::launched_by_mpi().then(|| unsafe { libc::getppid() });
     let shared = Arc::new(Shared {
         start: Instant::now(),
         phase: AtomicU8::new(Phase::Idle as u8),

@@ -7,10 +7,10 @@
 //! indices. Stored as packed bits (`u1`).
 use vae_proto::dataset::DatasetManifest;
 
+use super::error::DataError;
 use super::factors::{FactorSpec, FactorWriter};
 use super::format::pack_bits;
 use super::store::Store;
-use super::DataError;
 
 pub const SIDE: usize = 64;
 pub const FACTOR_NAMES: [&str; 5] = ["shape", "scale", "orientation", "posX", "posY"];

@@ -8,9 +8,9 @@
 //! image of any factor combination.
 use vae_proto::dataset::{DatasetManifest, Factor, TargetSpec, DATASET_FORMAT};
 
+use super::error::DataError;
 use super::format::{put_manifest, SplitWriter};
 use super::store::Store;
-use super::DataError;
 use crate::rng::{self, Stream};
 
 /// The `n_test` samples of `n` that form the test split, ascending: a

@@ -11,9 +11,10 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, oneshot};
 use vae_proto::dataset::ShardEntry;
 
-use super::format::sha256_hex;
-use super::store::{runtime, StorageOptions, Store};
-use super::DataError;
+use super::digest::{sha256_hex, verify};
+use super::error::DataError;
+use super::runtime::runtime;
+use super::store::{StorageOptions, Store};
 
 /// Objects larger than this are read as parallel ranges of `RANGE` bytes.
 const RANGED_ABOVE: u64 = 32 << 20;
@@ -52,28 +53,6 @@ impl Cache {
         }
         let _ = crate::atomic::write(&p, bytes);
     }
-}
-
-/// Checks a shard's bytes against its manifest entry.
-pub fn verify(url: &str, e: &ShardEntry, bytes: &[u8]) -> Result<(), DataError> {
-    if bytes.len() as u64 != e.bytes {
-        return Err(DataError::Corrupt {
-            url: url.to_string(),
-            message: format!(
-                "{} bytes, the manifest says {} (truncated?)",
-                bytes.len(),
-                e.bytes
-            ),
-        });
-    }
-    let sum = sha256_hex(bytes);
-    if sum != e.sha256 {
-        return Err(DataError::Corrupt {
-            url: url.to_string(),
-            message: format!("SHA-256 {sum}, the manifest says {}", e.sha256),
-        });
-    }
-    Ok(())
 }
 
 /// Fetches one shard: from the cache, or from the store (in ranges when

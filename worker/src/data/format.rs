@@ -1,15 +1,15 @@
 //! Writing and reading datasets in the project's format (see
 //! `vae_proto::dataset`): shards with checksums, then the manifest last, so a
 //! reader never sees a manifest naming shards that are not there yet.
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use vae_proto::dataset::{
     DatasetManifest, ShardEntry, SplitManifest, TargetSpec, DATASET_FORMAT, MANIFEST_NAME,
 };
 
+use super::digest::sha256_hex;
+use super::error::DataError;
 use super::fetch::fetch_all;
 use super::store::{StorageOptions, Store};
-use super::DataError;
 
 /// Samples of one split held in memory: images `[n, C, H, W]` as bytes and
 /// targets `[n, K]` as bytes.
@@ -18,10 +18,6 @@ pub struct SplitData {
     pub images: Vec<u8>,
     pub targets: Vec<u8>,
     pub n: usize,
-}
-
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Packs `n` binary images of `pixels` pixels (bytes, non-zero = 1) into

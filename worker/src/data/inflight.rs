@@ -89,7 +89,7 @@ pub fn abort_all(timeout: Duration) -> usize {
                 }
             }
             Write::Upload(u) => {
-                let Ok(rt) = super::store::runtime() else {
+                let Ok(rt) = super::runtime::runtime() else {
                     continue;
                 };
                 let aborted = rt.block_on(async {

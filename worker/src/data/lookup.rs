@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use super::error::DataError;
 use super::fetch::{Cache, Prefetch};
 use super::format::{unpack_bits, Dataset};
-use super::DataError;
 
 /// A split's samples by position.
 pub struct SampleReader {

@@ -2,7 +2,9 @@
 //! memory, to be written out in the project's dataset format.
 use std::path::{Path, PathBuf};
 
-use super::DataError;
+use super::error::DataError;
+use super::format;
+use super::store;
 
 /// One MNIST split: `n` images of `rows × cols` bytes and `n` labels.
 pub struct IdxSplit {
@@ -73,4 +75,32 @@ pub fn read_split(dir: &Path, prefix: &str) -> Result<IdxSplit, DataError> {
         rows: dims[1],
         cols: dims[2],
     })
+}
+
+/// Converts MNIST's IDX files in `idx_dir` into a dataset at `out`.
+pub fn prepare_mnist(
+    idx_dir: &std::path::Path,
+    out: &str,
+    shard_samples: usize,
+) -> Result<vae_proto::dataset::DatasetManifest, DataError> {
+    let train = read_split(idx_dir, "train")?;
+    let test = read_split(idx_dir, "t10k")?;
+    let to_split = |s: IdxSplit| format::SplitData {
+        images: s.images,
+        targets: s.labels,
+        n: s.n,
+    };
+    let shape = [1, train.rows, train.cols];
+    let (train, test) = (to_split(train), to_split(test));
+    let store = store::Store::open(out, &store::StorageOptions::default())?;
+    format::DatasetWriter {
+        name: "mnist",
+        sample_shape: shape,
+        targets: vec![vae_proto::dataset::TargetSpec {
+            name: "label".into(),
+            values: 10,
+        }],
+        shard_samples,
+    }
+    .write(&store, &[("train", &train), ("test", &test)])
 }

@@ -27,7 +27,9 @@ use object_store::{
 use url::Url;
 use vae_proto::config::StorageSection;
 
-use super::{inflight, DataError};
+use super::error::DataError;
+use super::inflight;
+use super::runtime::runtime;
 
 /// Objects larger than this are uploaded in parts of `PART` bytes.
 const MULTIPART_ABOVE: usize = 16 << 20;
@@ -94,24 +96,6 @@ impl Default for StorageOptions {
     fn default() -> Self {
         StorageOptions::from_config(&StorageSection::default())
     }
-}
-
-/// The runtime every storage request runs on (two I/O threads).
-pub fn runtime() -> Result<&'static tokio::runtime::Runtime, DataError> {
-    static RT: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("vae-storage")
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-    })
-    .as_ref()
-    .map_err(|e| DataError::Io {
-        url: "(storage runtime)".into(),
-        message: format!("cannot start the I/O runtime: {e}"),
-    })
 }
 
 /// An object-store prefix, e.g. the directory of one dataset. Cheap to clone.
@@ -440,7 +424,7 @@ impl Store {
                 .step_by(PART)
                 .map(|at| {
                     let part = bytes.slice(at..(at + PART).min(bytes.len()));
-                    let slow = crate::train::faults::slow_upload_part();
+                    let slow = crate::faults::slow_upload_part();
                     let put = u.put_part(PutPayload::from(part));
                     async move {
                         slow.await;

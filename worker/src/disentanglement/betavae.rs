@@ -12,7 +12,9 @@ use linfa::prelude::*;
 use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2};
 
-use super::{rows_f64, Budget, Draw, GroundTruth};
+use super::draw::Draw;
+use super::ground_truth::{Budget, GroundTruth};
+use super::stats::rows_f64;
 
 /// Pairs per point (`batch_size`).
 pub const BATCH: usize = 64;

@@ -14,7 +14,8 @@
 //! (`dci_informativeness_train`). The trees here are that
 //! algorithm written out (a tie between features may split on another of
 //! them than scikit-learn's random feature order does).
-use super::{codes_and_factors, each_factor, Budget, GroundTruth, Values};
+use super::ground_truth::{codes_and_factors, Budget, GroundTruth, Values};
+use super::stats::each_factor;
 
 /// `GradientBoostingClassifier()`'s defaults.
 const STAGES: usize = 100;
@@ -335,7 +336,7 @@ impl Boosted {
         }
         for _ in 0..STAGES {
             // Progress for the watchdog: a fit takes seconds, not a step's ms.
-            crate::watchdog::beat();
+            crate::heartbeat::beat();
             let probs = probabilities(&raw, n, k);
             let mut stage = Vec::with_capacity(trees);
             for (t, raw_t) in raw.iter_mut().enumerate() {
@@ -397,7 +398,7 @@ impl Boosted {
         let c = match self.classes.len() {
             1 => 0,
             2 => usize::from(raw[0] > 0.0),
-            _ => super::argmax(&raw),
+            _ => super::stats::argmax(&raw),
         };
         self.classes[c]
     }

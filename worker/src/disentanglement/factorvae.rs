@@ -9,7 +9,9 @@
 //! As in disentanglement_lib, a vote's column is the argmin's index *among
 //! the active dimensions*; that only relabels the columns (one to one), so
 //! the score is the same as with dimension indices.
-use super::{argmax, argmin, rows_f64, variances, Budget, Draw, GroundTruth};
+use super::draw::Draw;
+use super::ground_truth::{Budget, GroundTruth};
+use super::stats::{argmax, argmin, rows_f64, variances};
 
 /// Threshold on a dimension's standard deviation below which it is pruned
 /// (`prune_dims.threshold` in disentanglement_lib's study config).

@@ -4,14 +4,14 @@
 //! informations are scikit-learn's `mutual_info_score` (nats); the score is
 //! the mean over factors of the gap between the two most informative
 //! dimensions over the factor's entropy.
-use super::{Budget, GroundTruth};
+use super::ground_truth::{codes_and_factors, Budget, GroundTruth};
 
 /// Bins of the histogram discretiser (`discretizer.num_bins`).
 pub const BINS: usize = 20;
 
 /// The score of the representation of `gt` over 10,000 samples.
 pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> f64 {
-    let (codes, ys) = super::codes_and_factors(gt, budget.n(10_000), seed, 1);
+    let (codes, ys) = codes_and_factors(gt, budget.n(10_000), seed, 1);
     mig(&codes, &ys)
 }
 

@@ -11,8 +11,9 @@ use linfa::prelude::*;
 use linfa_logistic::{LogisticRegression, MultiLogisticRegression};
 use ndarray::{Array1, Array2};
 
+use super::ground_truth::{codes_and_factors, Budget, GroundTruth};
 use super::mig::{discretize, mutual_info, BINS};
-use super::{codes_and_factors, each_factor, Budget, GroundTruth};
+use super::stats::each_factor;
 
 /// The solver's stopping point: the gradient's norm of the summed loss —
 /// per sample 10⁻⁷ at the published 10,000, a thousand times tighter than

@@ -8,7 +8,7 @@
 //! intercept (liblinear's bias feature), one class against the rest with
 //! the class's balanced weight on its positives (liblinear's weighted C);
 //! with one feature and a bias, Newton's method on two parameters.
-use super::{codes_and_factors, Budget, GroundTruth};
+use super::ground_truth::{codes_and_factors, Budget, GroundTruth};
 
 /// `LinearSVC`'s `C`.
 const C: f64 = 0.01;

@@ -8,8 +8,8 @@
 //! of the similar symmetric matrix `D^½ C D^½`.
 use nalgebra::DMatrix;
 
+use super::ground_truth::{codes_and_factors, Budget, GroundTruth};
 use super::mig::{discretize, mutual_info, BINS};
-use super::{codes_and_factors, Budget, GroundTruth};
 
 /// The scores of the representation of `gt`.
 pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> Vec<(String, f64)> {

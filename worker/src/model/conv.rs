@@ -13,7 +13,9 @@ use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 use vae_proto::config::Precision;
 
-use super::{mixed::Weighted, mixed_linear, Mixed, Vae, PADDING, STRIDE};
+use super::layers::{conv_down, conv_up, mixed_linear};
+use super::mixed::{Mixed, Weighted, PADDING, STRIDE};
+use super::vae::Vae;
 
 pub struct ConvVae {
     enc: Vec<Mixed<nn::Conv2D>>,
@@ -52,19 +54,13 @@ impl ConvVae {
         let mut enc = Vec::new();
         let mut prev = c;
         for (i, &ch) in channels.iter().enumerate() {
-            enc.push(super::conv_down(
-                root / "encoder" / i,
-                prev,
-                ch,
-                4,
-                precision,
-            ));
+            enc.push(conv_down(root / "encoder" / i, prev, ch, 4, precision));
             prev = ch;
         }
         let mut dec = Vec::new();
         let outs: Vec<i64> = channels.iter().rev().skip(1).copied().chain([c]).collect();
         for (i, &ch) in outs.iter().enumerate() {
-            dec.push(super::conv_up(root / "decoder" / i, prev, ch, 4, precision));
+            dec.push(conv_up(root / "decoder" / i, prev, ch, 4, precision));
             prev = ch;
         }
         let (enc_fc, dec_fc, head_in) = if hidden > 0 {

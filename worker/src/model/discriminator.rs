@@ -7,7 +7,8 @@ use tch::{nn, nn::Module, Tensor};
 
 use vae_proto::config::Precision;
 
-use super::{mixed_linear, Mixed};
+use super::layers::mixed_linear;
+use super::mixed::Mixed;
 use crate::rng::{self, Stream};
 
 pub struct Discriminator {

@@ -7,7 +7,9 @@
 use tch::{nn, nn::Module, Kind, Tensor};
 use vae_proto::config::Precision;
 
-use super::{PADDING, STRIDE};
+/// Stride and padding of every convolution (`layers::conv_down`, `layers::conv_up`).
+pub const STRIDE: i64 = 2;
+pub const PADDING: i64 = 1;
 
 /// A layer `M` computed in `precision`.
 #[derive(Debug)]
@@ -105,7 +107,7 @@ mod tests {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let fp32 = Mixed::new(
-            super::super::linear(vs.root() / "a", 64, 32),
+            super::super::layers::linear(vs.root() / "a", 64, 32),
             Precision::Fp32,
         );
         let lin = nn::Linear {

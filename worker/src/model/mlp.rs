@@ -6,7 +6,9 @@ use tch::{nn, nn::Module, Tensor};
 
 use vae_proto::config::Precision;
 
-use super::{mixed_linear, Mixed, Vae};
+use super::layers::mixed_linear;
+use super::mixed::Mixed;
+use super::vae::Vae;
 
 pub struct MlpVae {
     fc1: Mixed<nn::Linear>,

@@ -5,8 +5,8 @@
 //! other parts' losses send to them come back through the cross rows.
 use tch::Tensor;
 
-use super::{Objective, Penalty};
-use crate::comm::{BatchScope, CommError};
+use super::penalty::{Objective, Penalty};
+use crate::collective::{BatchScope, CommError};
 use crate::loss::{CrossRows, Forward};
 
 pub struct Btcvae {

@@ -4,8 +4,8 @@
 //! `steps`.
 use tch::{Kind, Tensor};
 
-use super::{Objective, Penalty};
-use crate::comm::{BatchScope, CommError};
+use super::penalty::{Objective, Penalty};
+use crate::collective::{BatchScope, CommError};
 use crate::loss::{CrossRows, Forward};
 
 pub struct Capacity {

@@ -10,15 +10,15 @@
 use tch::{nn, Device, Kind, Tensor};
 use vae_proto::config::{Config, OptimSection};
 
+use super::error::ObjectiveError;
+use super::penalty::{Objective, Penalty};
 use super::regularizer::{Regularizer, RegularizerStep};
-use super::{Objective, Penalty};
-use crate::comm::{BatchScope, Comm, CommError};
+use crate::collective::{BatchScope, Comm, CommError};
 use crate::loss::{CrossRows, Forward};
 use crate::model::discriminator::{self, Discriminator};
 use crate::model::{sample_z, Vae};
 use crate::rng::Stream;
-use crate::train::weights::Weights;
-use crate::train::TrainError;
+use crate::weights::Weights;
 
 pub struct Factor {
     /// γ, the weight of the TC estimate.
@@ -53,7 +53,7 @@ impl Objective for Factor {
         device: Device,
         kind: Kind,
         comm: &dyn Comm,
-    ) -> Result<Option<Box<dyn Regularizer>>, TrainError> {
+    ) -> Result<Option<Box<dyn Regularizer>>, ObjectiveError> {
         Ok(Some(Box::new(FactorDiscriminator::new(
             cfg, latent, device, kind, comm,
         )?)))
@@ -74,7 +74,7 @@ impl FactorDiscriminator {
         device: Device,
         kind: Kind,
         comm: &dyn Comm,
-    ) -> Result<FactorDiscriminator, TrainError> {
+    ) -> Result<FactorDiscriminator, ObjectiveError> {
         let d = &cfg.discriminator;
         let vs = nn::VarStore::new(device);
         let net = Discriminator::new(
@@ -126,9 +126,9 @@ impl Regularizer for FactorDiscriminator {
     }
 
     /// Sums: `[correct, loss sum, samples]` over real and permuted codes.
-    fn update(&mut self, s: &RegularizerStep, comm: &dyn Comm) -> Result<Tensor, TrainError> {
+    fn update(&mut self, s: &RegularizerStep, comm: &dyn Comm) -> Result<Tensor, ObjectiveError> {
         let x2 = s.extra.first().ok_or_else(|| {
-            TrainError::Invalid("FactorVAE needs a second batch every step".into())
+            ObjectiveError::Invalid("FactorVAE needs a second batch every step".into())
         })?;
         // The second batch's codes of every rank, permuted per dimension
         // over the global batch with the shared seed; this rank takes its
@@ -231,7 +231,7 @@ impl Regularizer for FactorDiscriminator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::comm::{RankSlice, Single};
+    use crate::collective::{RankSlice, Single};
     use crate::model;
 
     /// The discriminator and a small MLP VAE, from the same seed.

@@ -3,15 +3,15 @@
 //! per-sample output, takes its own update after the VAE's in every step
 //! (reading extra batches if it needs them), names the scalars it reports,
 //! and hands its [`Weights`] (under its own prefix) to checkpoints and
-//! resume. The objective builds it ([`super::Objective::network`]).
+//! resume. The objective builds it ([`super::penalty::Objective::network`]).
 use std::ops::Range;
 
 use tch::Tensor;
 
-use crate::comm::{BatchScope, Comm};
+use super::error::ObjectiveError;
+use crate::collective::{BatchScope, Comm};
 use crate::model::Vae;
-use crate::train::weights::Weights;
-use crate::train::TrainError;
+use crate::weights::Weights;
 
 /// What a regulariser's update sees of the step.
 pub struct RegularizerStep<'a> {
@@ -51,7 +51,7 @@ pub trait Regularizer {
     /// Its own update after the VAE's (gradients averaged over ranks through
     /// `comm`). Returns sums over this rank's samples, `[sums_len]` double,
     /// which are added up over steps and ranks for [`Regularizer::scalars`].
-    fn update(&mut self, s: &RegularizerStep, comm: &dyn Comm) -> Result<Tensor, TrainError>;
+    fn update(&mut self, s: &RegularizerStep, comm: &dyn Comm) -> Result<Tensor, ObjectiveError>;
 
     /// Length of the sums [`Regularizer::update`] returns.
     fn sums_len(&self) -> usize;

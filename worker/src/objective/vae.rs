@@ -1,8 +1,8 @@
 //! VAE and β-VAE (Kingma & Welling 2014; Higgins et al. 2017): β·KL.
 use tch::Tensor;
 
-use super::{Objective, Penalty};
-use crate::comm::{BatchScope, CommError};
+use super::penalty::{Objective, Penalty};
+use crate::collective::{BatchScope, CommError};
 use crate::loss::{CrossRows, Forward};
 
 pub struct Vae {

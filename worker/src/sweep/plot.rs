@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
-use super::results::PointResult;
+use super::point::PointResult;
 
 const FONTS: [&str; 3] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",

@@ -5,53 +5,16 @@
 //! swept values ([`super::plot`]), the table on the console, and the
 //! HPARAMS experiment at the sweep's root, so `tensorboard --logdir RUN`
 //! shows the points side by side.
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
 use vae_proto::config::Config;
-use vae_proto::sweep::{Point, Sweep};
+use vae_proto::sweep::Sweep;
 
+use super::hparams::hparams;
+use super::point::{PointResult, FIGURES};
 use crate::atomic::write_json;
 use crate::tensorboard::Board;
-use crate::train::report::Summary;
 use crate::train::TrainError;
-
-/// One point's outcome.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PointResult {
-    pub index: usize,
-    pub name: String,
-    /// Swept key → value.
-    pub values: BTreeMap<String, String>,
-    /// Final figures: test_loss, test_recon, test_kl, test_active_units and
-    /// the disentanglement metrics.
-    pub figures: BTreeMap<String, f64>,
-}
-
-/// The summary fields that become a sweep's columns.
-const FIGURES: [&str; 4] = ["test_loss", "test_recon", "test_kl", "test_active_units"];
-
-impl PointResult {
-    /// The row of point `p` from its summary.
-    pub fn new(p: &Point, s: &Summary) -> PointResult {
-        let mut figures = BTreeMap::from([
-            ("test_loss".to_string(), s.test_loss),
-            ("test_recon".to_string(), s.test_recon),
-            ("test_kl".to_string(), s.test_kl),
-            ("test_active_units".to_string(), s.test_active_units as f64),
-        ]);
-        for (k, v) in s.metrics.iter().filter(|(k, _)| k.as_str() != "step") {
-            figures.insert(k.clone(), *v);
-        }
-        PointResult {
-            index: p.index,
-            name: p.name.clone(),
-            values: p.values.iter().cloned().collect(),
-            figures,
-        }
-    }
-}
 
 /// The columns of the figures, in order: the fixed ones, then the metrics.
 fn figure_columns(rows: &[PointResult]) -> Vec<String> {
@@ -179,7 +142,7 @@ fn experiment(
     };
     let config =
         vae_proto::sweep::point_config(base, first, "sweep").unwrap_or_else(|_| base.clone());
-    let hparams = super::hparams(&config, first);
+    let hparams = hparams(&config, first);
     let metrics: Vec<String> = cols
         .iter()
         .map(|c| match c.strip_prefix("test_") {
@@ -196,6 +159,7 @@ fn experiment(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn row(i: usize, beta: &str, loss: f64) -> PointResult {
         PointResult {

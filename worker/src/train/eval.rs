@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 use vae_proto::config::Config;
 
+use super::error::{tensor_err, TrainError};
 use super::step::{Pass, Trainer};
-use super::{tensor_err, TrainError};
-use crate::comm::{Comm, Whole};
+use crate::collective::{Comm, Whole};
 use crate::data::format::Dataset;
 use crate::data::lookup::FactorData;
 use crate::disentanglement::{self, Budget, EncoderOnStored};
@@ -60,7 +60,7 @@ pub fn test_split(t: &Trainer, images: &Tensor) -> Result<TestEval, TrainError> 
                 terms, mu, logvar, ..
             } = t.forward(&x, Stream::EvalNoise, 0, rows, step, &scope)?;
             acc += batch_sums(&terms, &mu);
-            crate::watchdog::beat();
+            crate::heartbeat::beat();
             mus.push(mu);
             lvs.push(logvar);
         }

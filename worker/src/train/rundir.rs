@@ -13,7 +13,7 @@ use vae_proto::checkpoint::LATEST_POINTER;
 use vae_proto::cli::Resume;
 use vae_proto::config::Config;
 
-use super::TrainError;
+use super::error::TrainError;
 use crate::atomic;
 use crate::checkpoint::{CheckpointError, Checkpoints, CONFIG_FILE};
 
@@ -47,7 +47,7 @@ pub struct Prepared {
 /// from none).
 pub fn prepare(
     dir: &Path,
-    config: &Config,
+    toml: &str,
     resume: &Resume,
     ckpts: &Checkpoints,
 ) -> Result<Prepared, TrainError> {
@@ -85,9 +85,9 @@ pub fn prepare(
     let run_id = known.unwrap_or_else(new_run_id);
     ckpts
         .store
-        .put(CONFIG_FILE, config.to_toml())
+        .put(CONFIG_FILE, toml.to_string())
         .map_err(CheckpointError::from)?;
-    atomic::write(&dir.join("config.toml"), config.to_toml().as_bytes())
+    atomic::write(&dir.join("config.toml"), toml.as_bytes())
         .map_err(|e| fail(format!("cannot write into it: {e}")))?;
     if !matches!(start, Start::Latest { adopt: true }) {
         write_run_id(dir, &run_id)?;
@@ -162,15 +162,15 @@ mod tests {
     fn a_run_keeps_its_identity_and_restarts_resume_their_own() {
         let (d, cfg, ck) = setup();
         let run = d.path().join("run");
-        let first = prepare(&run, &cfg, &Resume::IfPresent, &ck).unwrap();
+        let first = prepare(&run, &cfg.to_toml(), &Resume::IfPresent, &ck).unwrap();
         assert_eq!(first.start, Start::Fresh);
         ck.set_pointer(LATEST_POINTER, "step-0000000005").unwrap();
-        let again = prepare(&run, &cfg, &Resume::IfPresent, &ck).unwrap();
+        let again = prepare(&run, &cfg.to_toml(), &Resume::IfPresent, &ck).unwrap();
         assert_eq!(again.run_id, first.run_id);
         assert_eq!(again.start, Start::Latest { adopt: false });
         // After --resume-from X, a restart takes the run's own checkpoint.
         let spec = "s3://b/other/step-0000000003".to_string();
-        let restart = prepare(&run, &cfg, &Resume::LatestOr(spec.clone()), &ck).unwrap();
+        let restart = prepare(&run, &cfg.to_toml(), &Resume::LatestOr(spec.clone()), &ck).unwrap();
         assert_eq!(restart.start, Start::Latest { adopt: false });
         let fresh = d.path().join("fresh");
         let ck2 = Checkpoints::open(
@@ -178,8 +178,14 @@ mod tests {
             &StorageOptions::default(),
         )
         .unwrap();
-        let p = prepare(&fresh, &cfg, &Resume::LatestOr(spec.clone()), &ck2).unwrap();
+        let p = prepare(
+            &fresh,
+            &cfg.to_toml(),
+            &Resume::LatestOr(spec.clone()),
+            &ck2,
+        )
+        .unwrap();
         assert_eq!(p.start, Start::Explicit(spec));
-        assert!(prepare(&run, &cfg, &Resume::No, &ck).is_err());
+        assert!(prepare(&run, &cfg.to_toml(), &Resume::No, &ck).is_err());
     }
 }

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 use vae_proto::checkpoint::{CheckpointManifest, EarlyStoppingState, BEST_DIR, LATEST_POINTER};
 use vae_proto::config::Config;
 
+use super::context::RunContext;
+use super::error::TrainError;
 use super::step::Trainer;
-use super::TrainError;
 use crate::checkpoint::{self, host_copy, CheckpointError, Checkpoints, Loaded, Snapshot};
-use crate::comm::Comm;
+use crate::collective::Comm;
 
 /// Where a run is. Together with the seed it is the whole RNG state too:
 /// data order is a function of `(seed, epoch)`, noise of `(seed, step, sample)`.
@@ -81,8 +82,7 @@ pub struct Checkpointer<'a> {
     comm: &'a dyn Comm,
     run_dir: std::path::PathBuf,
     /// The run's identity, recorded in every checkpoint it writes.
-    run_id: String,
-    config_hash: String,
+    ctx: RunContext,
     /// The write in progress (rank 0).
     writing: Option<std::thread::JoinHandle<Result<Duration, CheckpointError>>>,
     /// How long the last checkpoint held training up, and how long the
@@ -105,7 +105,7 @@ struct Job {
 impl Job {
     fn run(self) -> Result<Duration, CheckpointError> {
         let started = Instant::now();
-        let between = || super::faults::while_writing_checkpoint();
+        let between = || crate::faults::while_writing_checkpoint();
         self.ckpts
             .write(&self.name, self.manifest, &self.snapshot, &between)?;
         self.ckpts.set_pointer(self.pointer, &self.name)?;
@@ -124,15 +124,14 @@ impl<'a> Checkpointer<'a> {
         cfg: &'a Config,
         comm: &'a dyn Comm,
         run_dir: &std::path::Path,
-        run_id: String,
+        ctx: RunContext,
     ) -> Checkpointer<'a> {
         Checkpointer {
             ckpts,
             cfg,
             comm,
             run_dir: run_dir.to_path_buf(),
-            run_id,
-            config_hash: cfg.hash(),
+            ctx,
             writing: None,
             last_stall: None,
             last_write: None,
@@ -196,7 +195,7 @@ impl<'a> Checkpointer<'a> {
         let job = Job {
             ckpts: self.ckpts.clone(),
             manifest: self.manifest(state, metrics, t.sample_shape),
-            snapshot: snapshot(t, self.cfg),
+            snapshot: snapshot(t, &self.ctx.toml),
             keep: (pointer == LATEST_POINTER).then_some(self.cfg.checkpoint.keep_last as usize),
             name,
             pointer,
@@ -226,8 +225,8 @@ impl<'a> Checkpointer<'a> {
             world_size: self.comm.world_size(),
             model_kind: self.cfg.model.kind.as_str().into(),
             sample_shape: Some(sample_shape),
-            run_id: Some(self.run_id.clone()),
-            config_hash: Some(self.config_hash.clone()),
+            run_id: Some(self.ctx.run_id.clone()),
+            config_hash: Some(self.ctx.config_hash.clone()),
             early_stopping: state.early_stopping.clone(),
             metrics,
             files: vec![],
@@ -273,8 +272,7 @@ impl<'a> Checkpointer<'a> {
         if self.comm.rank() == 0 {
             let loaded = match start {
                 Start::Explicit(spec) => {
-                    let opts = crate::data::store::StorageOptions::from_config(&self.cfg.storage);
-                    let (ckpts, name) = checkpoint::locate(spec, &opts)?;
+                    let (ckpts, name) = checkpoint::locate(spec, &self.ctx.storage)?;
                     ckpts.read(&name)?
                 }
                 Start::Latest { adopt } => {
@@ -293,7 +291,7 @@ impl<'a> Checkpointer<'a> {
             if let Some(r) = t.regularizer.as_mut() {
                 r.weights_mut().broadcast(self.comm, 0)?;
             }
-            state = crate::comm::from_rank0(self.comm, state)?;
+            state = crate::collective::from_rank0(self.comm, state)?;
         }
         t.set_step(state.step);
         Ok((state, from))
@@ -314,28 +312,28 @@ impl<'a> Checkpointer<'a> {
             return Ok(()); // written before checkpoints recorded their run
         };
         if adopt {
-            self.run_id = theirs.clone();
+            self.ctx.run_id = theirs.clone();
             super::rundir::write_run_id(&self.run_dir, theirs)?;
-        } else if *theirs != self.run_id {
+        } else if *theirs != self.ctx.run_id {
             let hash = m.config_hash.as_deref().unwrap_or("?");
             return Err(TrainError::Invalid(format!(
                 "{}: written by run {theirs} (config {}), not by this run {} (config {}, run directory {}): another job shares this checkpoint.url; give each job its own, or pass --resume-from {} to start from it deliberately",
                 loaded.url,
                 &hash[..hash.len().min(12)],
-                self.run_id,
-                &self.config_hash[..12],
+                self.ctx.run_id,
+                &self.ctx.config_hash[..12],
                 self.run_dir.display(),
                 loaded.url
             )));
         }
         if m.config_hash
             .as_ref()
-            .is_some_and(|h| *h != self.config_hash)
+            .is_some_and(|h| *h != self.ctx.config_hash)
         {
             let key = loaded
                 .config
                 .as_deref()
-                .and_then(|c| vae_proto::config::first_difference(c, &self.cfg.to_toml()));
+                .and_then(|c| vae_proto::config::first_difference(c, &self.ctx.toml));
             report.say(&format!(
                 "note: the config differs from the one {} was trained with{}",
                 loaded.url,
@@ -384,7 +382,7 @@ fn damaged(e: &CheckpointError) -> bool {
 }
 
 /// The trainer's state copied off the device.
-fn snapshot(t: &Trainer, cfg: &Config) -> Snapshot {
+fn snapshot(t: &Trainer, config: &str) -> Snapshot {
     let mut optim = t.weights.optim_state("");
     let reg = t.regularizer.as_ref();
     if let Some(r) = reg {
@@ -395,7 +393,7 @@ fn snapshot(t: &Trainer, cfg: &Config) -> Snapshot {
         model: host_copy(&t.weights.params.named()),
         optim: host_copy(&optim),
         regularizer: reg.map(|w| host_copy(&w.params.named())),
-        config: cfg.to_toml(),
+        config: config.to_string(),
     }
 }
 
@@ -439,7 +437,7 @@ mod tests {
                 bad_evals: 2,
             },
         };
-        let same = crate::comm::from_rank0(&crate::comm::Single, s.clone()).unwrap();
+        let same = crate::collective::from_rank0(&crate::collective::Single, s.clone()).unwrap();
         assert_eq!(same, s);
         let bytes = serde_json::to_vec(&s).unwrap();
         let back: TrainState = serde_json::from_slice(&bytes).unwrap();

@@ -9,16 +9,16 @@ use std::ops::Range;
 use tch::{nn, Device, Kind, Tensor};
 use vae_proto::config::Config;
 
+use super::error::TrainError;
 use super::feed::StepBatch;
-use super::weights::Weights;
-use super::TrainError;
-use crate::comm::{BatchScope, Comm, RankSlice};
+use crate::collective::{BatchScope, Comm, RankSlice};
 use crate::device::kind_of;
 use crate::loss::{Forward, Terms};
 use crate::metrics::batch_sums;
 use crate::model::{self, sample_z, Vae};
 use crate::objective::{Loss, Regularizer, RegularizerStep};
 use crate::rng::Stream;
+use crate::weights::Weights;
 
 pub struct Trainer<'a> {
     pub cfg: &'a Config,

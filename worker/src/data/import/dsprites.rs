@@ -13,11 +13,12 @@ use std::path::Path;
 
 use vae_proto::dataset::DatasetManifest;
 
-use super::{progress, ImportError};
+use super::error::ImportError;
+use super::input::progress;
+use super::npz::{Npz, NpzError};
 use crate::data::dsprites::{spec_keeping, FACTOR_NAMES, FACTOR_SIZES, SIDE};
 use crate::data::factors::{FactorSpec, FactorWriter};
 use crate::data::format::pack_bits;
-use crate::data::npz::{Npz, NpzError};
 use crate::data::store::{StorageOptions, Store};
 
 /// Per factor, the values the grid holds; per row, its five classes.

@@ -16,10 +16,12 @@ use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use sha2::{Digest, Sha256};
 use vae_proto::dataset::{DatasetManifest, TargetSpec, DATASET_FORMAT};
 
-use super::{jpeg, progress};
+use super::input::progress;
+use super::jpeg;
+use crate::data::error::DataError;
 use crate::data::format::{channels_first, put_manifest, SplitWriter};
-use crate::data::store::{runtime, StorageOptions, Store};
-use crate::data::DataError;
+use crate::data::runtime::runtime;
+use crate::data::store::{StorageOptions, Store};
 
 /// How to turn images into samples.
 #[derive(Clone, Debug)]

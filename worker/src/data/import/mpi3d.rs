@@ -11,10 +11,11 @@ use std::path::Path;
 
 use vae_proto::dataset::DatasetManifest;
 
-use super::{progress, ImportError};
+use super::error::ImportError;
+use super::input::progress;
+use super::npz::Npz;
 use crate::data::factors::{FactorSpec, FactorWriter};
 use crate::data::format::channels_first;
-use crate::data::npz::Npz;
 use crate::data::store::{StorageOptions, Store};
 
 pub const FACTOR_NAMES: [&str; 7] = [

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use vae_proto::dataset::DatasetManifest;
 
-use super::{progress, ImportError, InputError};
+use super::error::{ImportError, InputError};
+use super::input::progress;
 use crate::data::factors::{FactorSpec, FactorWriter};
 use crate::data::format::channels_first;
 use crate::data::store::{StorageOptions, Store};

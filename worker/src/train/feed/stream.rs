@@ -11,12 +11,12 @@ use bytes::Bytes;
 use tch::{Device, Kind, Tensor};
 use tokio::sync::oneshot;
 
-use super::super::{tensor_err, TrainError};
 use crate::data::fetch::Prefetch;
 use crate::data::format::Dataset;
 use crate::data::sampler::ShardOrder;
 use crate::data::DataError;
 use crate::rng::{self, Stream};
+use crate::train::error::{tensor_err, TrainError};
 
 /// One dealt worker's samples of an epoch, in its shuffle-buffer order.
 pub struct ShardStream {
@@ -100,7 +100,7 @@ impl ShardStream {
     fn read_into(&mut self, i: usize) -> Result<(), DataError> {
         if self.current_i == self.current_n {
             let n = self.sizes.pop_front().unwrap_or(0);
-            crate::train::faults::slow_fetch();
+            crate::faults::slow_fetch();
             self.current = match self.fetch.next() {
                 Some(r) => r?,
                 None => {

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use tch::{Device, Kind, Tensor};
 
-use super::super::step::{StepOutcome, Trainer};
-use super::super::{tensor_err, TrainError};
-use crate::comm::Comm;
+use crate::collective::Comm;
 use crate::metrics::{sums_len, Sums};
+use crate::train::error::{tensor_err, TrainError};
+use crate::train::step::{StepOutcome, Trainer};
 
 /// A logging window's figures, reduced over ranks.
 pub struct Window {

@@ -11,7 +11,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 /// Why an `.npz` cannot be read: one line naming the file and the key.
-pub type NpzError = super::import::InputError;
+pub type NpzError = super::error::InputError;
 
 /// An array's header: element type (`|u1`, `<i8`, `<f8`, ...) and shape.
 #[derive(Clone, Debug, PartialEq, Eq)]

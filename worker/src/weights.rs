@@ -9,10 +9,41 @@ use std::time::Instant;
 use tch::{nn, Kind, Tensor};
 use vae_proto::config::OptimSection;
 
-use super::{tensor_err, TrainError};
-use crate::comm::{BatchScope, Comm, CommError};
+use crate::aten::AtenError;
+use crate::collective::{BatchScope, Comm, CommError};
 use crate::loss::{gradients, CrossRows, GradientError};
 use crate::optim::{Adam, FlatParams};
+
+/// What can go wrong with a network's weights: a collective, libtorch, or
+/// a checkpoint whose tensors do not fit the model (each naming it).
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error(transparent)]
+    Comm(#[from] CommError),
+    #[error(transparent)]
+    Aten(#[from] AtenError),
+    #[error("{context}: {source}")]
+    Tensor {
+        context: String,
+        source: tch::TchError,
+    },
+    /// A checkpoint that does not hold what the model has.
+    #[error("{0}")]
+    Mismatch(String),
+    /// A tensor of another shape than the model's.
+    #[error("{from}: tensor `{name}` is {have:?}, the model wants {want:?}")]
+    Shape {
+        from: String,
+        name: String,
+        have: Vec<i64>,
+        want: Vec<i64>,
+    },
+}
+
+fn tensor_err(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> WeightsError {
+    let context = context.into();
+    move |source| WeightsError::Tensor { context, source }
+}
 
 pub struct Weights {
     _vs: nn::VarStore,
@@ -43,7 +74,7 @@ impl Weights {
     }
 
     /// The flat gradient of `loss` (already divided by the global batch).
-    pub fn gradient(&self, loss: &Tensor, what: &str, step: u64) -> Result<Tensor, TrainError> {
+    pub fn gradient(&self, loss: &Tensor, what: &str, step: u64) -> Result<Tensor, WeightsError> {
         self.params
             .gradient(loss)
             .map_err(tensor_err(format!("{what} at step {step}")))
@@ -59,11 +90,11 @@ impl Weights {
         scope: &dyn BatchScope,
         keep_graph: bool,
         step: u64,
-    ) -> Result<Tensor, TrainError> {
+    ) -> Result<Tensor, WeightsError> {
         let vars: Vec<&Tensor> = self.params.vars.iter().collect();
         let context = format!("gradient at step {step}");
         let grads = gradients(loss, cross, scope, &vars, keep_graph).map_err(|e| match e {
-            GradientError::Comm(e) => TrainError::Comm(e),
+            GradientError::Comm(e) => WeightsError::Comm(e),
             GradientError::Tensor(e) => tensor_err(context.clone())(e),
         })?;
         self.params.flatten(grads).map_err(tensor_err(context))
@@ -72,7 +103,7 @@ impl Weights {
     /// Sums `grad` over ranks, then takes one Adam step at the configured
     /// rate. Returns the seconds spent in the all-reduce (with NCCL, the
     /// call only enqueues the work).
-    pub fn update(&mut self, mut grad: Tensor, comm: &dyn Comm) -> Result<f64, TrainError> {
+    pub fn update(&mut self, mut grad: Tensor, comm: &dyn Comm) -> Result<f64, WeightsError> {
         let started = Instant::now();
         comm.all_reduce_sum(&mut grad)?;
         let secs = started.elapsed().as_secs_f64();
@@ -107,7 +138,7 @@ impl Weights {
         prefix: &str,
         step: u64,
         from: &str,
-    ) -> Result<(), TrainError> {
+    ) -> Result<(), WeightsError> {
         load_into(&mut self.params, params, from)?;
         let get = |name: &str| {
             let name = format!("{prefix}{name}");
@@ -116,7 +147,7 @@ impl Weights {
                 .find(|(n, _)| *n == name)
                 .map(|(_, t)| t.shallow_clone())
                 .ok_or_else(|| {
-                    TrainError::Invalid(format!("{from}: optimizer state has no `{name}`"))
+                    WeightsError::Mismatch(format!("{from}: optimizer state has no `{name}`"))
                 })
         };
         self.adam
@@ -132,10 +163,10 @@ fn load_into(
     params: &mut FlatParams,
     tensors: &[(String, Tensor)],
     from: &str,
-) -> Result<(), TrainError> {
+) -> Result<(), WeightsError> {
     let map: BTreeMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     if map.len() != params.names.len() {
-        return Err(TrainError::Invalid(format!(
+        return Err(WeightsError::Mismatch(format!(
             "{from}: holds {} tensors, the model has {}: another architecture?",
             map.len(),
             params.names.len()
@@ -144,13 +175,14 @@ fn load_into(
     for (name, var) in params.names.iter().zip(params.vars.iter_mut()) {
         let src = map
             .get(name.as_str())
-            .ok_or_else(|| TrainError::Invalid(format!("{from}: has no tensor `{name}`")))?;
+            .ok_or_else(|| WeightsError::Mismatch(format!("{from}: has no tensor `{name}`")))?;
         if src.size() != var.size() {
-            return Err(TrainError::Invalid(format!(
-                "{from}: tensor `{name}` is {:?}, the model wants {:?}",
-                src.size(),
-                var.size()
-            )));
+            return Err(WeightsError::Shape {
+                from: from.to_string(),
+                name: name.clone(),
+                have: src.size(),
+                want: var.size(),
+            });
         }
         tch::no_grad(|| var.f_copy_(src)).map_err(tensor_err(format!("loading {name}")))?;
     }

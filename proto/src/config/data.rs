@@ -1,0 +1,43 @@
+//! `[data]`: where the dataset is and in which order it is read.
+use serde::{Deserialize, Serialize};
+
+use super::checks::positive;
+use super::error::{key_err, ConfigError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataOrder {
+    /// A permutation of all samples per epoch, split into global batches.
+    Global,
+    /// Whole shards dealt to ranks per epoch, shuffled in a bounded buffer.
+    Shard,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Dataset prefix: `file:///abs/dir`, or a path (relative to the working directory).
+    pub url: String,
+    pub order: DataOrder,
+    /// Samples held in the shuffle buffer of the `shard` order.
+    pub shuffle_buffer: u64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            url: "data/mnist".into(),
+            order: DataOrder::Global,
+            shuffle_buffer: 10_000,
+        }
+    }
+}
+
+impl DataSection {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.trim().is_empty() {
+            return Err(key_err("data.url", "is empty"));
+        }
+        positive("data.shuffle_buffer", self.shuffle_buffer)
+    }
+}

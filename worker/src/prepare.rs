@@ -1,0 +1,135 @@
+//! `vae-worker data prepare NAME …`: each dataset's command handed to its
+//! importer (or generator), and the one line that says what was written.
+//! A new importer is a file in `data/import/`, its variant in
+//! `vae_proto::cli::PrepareDataset` and its arm in [`prepare`].
+use anyhow::Context;
+use vae_proto::cli::PrepareDataset;
+use vae_proto::dataset::DatasetManifest;
+
+use crate::data::import::{self, images};
+
+/// Runs `vae-worker data prepare`, then says what it wrote where.
+pub fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let (m, out) = match dataset {
+        PrepareDataset::Dsprites {
+            out,
+            from: Some(from),
+            shard_size,
+            test_samples,
+            ..
+        } => {
+            let input = import::local_input(&from, &Default::default())?;
+            let m = import::dsprites::import(&input.path, &out, shard_size, test_samples)?;
+            (m, out)
+        }
+        PrepareDataset::Dsprites {
+            out,
+            from: None,
+            scales,
+            orientations,
+            positions,
+            shard_size,
+            test_samples,
+        } => {
+            let sub = crate::data::dsprites::Subsample {
+                keep: [None, scales, orientations, positions, positions],
+            };
+            let m = crate::data::dsprites::prepare(&out, &sub, shard_size, test_samples)?;
+            (m, out)
+        }
+        PrepareDataset::Shapes3d {
+            from,
+            out,
+            shard_size,
+            test_samples,
+        } => {
+            let input = import::local_input(&from, &Default::default())?;
+            let m = import::shapes3d::import(&input.path, &out, shard_size, test_samples)?;
+            (m, out)
+        }
+        PrepareDataset::Mpi3d {
+            from,
+            out,
+            factor_sizes,
+            shard_size,
+            test_samples,
+        } => {
+            let input = import::local_input(&from, &Default::default())?;
+            let m =
+                import::mpi3d::import(&input.path, &out, &factor_sizes, shard_size, test_samples)?;
+            (m, out)
+        }
+        images @ PrepareDataset::Images { .. } => prepare_images(images)?,
+        PrepareDataset::Mnist {
+            idx_dir,
+            out,
+            shard_size,
+        } => {
+            let m = crate::data::prepare_mnist(&idx_dir, &out, shard_size)
+                .with_context(|| format!("preparing MNIST from {}", idx_dir.display()))?;
+            (m, out)
+        }
+    };
+    report(&m, &out, started);
+    Ok(())
+}
+
+/// `data prepare images`: a folder, a bucket prefix or WebDataset tars; the
+/// images it had to skip are named on stderr.
+fn prepare_images(cmd: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> {
+    let PrepareDataset::Images {
+        from,
+        out,
+        size,
+        crop,
+        channels,
+        test_fraction,
+        shard_size,
+    } = cmd
+    else {
+        anyhow::bail!("not an image import");
+    };
+    if channels == 2 || !(0.0..1.0).contains(&test_fraction) || size == 0 {
+        anyhow::bail!(
+            "--channels takes 1 or 3, --test-fraction a share in [0, 1), --size a positive side"
+        );
+    }
+    let o = images::Options {
+        size,
+        crop,
+        channels,
+        test_fraction,
+        shard_samples: shard_size,
+    };
+    let r = images::import(&from, &out, &o, &Default::default())?;
+    if !r.skipped.is_empty() {
+        let names: Vec<String> = (r.skipped.iter().take(20))
+            .map(|(k, why)| format!("{k} ({why})"))
+            .collect();
+        vae_proto::errln!(
+            "skipped {} image{}: {}{}",
+            r.skipped.len(),
+            if r.skipped.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if r.skipped.len() > 20 { ", …" } else { "" }
+        );
+    }
+    Ok((r.manifest, out))
+}
+
+/// `wrote NAME (test N, train N) to URL in S s`.
+fn report(m: &DatasetManifest, out: &str, started: std::time::Instant) {
+    let counts: Vec<String> = m
+        .splits
+        .iter()
+        .map(|(k, s)| format!("{k} {}", s.samples))
+        .collect();
+    vae_proto::outln!(
+        "wrote {} ({}) to {} in {:.1} s",
+        m.name,
+        counts.join(", "),
+        out,
+        started.elapsed().as_secs_f64()
+    );
+}
