@@ -38,12 +38,18 @@
 #   100 steps after 5 of warm-up; vae-worker: 8 epochs of 14 steps, the
 #   rate over the last 7 (98 steps: its summary's figure is the last
 #   epoch's alone, and the evaluation between epochs is not training).
+# fuzz (not part of `all`): the property tests over every parser of
+#   untrusted bytes (issue 31: `.npy`/`.npz`, tar shards, brace patterns,
+#   dataset manifests, config TOML with --set, host lists and discovery
+#   output, redaction) with FUZZ_CASES mutated inputs each (default 20,000,
+#   CI runs 256): inputs tried, panics, aborts, hangs (10 min per crate) and
+#   the test process's peak memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|all] [STEPS]" >&2; exit 2 ;; esac
+case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|fuzz|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|fuzz|all] [STEPS]" >&2; exit 2 ;; esac
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -218,5 +224,23 @@ if [ "$WHAT" = convvae ] || [ "$WHAT" = all ]; then
     theirs_sps=$("$VAE_PYTHON" scripts/pytorch_step.py convvae "$tmp/rgb" --steps 100 --batch 128 --threads "$THREADS" | json_sps)
     theirs=$("$VAE_PYTHON" -c "print($theirs_sps / 128)")
     printf '  round %d: vae-worker %6.2f steps/s   PyTorch (seed 002 loop) %6.2f steps/s   ratio %s\n' "$r" "$ours" "$theirs" "$(ratio "$ours" "$theirs")"
+  done
+fi
+
+if [ "$WHAT" = fuzz ]; then
+  CASES="${FUZZ_CASES:-20000}"
+  echo "Property tests over the parsers of untrusted bytes, $CASES inputs each"
+  for pkg in vae-proto vae-launch vae-worker; do
+    rc=0; features=()
+    [ "$pkg" = vae-worker ] && features=(--features fault-injection)
+    PROPTEST_CASES="$CASES" /usr/bin/time -f '%M' -o "$tmp/rss-$pkg" timeout 600 \
+      cargo test --release -p "$pkg" "${features[@]}" --lib prop_ \
+      >"$tmp/log-$pkg" 2>&1 || rc=$?
+    props=$(grep -c '^test .*prop_.* \.\.\. ' "$tmp/log-$pkg" || true)
+    panics=$(grep -c '^test .*prop_.* FAILED' "$tmp/log-$pkg" || true)
+    aborts=0; hangs=0
+    if [ "$rc" = 124 ]; then hangs=1; elif [ "$rc" -gt 128 ]; then aborts=1; fi
+    printf '  %-10s %d properties, %d inputs tried: %d panics, %d aborts, %d hangs, peak %d MB\n' \
+      "$pkg" "$props" "$((props * CASES))" "$panics" "$aborts" "$hangs" "$(( $(tail -1 "$tmp/rss-$pkg") / 1024 ))"
   done
 fi

@@ -47,7 +47,7 @@ if [ "$QUICK" = 1 ]; then
     two_ranks_train_what_one_rank_with_the_same_global_batch_trains \
     console::mistakes_are_one_line_before_any_worker_starts 2>&1 | tee -a "$log" || status=1
 else
-  cargo test --release --workspace "${TEST_FEATURES[@]}" 2>&1 | tee "$log" || status=1
+  cargo test --release --workspace --no-fail-fast "${TEST_FEATURES[@]}" 2>&1 | tee "$log" || status=1
 fi
 # One closing line over every test binary: N passed, N failed.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

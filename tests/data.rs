@@ -42,9 +42,15 @@ fn upload(e: &emulators::Emulator, bucket: &str, prefix: &str, dir: &Path) {
     ]);
 }
 
+/// `vae-worker data prepare images`, under an address-space limit (an
+/// allocation sized from a file's header fails the import, not the
+/// machine; libtorch's CUDA libraries take about 3 GB of it).
 fn prepare_images(from: &str, out: &str, extra: &[&str], vars: &[(String, String)]) -> Output {
-    let mut c = Command::new(worker_bin());
+    let mut c = Command::new("bash");
     env(&mut c)
+        .arg("-c")
+        .arg("ulimit -v 5000000; exec \"$0\" \"$@\"")
+        .arg(worker_bin())
         .args(["data", "prepare", "images", "--from", from, "--out", out])
         .args(extra);
     with_env(&mut c, vars);

@@ -20,6 +20,8 @@ mod slurm;
 mod stalls;
 #[path = "storage.rs"]
 mod storage;
+#[path = "untrusted.rs"]
+mod untrusted;
 use common::{max_diff, mnist, python, repo};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -139,6 +139,13 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             worker.display()
         ));
     }
+    // From here a signal asks the job to stop (it is not the launcher's
+    // death during the checks: a job stopped that early starts, checkpoints
+    // after its first step and ends, as one stopped a moment later would).
+    let signals = match crate::supervise::watch() {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot watch signals: {e}")),
+    };
     // The dataset and what a resume starts from, checked here before any
     // worker starts (on this machine's view of paths: a job on other hosts
     // is checked by its workers).
@@ -154,6 +161,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         &worker,
         cli.max_restarts,
         elastic.as_ref().map(|e| (e, members)),
+        signals,
     ) {
         Ok(code) => std::process::ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => fail(&format!("{e:#}")),

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::error::PlanError;
-use crate::hosts::HostSpec;
+use crate::hosts::{check_name, slot_count, HostSpec, MAX_SLOTS};
 
 /// How long a host has to answer its remote agent.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +28,8 @@ pub const STRIKES: u32 = 2;
 pub struct Elastic {
     pub min_hosts: usize,
     pub discovery: Option<PathBuf>,
-    /// The remote agent's command (e.g. `ssh` or `ssh -x`), called as `AGENT HOST true`.
+    /// The remote agent's command (e.g. `ssh` or `ssh -x`), called as
+    /// `AGENT HOST true` (`ssh … -- HOST true` for ssh).
     pub agent: Vec<String>,
 }
 
@@ -77,8 +78,14 @@ impl Elastic {
         let Some((prog, args)) = self.agent.split_first() else {
             return false;
         };
+        if check_name(host).is_err() {
+            return false;
+        }
+        // ssh takes what follows `--` as the host, never as an option.
+        let is_ssh = Path::new(prog).file_name().is_some_and(|n| n == "ssh");
         let child = Command::new(prog)
             .args(args)
+            .args(is_ssh.then_some("--"))
             .args([host, "true"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -132,45 +139,68 @@ fn check_executable(script: &Path) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// Runs the discovery script and parses its `host[:slots]` lines.
+/// The most output a discovery script may print: 1 MiB (tens of thousands
+/// of hosts).
+const MAX_OUTPUT: u64 = 1 << 20;
+
+/// Runs the discovery script in a process group of its own and parses its
+/// `host[:slots]` lines. Its output is read up to [`MAX_OUTPUT`] and for at
+/// most [`SCRIPT_TIMEOUT`]; when it ends (or overruns either), its whole
+/// group is killed, so a background child holding its output blocks nothing.
 pub fn discover(script: &Path) -> Result<Vec<HostSpec>, PlanError> {
+    use std::os::unix::process::CommandExt;
     let shown = script.display();
     let fail = |m: String| PlanError::Usage(format!("--host-discovery {shown}: {m}"));
     let mut child = Command::new(script)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| fail(e.to_string()))?;
     let out = child.stdout.take();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut o) = out {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(o) = out {
             use std::io::Read;
-            let _ = o.read_to_string(&mut text);
+            let _ = o.take(MAX_OUTPUT + 1).read_to_end(&mut bytes);
         }
-        text
+        let _ = tx.send(bytes);
     });
+    let group = child.id() as libc::pid_t;
+    let kill_group = || {
+        // SAFETY: killpg on the group the script leads; no memory is touched.
+        unsafe { libc::killpg(group, libc::SIGKILL) };
+    };
     let deadline = Instant::now() + SCRIPT_TIMEOUT;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(s)) => break s,
+            Ok(Some(s)) => break Some(s),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!(
-                    "did not finish within {} s",
-                    SCRIPT_TIMEOUT.as_secs()
-                )));
-            }
+            _ => break None,
         }
     };
-    let text = reader.join().unwrap_or_default();
+    kill_group();
+    let _ = child.kill();
+    let _ = child.wait();
+    let Some(status) = status else {
+        return Err(fail(format!(
+            "did not finish within {} s",
+            SCRIPT_TIMEOUT.as_secs()
+        )));
+    };
+    let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    let bytes = rx
+        .recv_timeout(wait)
+        .map_err(|_| fail("its output was not closed after it ended".into()))?;
+    if bytes.len() as u64 > MAX_OUTPUT {
+        return Err(fail(format!("printed more than {MAX_OUTPUT} bytes")));
+    }
     if !status.success() {
         return Err(fail(format!("exited with {status}")));
     }
-    parse_discovered(&text).map_err(fail)
+    parse_discovered(&String::from_utf8_lossy(&bytes)).map_err(fail)
 }
 
 /// `host:slots` (or `host`) per line; blank lines and `#` comments skipped.
@@ -182,20 +212,20 @@ pub fn parse_discovered(text: &str) -> Result<Vec<HostSpec>, String> {
             continue;
         }
         let (name, slots) = match line.rsplit_once(':') {
-            Some((name, n)) => {
-                let slots = n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Some((name, n)) if !name.ends_with(':') => {
+                let slots = slot_count(n).ok_or_else(|| {
                     format!(
-                        "line {}: `{line}`: slots `{n}` is not a positive number",
-                        i + 1
+                        "line {}: `{}`: slots `{}` is not a number from 1 to {MAX_SLOTS}",
+                        i + 1,
+                        line.escape_debug(),
+                        n.escape_debug()
                     )
                 })?;
                 (name, Some(slots))
             }
-            None => (line, None),
+            _ => (line, None),
         };
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(format!("line {}: `{line}` is not `host:slots`", i + 1));
-        }
+        check_name(name).map_err(|e| format!("line {}: {e}", i + 1))?;
         if hosts.iter().any(|h| h.name == name) {
             return Err(format!("line {}: host `{name}` listed twice", i + 1));
         }
@@ -358,5 +388,26 @@ mod tests {
         };
         assert!(m.after_failure(&unreachable, &BTreeSet::new()));
         assert!(m.active.is_empty() && m.lost.contains("a"));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A discovery script's output, mutated: hosts that are all safe
+        /// names with 1 to 4096 slots, or one error line.
+        #[test]
+        fn prop_mutated_discovery_output_gives_safe_hosts_or_an_error(
+            text in vae_proto::fuzz::mutated_text("# hosts\nnode01:4\nnode02\n10.0.0.3:2\n[fe80::1]:1\n")
+        ) {
+            match parse_discovered(&text) {
+                Ok(hosts) => {
+                    for h in hosts {
+                        prop_assert!(crate::hosts::check_name(&h.name).is_ok(), "{:?}", h);
+                        prop_assert!(h.slots.is_none_or(|s| (1..=MAX_SLOTS).contains(&s)));
+                    }
+                }
+                Err(e) => prop_assert!(!e.contains('\n'), "{}", e),
+            }
+        }
     }
 }

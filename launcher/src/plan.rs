@@ -168,6 +168,17 @@ impl Plan {
         }
     }
 
+    /// The largest world size up to `slots` that [`Plan::accepts`]: the
+    /// largest divisor of the global batch, or of a sweep the largest
+    /// multiple of its ranks per point.
+    pub fn largest_world(&self, slots: usize) -> Option<usize> {
+        let w = match &self.sweep {
+            Some(s) => slots - slots % s.ranks_per_point.max(1),
+            None => crate::hosts::largest_divisor(self.config.train.batch_size, slots)?,
+        };
+        (w > 0 && self.accepts(w)).then_some(w)
+    }
+
     /// The same job on `hosts`: the largest world size their slots hold
     /// that the job accepts (the global batch stays the same), spread over
     /// them; hosts left without a worker are left out. `None`: no world
@@ -177,7 +188,7 @@ impl Plan {
             .iter()
             .map(|h| h.slots.unwrap_or(self.nproc))
             .collect();
-        let workers = crate::hosts::fit(&capacity, &|w| self.accepts(w))?;
+        let workers = crate::hosts::fit(&capacity, &|slots| self.largest_world(slots))?;
         let (hosts, workers) = hosts
             .iter()
             .zip(workers)

@@ -14,11 +14,15 @@ pub fn is_this_host(host: &str) -> bool {
 
 /// Runs `worker train … --check` for `plan`'s arguments (no MPI, nothing
 /// created): `Err` with the worker's one line when the config, the dataset
-/// or what a resume starts from is wrong.
+/// or what a resume starts from is wrong. The check runs in a process group
+/// of its own: a signal sent to the job's group is the launcher's to handle,
+/// and does not make the check fail.
 pub fn check_with(worker: &Path, plan: &Plan) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
     let out = Command::new(worker)
         .args(&plan.worker_args)
         .arg("--check")
+        .process_group(0)
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("vae-launch: error: cannot run {}: {e}", worker.display()))?;

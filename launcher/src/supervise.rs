@@ -34,7 +34,7 @@ const RESTART_DELAY: Duration = Duration::from_secs(1);
 
 /// Signals received: 0 none, else the first signal's number; the count of
 /// signals decides between a graceful and an immediate stop.
-struct SignalState {
+pub struct SignalState {
     first: AtomicI32,
     count: AtomicI32,
     mpirun: AtomicI32,
@@ -65,6 +65,19 @@ fn keep_asking(state: Arc<SignalState>) {
 
 /// How often a stop request is repeated to the job.
 const RESEND: Duration = Duration::from_secs(1);
+
+/// Starts watching SIGINT and SIGTERM, before anything of the job runs
+/// (the checks included): a signal from then on asks the job to stop, and
+/// is never the launcher's death.
+pub fn watch() -> std::io::Result<Arc<SignalState>> {
+    let state = Arc::new(SignalState {
+        first: AtomicI32::new(0),
+        count: AtomicI32::new(0),
+        mpirun: AtomicI32::new(0),
+    });
+    watch_signals(Arc::clone(&state))?;
+    Ok(state)
+}
 
 fn watch_signals(state: Arc<SignalState>) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -394,14 +407,9 @@ pub fn run(
     worker: &Path,
     max_restarts: u32,
     elastic: Option<(&Elastic, Members)>,
+    state: Arc<SignalState>,
 ) -> anyhow::Result<i32> {
     procs::become_subreaper();
-    let state = Arc::new(SignalState {
-        first: AtomicI32::new(0),
-        count: AtomicI32::new(0),
-        mpirun: AtomicI32::new(0),
-    });
-    watch_signals(Arc::clone(&state))?;
     let (elastic, mut members) = match elastic {
         Some((e, m)) => (Some(e), m),
         None => (None, Members::new(Vec::new())),

@@ -393,4 +393,23 @@ mod tests {
         m.factors = grid(vec![0, 10]);
         assert!(m.check().is_err());
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A manifest's JSON, mutated: read and checked, or refused; never a
+        /// panic, and a manifest that passes names only plain objects.
+        #[test]
+        fn prop_mutated_manifests_are_checked_or_refused(
+            bytes in crate::fuzz::mutated(serde_json::to_vec_pretty(&manifest()).unwrap_or_default())
+        ) {
+            if let Ok(m) = serde_json::from_slice::<DatasetManifest>(&bytes) {
+                if m.check().is_ok() {
+                    for s in m.splits.values().flat_map(|s| &s.shards) {
+                        prop_assert!(check_object_name(&s.object).is_ok());
+                    }
+                }
+            }
+        }
+    }
 }

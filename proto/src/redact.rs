@@ -88,19 +88,32 @@ fn redact_userinfo(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        // The authority ends at the path, query, fragment or the URL's end.
-        let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#') || ends_url(c))
+        // The authority ends at the path, query, fragment or the URL's end;
+        // a password may hold `,` `'` `)` `;` …, so the userinfo runs to the
+        // last `@` before the first character it cannot hold unencoded.
+        let end = |s: &str| {
+            s.find(|c: char| matches!(c, '/' | '?' | '#') || ends_url(c))
+                .unwrap_or(s.len())
+        };
+        let reach = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '`' | '<' | '>') || c.is_whitespace()
+            })
             .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) if authority[..at] != *REDACTED => {
+        let taken = match tail[..reach].rfind('@') {
+            Some(at) if tail[..at] != *REDACTED => {
                 out.push_str(REDACTED);
-                out.push_str(&authority[at..]);
+                let host = end(&tail[at + 1..]);
+                out.push_str(&tail[at..at + 1 + host]);
+                at + 1 + host
             }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
+            _ => {
+                let e = end(tail);
+                out.push_str(&tail[..e]);
+                e
+            }
+        };
+        rest = &tail[taken..];
     }
     out.push_str(rest);
     out
@@ -163,6 +176,22 @@ mod tests {
     }
 
     #[test]
+    fn a_password_with_the_characters_that_end_a_url_in_text_goes_whole() {
+        for pw in ["pa,ss", "pa'ss", "pa)ss", "p@ss", "pa]s}s;x", "pa,ss@"] {
+            let line = format!("cannot read http://alice:{pw}@host/x.npz: 404");
+            assert_eq!(
+                redact(&line),
+                "cannot read http://[redacted]@host/x.npz: 404",
+                "{pw}"
+            );
+        }
+        assert_eq!(
+            redact("(see http://host:9000), and 'http://u:p,w@h'"),
+            "(see http://host:9000), and 'http://[redacted]@h'"
+        );
+    }
+
+    #[test]
     fn signing_parameters_lose_their_values() {
         let sas =
             "https://acct.blob.core.windows.net/c/d?sv=2022-11-02&ss=b&sig=AbC%2Bdef%3D&se=2030";
@@ -177,5 +206,33 @@ mod tests {
         assert!(!r.contains("AKIA") && !r.contains("deadbeef"), "{r}");
         assert!(r.ends_with(" done"), "{r}");
         assert_eq!(redact("a?b=c&key"), "a?b=c&key");
+    }
+
+    use proptest::prelude::*;
+
+    /// Characters a password may hold unencoded (RFC 3986's unreserved and
+    /// sub-delims, and `:`).
+    const USERINFO: &[char] = &[
+        'a', 'Z', '7', '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=',
+        ':', '%',
+    ];
+
+    proptest! {
+        #[test]
+        fn prop_no_password_survives(pw in prop::collection::vec(prop::sample::select(USERINFO), 6..24)) {
+            let pw: String = pw.into_iter().collect();
+            prop_assume!(!pw.contains("redacted"));
+            let line = format!("cannot read 'http://alice:{pw}@host.example/x.npz' (404)");
+            let out = redact(&line);
+            prop_assert!(!out.contains(&format!(":{pw}@")), "{}", out);
+            prop_assert!(out.contains("[redacted]@host.example/x.npz"), "{}", out);
+        }
+
+        #[test]
+        fn prop_any_text_redacts_without_panicking(
+            s in crate::fuzz::mutated_text("see https://u:p@h/x?sig=abc&a=1, s3://b/k \"az://c/d\"")
+        ) {
+            let _ = redact(&s);
+        }
     }
 }

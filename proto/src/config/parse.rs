@@ -309,4 +309,19 @@ mod tests {
         );
         assert_eq!(first_difference(&base.to_toml(), &base.to_toml()), None);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A config file and `--set` arguments, mutated: parsed or refused
+        /// with an error, never a panic.
+        #[test]
+        fn prop_mutated_configs_and_sets_never_panic(
+            text in crate::fuzz::mutated_text(include_str!("../../../configs/dsprites_factorvae.toml")),
+            set in crate::fuzz::mutated_text("train.max_steps=20"),
+            list in crate::fuzz::mutated_text("eval.metrics=mig,dci"),
+        ) {
+            let _ = parse(&text, "fuzz.toml", &[set, list]);
+        }
+    }
 }

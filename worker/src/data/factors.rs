@@ -6,6 +6,8 @@
 //! importer of the same images), copied as they pass. The manifest records
 //! the grid ([`vae_proto::dataset::Factor`]), so the metrics can find the
 //! image of any factor combination.
+use std::collections::HashMap;
+
 use vae_proto::dataset::{DatasetManifest, Factor, TargetSpec, DATASET_FORMAT};
 
 use super::error::DataError;
@@ -15,15 +17,21 @@ use crate::rng::{self, Stream};
 
 /// The `n_test` samples of `n` that form the test split, ascending: a
 /// partial Fisher–Yates shuffle on the project's counter-based bits (seed 0).
+/// Only the swapped positions are held, so memory follows `n_test`, not
+/// the grid's size `n` (which an input file declares).
 pub fn test_indices(n: usize, n_test: usize) -> Vec<usize> {
     let n_test = n_test.min(n);
-    let mut pick: Vec<usize> = (0..n).collect();
+    let mut moved: HashMap<usize, usize> = HashMap::with_capacity(2 * n_test);
     for i in 0..n_test {
         let b = rng::bits(rng::key(0, Stream::Permutation, u64::MAX, i as u64), 0);
         let j = i + rng::below(b, (n - i) as u64) as usize;
-        pick.swap(i, j);
+        let (at_i, at_j) = (*moved.get(&i).unwrap_or(&i), *moved.get(&j).unwrap_or(&j));
+        moved.insert(i, at_j);
+        moved.insert(j, at_i);
     }
-    let mut chosen = pick[..n_test].to_vec();
+    let mut chosen: Vec<usize> = (0..n_test)
+        .map(|i| moved.get(&i).copied().unwrap_or(i))
+        .collect();
     chosen.sort_unstable();
     chosen
 }
@@ -149,6 +157,38 @@ mod tests {
         assert_eq!(a.len(), 50);
         assert!(a.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(test_indices(10, 50).len(), 10);
+    }
+
+    /// The shuffle as a whole array, as it was written before the grid's
+    /// size came from untrusted files: the sparse one picks the same samples.
+    fn dense(n: usize, n_test: usize) -> Vec<usize> {
+        let n_test = n_test.min(n);
+        let mut pick: Vec<usize> = (0..n).collect();
+        for i in 0..n_test {
+            let b = rng::bits(rng::key(0, Stream::Permutation, u64::MAX, i as u64), 0);
+            let j = i + rng::below(b, (n - i) as u64) as usize;
+            pick.swap(i, j);
+        }
+        let mut chosen = pick[..n_test].to_vec();
+        chosen.sort_unstable();
+        chosen
+    }
+
+    #[test]
+    fn the_test_split_of_a_huge_grid_holds_only_its_samples() {
+        for (n, k) in [
+            (737_280, 10_000),
+            (480_000, 5_000),
+            (1000, 1000),
+            (7, 3),
+            (1, 1),
+        ] {
+            assert_eq!(test_indices(n, k), dense(n, k), "n={n} k={k}");
+        }
+        let huge = 255usize.pow(7);
+        let a = test_indices(huge, 1000);
+        assert_eq!(a.len(), 1000);
+        assert!(a.windows(2).all(|w| w[0] < w[1]) && a[999] < huge);
     }
 
     #[test]

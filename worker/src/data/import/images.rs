@@ -10,14 +10,15 @@
 //! `test_fraction` (stable whatever the order or the number of inputs).
 //! `.cls` labels become the target `label`; `.json` labels are kept, one
 //! line per sample in split order, in `<split>-labels.jsonl` beside the shards.
-use std::io::Read;
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use sha2::{Digest, Sha256};
 use vae_proto::dataset::{DatasetManifest, TargetSpec, DATASET_FORMAT};
 
+use super::braces::expand_braces;
 use super::input::progress;
 use super::jpeg;
+use super::wds::{read_tar, Raw};
 use crate::data::error::DataError;
 use crate::data::format::{channels_first, put_manifest, SplitWriter};
 use crate::data::runtime::runtime;
@@ -33,64 +34,9 @@ pub struct Options {
     pub shard_samples: usize,
 }
 
-/// One sample before decoding: its key, its image file's bytes and
-/// extension, and its labels.
-struct Raw {
-    key: String,
-    bytes: Vec<u8>,
-    cls: Option<String>,
-    json: Option<String>,
-}
-
-/// `{a..b}` (zero-padded like `a`) and `{x,y,z}` expanded, every group.
-pub fn expand_braces(spec: &str) -> Result<Vec<String>, String> {
-    let Some(open) = spec.find('{') else {
-        return Ok(vec![spec.to_string()]);
-    };
-    let close = spec[open..]
-        .find('}')
-        .map(|i| open + i)
-        .ok_or_else(|| format!("`{spec}`: a `{{` without its `}}`"))?;
-    let (head, body, tail) = (&spec[..open], &spec[open + 1..close], &spec[close + 1..]);
-    let items: Vec<String> = match body.split_once("..") {
-        Some((a, b)) => {
-            let (x, y): (u64, u64) = match (a.parse(), b.parse()) {
-                (Ok(x), Ok(y)) if x <= y => (x, y),
-                _ => return Err(format!("`{{{body}}}` is not a range a..b of numbers")),
-            };
-            if y - x > 10_000_000 {
-                return Err(format!("`{{{body}}}`: too many shards"));
-            }
-            (x..=y).map(|v| format!("{v:0w$}", w = a.len())).collect()
-        }
-        None => body.split(',').map(str::to_string).collect(),
-    };
-    let mut out = Vec::new();
-    for rest in expand_braces(tail)? {
-        for it in &items {
-            out.push(format!("{head}{it}{rest}"));
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 fn is_image(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.ends_with(".png") || n.ends_with(".jpg") || n.ends_with(".jpeg")
-}
-
-/// The WebDataset key and extension of a file in a tar: the part of the
-/// base name before its first dot, with the directory.
-fn key_and_ext(name: &str) -> (String, String) {
-    let (dir, base) = name.rsplit_once('/').map_or(("", name), |(d, b)| (d, b));
-    let (stem, ext) = base.split_once('.').unwrap_or((base, ""));
-    let key = if dir.is_empty() {
-        stem.to_string()
-    } else {
-        format!("{dir}/{stem}")
-    };
-    (key, ext.to_ascii_lowercase())
 }
 
 /// Where the samples come from.
@@ -134,6 +80,7 @@ fn fetch_files(store: &Store, names: &[String], concurrency: usize) -> Result<Ve
                     bytes: bytes.to_vec(),
                     cls: None,
                     json: None,
+                    problem: None,
                 })
             })
             .buffered(concurrency.max(1))
@@ -142,58 +89,6 @@ fn fetch_files(store: &Store, names: &[String], concurrency: usize) -> Result<Ve
             .into_iter()
             .collect()
     })
-}
-
-/// The samples of one tar shard, in order (files grouped by key), handed to
-/// `each` in batches of about `batch` as they are read.
-fn read_tar(
-    spec: &str,
-    opts: &StorageOptions,
-    batch: usize,
-    mut each: impl FnMut(Vec<Raw>) -> Result<(), DataError>,
-) -> Result<(), DataError> {
-    let input = super::local_input(spec, opts)?;
-    let io = |e: std::io::Error| DataError::Io {
-        url: spec.to_string(),
-        message: e.to_string(),
-    };
-    let file = std::fs::File::open(&input.path).map_err(io)?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
-    let mut samples: Vec<Raw> = Vec::new();
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
-        let (key, ext) = key_and_ext(&name);
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(io)?;
-        if samples.last().is_none_or(|s| s.key != key) {
-            // A new key: the samples before the last are complete.
-            if samples.len() > batch {
-                let last = samples.pop();
-                each(std::mem::take(&mut samples))?;
-                samples.extend(last);
-            }
-            samples.push(Raw {
-                key: key.clone(),
-                bytes: Vec::new(),
-                cls: None,
-                json: None,
-            });
-        }
-        let Some(s) = samples.last_mut() else {
-            continue;
-        };
-        match ext.as_str() {
-            "png" | "jpg" | "jpeg" => s.bytes = bytes,
-            "cls" => s.cls = Some(String::from_utf8_lossy(&bytes).trim().to_string()),
-            "json" => s.json = Some(String::from_utf8_lossy(&bytes).trim().to_string()),
-            _ => {}
-        }
-    }
-    each(samples)
 }
 
 /// What each decoding thread keeps between images: the resizer, the JPEG
@@ -236,6 +131,7 @@ fn turbo(
     let (w, h) = d.size(bytes)?;
     let (x, y, cw, ch) = crop_of(w, h, o);
     let k = jpeg::reduction(cw, ch, o.size);
+    jpeg::within_budget((w, h), k, o.channels)?;
     let size = d.decode(bytes, (w, h), k, o.channels, out)?;
     let f = f64::from(k);
     let scaled = |v: u32| f64::from(v) / f;
@@ -323,7 +219,10 @@ fn decode_all(batch: &[Raw], o: &Options) -> Vec<Result<Vec<u8>, String>> {
                     };
                     chunk
                         .iter()
-                        .map(|r| decode(&r.bytes, o, &mut tools))
+                        .map(|r| match &r.problem {
+                            Some(p) => Err(p.clone()),
+                            None => decode(&r.bytes, o, &mut tools),
+                        })
                         .collect::<Vec<_>>()
                 })
             })
@@ -397,6 +296,8 @@ struct Output {
     splits: [(SplitWriter, Vec<String>); 2],
     labels: Option<bool>,
     max_cls: u8,
+    /// Whether any sample had a `.json` label (then every sample gets a line).
+    any_json: bool,
     skipped: Vec<(String, String)>,
 }
 
@@ -429,17 +330,30 @@ impl Output {
                 return Ok(());
             }
         };
+        let label = match raw
+            .json
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>)
+        {
+            None => serde_json::Value::Null,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                self.skipped
+                    .push((raw.key.clone(), format!("its .json is not JSON ({e})")));
+                return Ok(());
+            }
+        };
+        self.any_json |= raw.json.is_some();
         let targets: Vec<u8> = cls.into_iter().collect();
         self.max_cls = self.max_cls.max(targets.first().copied().unwrap_or(0));
         let (w, json) = &mut self.splits[usize::from(in_test(&raw.key, o.test_fraction))];
         w.push(&self.store, &image, &targets)?;
-        if let Some(j) = &raw.json {
-            json.push(format!(
-                "{{\"key\": {}, \"json\": {}}}",
-                serde_json::Value::String(raw.key.clone()),
-                j
-            ));
-        }
+        // One line per sample, one JSON value on it (`null` without a label).
+        json.push(format!(
+            "{{\"key\": {}, \"json\": {}}}",
+            serde_json::Value::String(raw.key.clone()),
+            label
+        ));
         Ok(())
     }
 
@@ -462,7 +376,7 @@ impl Output {
             factors: None,
         };
         for (name, (w, json)) in ["train", "test"].iter().zip(self.splits) {
-            if !json.is_empty() {
+            if self.any_json && !json.is_empty() {
                 self.store
                     .put(&format!("{name}-labels.jsonl"), json.join("\n") + "\n")?;
             }
@@ -492,6 +406,7 @@ pub fn import(
         ],
         labels: None,
         max_cls: 0,
+        any_json: false,
         skipped: Vec::new(),
     };
     const BATCH: usize = 256;
@@ -534,35 +449,6 @@ pub fn import(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn braces_expand_ranges_and_lists() {
-        let v = expand_braces("s3://b/shard-{000..002}.tar").unwrap();
-        assert_eq!(
-            v,
-            [
-                "s3://b/shard-000.tar",
-                "s3://b/shard-001.tar",
-                "s3://b/shard-002.tar"
-            ]
-        );
-        let v = expand_braces("x-{a,b}-{1..2}.tar").unwrap();
-        assert_eq!(v, ["x-a-1.tar", "x-a-2.tar", "x-b-1.tar", "x-b-2.tar"]);
-        assert!(expand_braces("x-{5..1}.tar").is_err());
-        assert!(expand_braces("x-{1..2.tar").is_err());
-    }
-
-    #[test]
-    fn webdataset_keys_are_the_name_before_the_first_dot() {
-        assert_eq!(
-            key_and_ext("a/b/000123.jpg"),
-            ("a/b/000123".into(), "jpg".into())
-        );
-        assert_eq!(
-            key_and_ext("000123.seg.png"),
-            ("000123".into(), "seg.png".into())
-        );
-    }
 
     #[test]
     fn the_test_split_is_chosen_by_key() {

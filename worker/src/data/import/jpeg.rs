@@ -18,6 +18,28 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8, 0xFF])
 }
 
+/// The most pixels a JPEG's header may declare (16384 × 16384), and the
+/// most bytes its decode may take (per decoding thread): a photo is far
+/// below both, a file that declares more is skipped as a corrupt image is,
+/// before anything is allocated for it.
+pub const MAX_PIXELS: u64 = 1 << 28;
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
+
+/// Whether a `w`×`h` JPEG decoded at 1/`k` into `channels` fits the budget;
+/// the error names the size declared.
+pub fn within_budget((w, h): (u32, u32), k: u32, channels: u8) -> Result<(), String> {
+    let pixels = u64::from(w) * u64::from(h);
+    let k = u64::from(k.max(1));
+    let decoded = u64::from(w).div_ceil(k) * u64::from(h).div_ceil(k) * u64::from(channels);
+    if pixels > MAX_PIXELS || decoded > MAX_DECODED_BYTES {
+        return Err(format!(
+            "the JPEG header declares {w} × {h} pixels, over the budget of {MAX_PIXELS} pixels and {} MiB decoded",
+            MAX_DECODED_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
 /// The largest DCT scaling 1/k (k of 1, 2, 4, 8) that keeps a `w`×`h`
 /// region at least `size` pixels in both directions.
 pub fn reduction(w: u32, h: u32, size: u32) -> u32 {
@@ -133,6 +155,15 @@ mod tests {
         ] {
             assert_eq!(reduction(w, h, size), k, "{w}×{h} → {size}");
         }
+    }
+
+    #[test]
+    fn a_declared_size_over_the_budget_is_refused_before_decoding() {
+        assert!(within_budget((4000, 3000), 1, 3).is_ok());
+        assert!(within_budget((16384, 16384), 8, 3).is_ok());
+        let e = within_budget((65500, 65500), 2, 3).unwrap_err();
+        assert!(e.contains("65500 × 65500"), "{e}");
+        assert!(within_budget((10000, 10000), 1, 3).is_err());
     }
 
     #[test]

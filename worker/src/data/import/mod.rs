@@ -3,18 +3,22 @@
 //! --from …`). One file per importer: the real dSprites `.npz`
 //! ([`dsprites`]), 3dshapes' `.h5` ([`shapes3d`]), MPI3D's `.npz`
 //! ([`mpi3d`]), image folders, bucket
-//! prefixes and WebDataset tar shards ([`images`]); what they share: NumPy's
-//! `.npz` ([`npz`]), libjpeg-turbo ([`jpeg`]), the input ([`input`]) and
+//! prefixes and WebDataset tar shards ([`images`]); what they share: brace patterns ([`braces`]), NumPy's
+//! `.npz` ([`npz`]), HDF5 opened distrustfully ([`h5`]), libjpeg-turbo
+//! ([`jpeg`]), WebDataset shards ([`wds`]), the input ([`input`]) and
 //! the errors ([`error`]). A new importer is a file here, its variant in
 //! `vae_proto::cli::PrepareDataset` and its arm in `prepare.rs`.
+pub mod braces;
 pub mod dsprites;
 pub mod error;
+pub mod h5;
 pub mod images;
 pub mod input;
 pub mod jpeg;
 pub mod mpi3d;
 pub mod npz;
 pub mod shapes3d;
+pub mod wds;
 
 pub use error::{ImportError, InputError};
 pub use input::{local_input, progress, require_file, LocalInput};

@@ -39,7 +39,7 @@ pub fn spec(sizes: &[usize]) -> FactorSpec {
         factors: FACTOR_NAMES
             .iter()
             .zip(sizes)
-            .map(|(n, &s)| (n.to_string(), s, (0..s as u8).collect()))
+            .map(|(n, &s)| (n.to_string(), s, (0..s).map(|v| v as u8).collect()))
             .collect(),
     }
 }

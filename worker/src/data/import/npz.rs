@@ -41,6 +41,23 @@ impl Header {
     pub fn rows(&self) -> usize {
         self.shape.first().copied().unwrap_or(1)
     }
+
+    /// Bytes of the whole array with `item`-byte elements; `None` past
+    /// `usize`.
+    pub fn data_bytes(&self, item: usize) -> Option<usize> {
+        self.shape.iter().try_fold(item, |n, &d| n.checked_mul(d))
+    }
+}
+
+/// Deflate's largest expansion: 258 bytes from every 2 bits, 1032 to 1.
+const DEFLATE_RATIO: u64 = 1032;
+
+/// Whether `data` bytes after the header fit in a zip entry of `size`
+/// bytes (`packed` compressed) — the sizes an archive declares, bounded by
+/// what its compressed bytes could expand to.
+fn fits(data: usize, size: u64, packed: u64) -> bool {
+    let possible = size.min(packed.saturating_mul(DEFLATE_RATIO).saturating_add(1024));
+    (data as u64) <= possible
 }
 
 /// Parses a `.npy` header from the start of `r`, leaving `r` at the data.
@@ -184,6 +201,7 @@ impl Npz {
         let entry = archive
             .by_index(index)
             .map_err(|e| self.fail(format!("key `{key}`: {e}")))?;
+        let (size, packed) = (entry.size(), entry.compressed_size());
         let mut reader: Box<dyn Read> = Box::new(BufReader::with_capacity(1 << 20, entry));
         let header =
             read_header(&mut reader).map_err(|e| self.fail(format!("key `{key}`: {e}")))?;
@@ -200,8 +218,18 @@ impl Npz {
             )));
         }
         let item = header.item_bytes().unwrap_or(1);
+        let data = header.data_bytes(item).filter(|&n| fits(n, size, packed));
+        let Some(data) = data else {
+            return Err(self.fail(format!(
+                "key `{key}`: the header declares shape {:?} of {} ({}), more than the archive's entry can hold ({size} bytes, {packed} compressed)",
+                header.shape,
+                header.descr,
+                header.data_bytes(item).map_or("more than 2^64 bytes".into(), |n| format!("{n} bytes")),
+            )));
+        };
+        let rows = header.rows().max(1);
         let mut array = Array {
-            row_bytes: header.row_len() * item,
+            row_bytes: data / rows,
             left: header.rows(),
             header,
             reader,
@@ -249,5 +277,72 @@ mod tests {
         let h = parse_dict("{'descr': '|O', 'fortran_order': False, 'shape': (), }").unwrap();
         assert!(h.shape.is_empty());
         assert!(parse_dict("{'descr': '<f8', 'shape': (3,), }").is_err());
+    }
+
+    use proptest::prelude::*;
+    use vae_proto::fuzz::mutated;
+
+    /// An `.npz` as NumPy writes one: `imgs` uint8 (4, 8, 8), deflated.
+    fn npz_bytes() -> Vec<u8> {
+        let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 8, 8), }";
+        let header = format!("{dict:<117}\n");
+        npy.extend((header.len() as u16).to_le_bytes());
+        npy.extend(header.as_bytes());
+        npy.extend((0..256u32).map(|i| i as u8));
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let deflated = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let _ = zip.start_file("imgs.npy", deflated);
+        let _ = std::io::Write::write_all(&mut zip, &npy);
+        zip.finish().map(|c| c.into_inner()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_seed_archive_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.npz");
+        std::fs::write(&path, npz_bytes()).unwrap();
+        let rows = Npz::open(&path)
+            .and_then(|n| {
+                n.read("imgs", &["|u1"], |a| {
+                    let mut row = vec![0u8; a.row_bytes()];
+                    let mut k = 0;
+                    while a.next_row(&mut row).map_err(|e| n.fail(e.to_string()))? {
+                        k += 1;
+                    }
+                    Ok(k)
+                })
+            })
+            .unwrap();
+        assert_eq!(rows, 4);
+    }
+
+    proptest! {
+        /// An `.npz`, mutated: every row it declares read, or an error;
+        /// never a panic, never an allocation past what the file can hold.
+        #[test]
+        fn prop_mutated_npz_files_read_or_fail(bytes in mutated(npz_bytes())) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("x.npz");
+            std::fs::write(&path, &bytes).unwrap();
+            if let Ok(npz) = Npz::open(&path) {
+                let _ = npz.read("imgs", &["|u1"], |a| {
+                    assert!(a.row_bytes() as u64 <= 1032 * bytes.len() as u64 + 1024);
+                    let mut row = vec![0u8; a.row_bytes()];
+                    while a.next_row(&mut row).map_err(|e| npz.fail(e.to_string()))? {}
+                    Ok(())
+                });
+            }
+        }
+
+        #[test]
+        fn prop_mutated_npy_headers_parse_or_fail(
+            bytes in mutated(b"\x93NUMPY\x01\x00\x46\x00{'descr': '<i8', 'fortran_order': False, 'shape': (737280, 6), }      \n".to_vec())
+        ) {
+            if let Ok(h) = read_header(&mut bytes.as_slice()) {
+                let _ = h.data_bytes(h.item_bytes().unwrap_or(1));
+            }
+        }
     }
 }

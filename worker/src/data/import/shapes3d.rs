@@ -66,7 +66,11 @@ fn classes(path: &Path, labels: &[f64], rows: usize) -> Result<(FactorSpec, Vec<
         factors: (0..6)
             .map(|k| {
                 let n = distinct[k].len();
-                (FACTOR_NAMES[k].to_string(), n, (0..n as u8).collect())
+                (
+                    FACTOR_NAMES[k].to_string(),
+                    n,
+                    (0..n).map(|v| v as u8).collect(),
+                )
             })
             .collect(),
     };
@@ -104,10 +108,10 @@ pub fn import(
 ) -> Result<DatasetManifest, ImportError> {
     let h5 = |e: hdf5::Error| fail(from, e.to_string());
     let file = hdf5::File::open(from).map_err(h5)?;
-    let key = |k: &str| {
-        file.dataset(k)
-            .map_err(|_| fail(from, format!("key `{k}`: missing")))
-    };
+    let len = std::fs::metadata(from)
+        .map_err(|e| fail(from, e.to_string()))?
+        .len();
+    let key = |k: &str| super::h5::dataset(&file, from, k, len);
     let (images, labels) = (key("images")?, key("labels")?);
     let rows = images.shape().first().copied().unwrap_or(0);
     if images.shape() != [rows, SIDE, SIDE, 3] || rows == 0 {
