@@ -238,6 +238,112 @@ fn brace_patterns_are_capped_before_any_name_is_made() {
     }
 }
 
+/// Every file under `dir`: its path relative to `dir`, and its bytes.
+fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walk(dir)
+        .into_iter()
+        .map(|p| {
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            (rel, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// `vae-worker data prepare dsprites` (generated) into `out`, with `extra`.
+fn generate(out: &Path, keep: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "data",
+        "prepare",
+        "dsprites",
+        "--scales",
+        keep,
+        "--orientations",
+        "2",
+    ];
+    args.extend([
+        "--positions",
+        "2",
+        "--shard-size",
+        "4",
+        "--test-samples",
+        "8",
+        "--out",
+    ]);
+    let out = out.display().to_string();
+    args.push(&out);
+    args.extend(extra);
+    limited(&args)
+}
+
+#[test]
+fn an_import_over_a_dataset_is_refused_or_staged_and_published_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("ds");
+    let o = generate(&ds, "2", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let before = tree(&ds);
+    assert_eq!(
+        before.keys().filter(|k| k.starts_with("train-")).count(),
+        12
+    );
+    // Over a dataset without --overwrite: one line, nothing touched.
+    let o = generate(&ds, "1", &[]);
+    refused(
+        &o,
+        "manifest.json",
+        "already holds a dataset; pass --overwrite",
+    );
+    assert_eq!(tree(&ds), before);
+    // An import that fails halfway (the real file's layout, its image
+    // stream damaged in the middle): the old dataset as it was.
+    let npz = dir
+        .path()
+        .join("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz");
+    let mut py = Command::new(python());
+    py.arg(repo().join("tests/python/make_dsprites_npz.py"))
+        .arg(&ds)
+        .arg(&npz);
+    assert!(py.output().unwrap().status.success());
+    let damage = "import sys, zipfile\n\
+        p = sys.argv[1]; i = zipfile.ZipFile(p).getinfo('imgs.npy'); b = bytearray(open(p, 'rb').read())\n\
+        o = i.header_offset; d = o + 30 + int.from_bytes(b[o+26:o+28], 'little') + int.from_bytes(b[o+28:o+30], 'little')\n\
+        m = d + i.compress_size // 2; b[m:m+64] = bytes(64); open(p, 'wb').write(b)\n";
+    let mut py = Command::new(python());
+    py.args(["-c", damage]).arg(&npz);
+    assert!(py.output().unwrap().status.success());
+    let ds_s = ds.display().to_string();
+    let o = limited(&[
+        "data",
+        "prepare",
+        "dsprites",
+        "--from",
+        &npz.display().to_string(),
+        "--out",
+        &ds_s,
+        "--shard-size",
+        "4",
+        "--test-samples",
+        "8",
+        "--overwrite",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(tree(&ds), before, "{}", text(&o));
+    // A smaller import with --overwrite: published whole, nothing stale.
+    let o = generate(&ds, "1", &["--overwrite"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let after = tree(&ds);
+    let m: serde_json::Value = serde_json::from_slice(&after["manifest.json"]).unwrap();
+    assert_eq!(m["splits"]["train"]["samples"], 24, "{m}");
+    let mut named: Vec<String> = ["train", "test"]
+        .iter()
+        .flat_map(|s| m["splits"][s]["shards"].as_array().unwrap().clone())
+        .map(|s| s["object"].as_str().unwrap().to_string())
+        .collect();
+    named.push("manifest.json".into());
+    named.sort();
+    assert_eq!(after.keys().cloned().collect::<Vec<_>>(), named);
+}
+
 /// An executable script in `dir`.
 fn script(dir: &Path, name: &str, body: &str) -> String {
     use std::os::unix::fs::PermissionsExt;

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use crate::devices::{detect_devices, Nproc};
 use crate::elastic::{self, Elastic};
-use crate::hosts::{parse_hosts, read_hostfile};
+use crate::error::PlanError;
+use crate::hosts::{parse_hosts, read_hostfile, HostSpec};
 use crate::{plan, preflight};
 use clap::Parser;
 
@@ -80,6 +81,21 @@ fn elastic(cli: &Cli) -> Result<Option<Elastic>, String> {
     }))
 }
 
+/// The hosts to start on (`--hostfile`, `--hosts`, or what the discovery
+/// script lists) and the elastic request, if any.
+fn hosts_of(cli: &Cli) -> Result<(Vec<HostSpec>, Option<Elastic>), PlanError> {
+    let hosts = match &cli.hostfile {
+        Some(f) => read_hostfile(f)?,
+        None => parse_hosts(&cli.hosts)?,
+    };
+    let elastic = elastic(cli).map_err(PlanError::Usage)?;
+    let hosts = match &elastic {
+        Some(e) => e.initial_hosts(hosts)?,
+        None => hosts,
+    };
+    Ok((hosts, elastic))
+}
+
 /// Runs the parsed command line; the exit status.
 pub fn run(cli: Cli) -> std::process::ExitCode {
     let fail = |e: &dyn std::fmt::Display| {
@@ -89,26 +105,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         );
         std::process::ExitCode::from(2)
     };
-    let hosts = match &cli.hostfile {
-        Some(f) => match read_hostfile(f) {
-            Ok(h) => h,
-            Err(e) => return fail(&e),
-        },
-        None => match parse_hosts(&cli.hosts) {
-            Ok(h) => h,
-            Err(e) => return fail(&e),
-        },
-    };
-    let elastic = match elastic(&cli) {
-        Ok(e) => e,
+    let (hosts, elastic) = match hosts_of(&cli) {
+        Ok(h) => h,
         Err(e) => return fail(&e),
-    };
-    let hosts = match &elastic {
-        Some(e) => match e.initial_hosts(hosts) {
-            Ok(h) => h,
-            Err(err) => return fail(&err),
-        },
-        None => hosts,
     };
     let members = elastic::Members::new(hosts.clone());
     let req = plan::Request {

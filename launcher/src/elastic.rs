@@ -225,7 +225,13 @@ pub fn parse_discovered(text: &str) -> Result<Vec<HostSpec>, String> {
             }
             _ => (line, None),
         };
-        check_name(name).map_err(|e| format!("line {}: {e}", i + 1))?;
+        check_name(name).map_err(|e| {
+            format!(
+                "line {}: `{}` is not `host:slots` ({e})",
+                i + 1,
+                line.escape_debug()
+            )
+        })?;
         if hosts.iter().any(|h| h.name == name) {
             return Err(format!("line {}: host `{name}` listed twice", i + 1));
         }

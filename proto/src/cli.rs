@@ -197,8 +197,14 @@ pub struct ExportCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum DataCommand {
-    /// Convert a dataset into the project's format.
+    /// Convert a dataset into the project's format. The import is staged
+    /// inside the output and published whole (manifest last); an output
+    /// that holds a dataset is refused without --overwrite.
     Prepare {
+        /// Replace the dataset the output holds (what only its manifest
+        /// named is removed once the new one is published).
+        #[arg(long, global = true)]
+        overwrite: bool,
         #[command(subcommand)]
         dataset: PrepareDataset,
     },

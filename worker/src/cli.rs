@@ -20,9 +20,9 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
             train(cmd)
         }
         Command::Data {
-            command: DataCommand::Prepare { dataset },
+            command: DataCommand::Prepare { dataset, overwrite },
         } => {
-            crate::prepare::prepare(dataset)?;
+            crate::prepare::prepare(dataset, overwrite)?;
             end_now()
         }
         Command::Data {

@@ -7,11 +7,41 @@ use vae_proto::cli::PrepareDataset;
 use vae_proto::dataset::DatasetManifest;
 
 use crate::data::import::{self, images};
+use crate::data::publish::Staging;
+use crate::data::store::StorageOptions;
 
-/// Runs `vae-worker data prepare`, then says what it wrote where.
-pub fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
+/// Runs `vae-worker data prepare`: the import staged inside the output,
+/// then published whole (or its staging removed when it fails); then says
+/// what it wrote where.
+pub fn prepare(mut dataset: PrepareDataset, overwrite: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (m, out) = match dataset {
+    let out = out_of(&mut dataset);
+    let real = out.clone();
+    let staging = Staging::begin(&real, overwrite, &StorageOptions::default())?;
+    *out = staging.url();
+    if let Err(e) = import(dataset) {
+        staging.abandon();
+        return Err(e);
+    }
+    let m = staging.publish()?;
+    report(&m, &real, started);
+    Ok(())
+}
+
+/// Where `dataset` is to be written.
+fn out_of(dataset: &mut PrepareDataset) -> &mut String {
+    match dataset {
+        PrepareDataset::Dsprites { out, .. }
+        | PrepareDataset::Shapes3d { out, .. }
+        | PrepareDataset::Mpi3d { out, .. }
+        | PrepareDataset::Images { out, .. }
+        | PrepareDataset::Mnist { out, .. } => out,
+    }
+}
+
+/// Runs `dataset`'s importer (or generator) into its `out`.
+fn import(dataset: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> {
+    Ok(match dataset {
         PrepareDataset::Dsprites {
             out,
             from: Some(from),
@@ -70,9 +100,7 @@ pub fn prepare(dataset: PrepareDataset) -> anyhow::Result<()> {
                 .with_context(|| format!("preparing MNIST from {}", idx_dir.display()))?;
             (m, out)
         }
-    };
-    report(&m, &out, started);
-    Ok(())
+    })
 }
 
 /// `data prepare images`: a folder, a bucket prefix or WebDataset tars; the

@@ -285,6 +285,26 @@ mod tests {
     }
 
     #[test]
+    fn the_hash_holds_no_password() {
+        let with = |pw: &str| {
+            parse(
+                "",
+                "t",
+                &[format!("data.url=https://alice:{pw}@host/mnist")],
+            )
+            .unwrap()
+        };
+        let (a, b) = (with("hunter2"), with("correct-horse"));
+        assert_eq!(a.hash(), b.hash());
+        assert!(!a.to_toml().contains("hunter2"));
+        use sha2::{Digest, Sha256};
+        assert_eq!(
+            a.hash(),
+            hex::encode(Sha256::digest(a.to_toml().as_bytes()))
+        );
+    }
+
+    #[test]
     fn the_written_config_has_no_credentials_and_names_the_first_difference() {
         let c = parse(
             "",

@@ -72,11 +72,14 @@ impl Config {
         toml::to_string_pretty(&self.raw).unwrap_or_default()
     }
 
-    /// The SHA-256 (hex) of the resolved config: the identity of what a
-    /// run trains, compared across ranks and recorded in checkpoints.
+    /// The SHA-256 (hex) of the resolved config as it is written
+    /// (credentials replaced by a marker): the identity of what a run
+    /// trains, compared across ranks and recorded in checkpoints. Taken
+    /// over the exact TOML, it would be an offline oracle for guessing a
+    /// password next to the redacted `config.toml`.
     pub fn hash(&self) -> String {
         use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(self.to_toml_exact().as_bytes()))
+        hex::encode(Sha256::digest(self.to_toml().as_bytes()))
     }
 }
 

@@ -2,7 +2,8 @@
 //! ([`store`]), fetching shards ahead with a cache ([`fetch`]), MNIST
 //! conversion ([`mnist`]), dSprites generation ([`dsprites`]), writing
 //! factor datasets ([`factors`]), samples by position ([`lookup`]),
-//! importers of published layouts ([`import`]), the order
+//! importers of published layouts ([`import`]), staging an import and
+//! publishing it whole ([`publish`]), the order
 //! in which samples are visited ([`sampler`]), and the writes in progress
 //! that a stop at once cleans up ([`inflight`]); digests ([`digest`]), the
 //! I/O runtime ([`runtime`]) and the layer's error ([`error`]).
@@ -16,6 +17,7 @@ pub mod import;
 pub mod inflight;
 pub mod lookup;
 pub mod mnist;
+pub mod publish;
 pub mod runtime;
 pub mod sampler;
 pub mod store;

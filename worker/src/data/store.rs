@@ -453,6 +453,15 @@ impl Store {
         runtime()?.block_on(self.put_async(name, bytes.into()))
     }
 
+    /// Moves object `from` to `to` under the prefix (a rename on disk, a
+    /// copy then a delete on an object store).
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), DataError> {
+        let (a, b) = (self.path_of(from), self.path_of(to));
+        runtime()?.block_on(async {
+            (self.store.rename(&a, &b).await).map_err(|e| request_error(&self.url_of(from), e))
+        })
+    }
+
     /// Deletes an object; a missing one is not an error.
     pub fn delete(&self, name: &str) -> Result<(), DataError> {
         let path = self.path_of(name);

@@ -234,7 +234,18 @@ impl Npz {
             header,
             reader,
         };
-        f(&mut array)
+        let out = f(&mut array)?;
+        if array.left == 0 {
+            // Every row read: the entry must end here, and reading to its
+            // end has the zip check its CRC (a damaged archive is an error).
+            let mut rest = [0u8; 512];
+            let n = (array.reader.read(&mut rest))
+                .map_err(|e| self.fail(format!("key `{key}`: {e}")))?;
+            if n > 0 {
+                return Err(self.fail(format!("key `{key}`: bytes after the last row")));
+            }
+        }
+        Ok(out)
     }
 }
 
