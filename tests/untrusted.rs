@@ -37,6 +37,11 @@ fn fixtures(dir: &Path, secret: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The manifest of the dataset in `dir`.
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
 /// Fails with exit 1 and one line naming the file and `wanted`.
 fn refused(out: &Output, file: &str, wanted: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -101,9 +106,7 @@ fn declared_sizes_allocate_nothing_and_hdf5_never_reads_another_file() {
         &to,
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(Path::new(&to).join("manifest.json")).unwrap())
-            .unwrap();
+    let m = manifest(Path::new(&to));
     assert_eq!(
         m["factors"][0]["values"].as_array().unwrap().len(),
         256,
@@ -155,9 +158,7 @@ fn a_jpeg_declaring_65500_squared_is_skipped_and_named_like_a_corrupt_one() {
         err.contains("skipped 1 image: giant (the JPEG header declares 65500 × 65500 pixels"),
         "{err}"
     );
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(Path::new(&to).join("manifest.json")).unwrap())
-            .unwrap();
+    let m = manifest(Path::new(&to));
     assert_eq!(m["splits"]["train"]["samples"], 1, "{m}");
 }
 
@@ -214,8 +215,7 @@ fn webdataset_shards_keep_one_json_line_per_sample_and_refuse_cuts_and_repeats()
         ),
         "{err}"
     );
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(to.join("manifest.json")).unwrap()).unwrap();
+    let m = manifest(&to);
     assert_eq!(m["splits"]["train"]["samples"], 2, "{m}");
     // A shard cut at an entry boundary, a key met twice: refused, nothing written.
     for (tar, wanted) in [

@@ -11,9 +11,7 @@ use std::path::Path;
 use hdf5::dataset::Layout;
 
 use super::error::InputError;
-
-/// Deflate's largest expansion: 258 bytes from every 2 bits, 1032 to 1.
-const DEFLATE_RATIO: u64 = 1032;
+use super::npz::DEFLATE_RATIO;
 
 /// Opens dataset `key` of `file` (at `path`, `file_len` bytes long), checked
 /// as the module says; the error is one line naming the file and the key.

@@ -49,8 +49,9 @@ impl Header {
     }
 }
 
-/// Deflate's largest expansion: 258 bytes from every 2 bits, 1032 to 1.
-const DEFLATE_RATIO: u64 = 1032;
+/// Deflate's largest expansion: 258 bytes from every 2 bits, 1032 to 1
+/// (the bound on what a compressed input can declare; HDF5's too).
+pub const DEFLATE_RATIO: u64 = 1032;
 
 /// Whether `data` bytes after the header fit in a zip entry of `size`
 /// bytes (`packed` compressed) — the sizes an archive declares, bounded by

@@ -125,8 +125,7 @@ pub fn read_tar(
             _ => {}
         }
     }
-    drop(archive);
-    let mut file = std::fs::File::open(&input.path).map_err(io)?;
+    let mut file = archive.into_inner().into_inner();
     if !ends_properly(&mut file, end, len).map_err(io)? {
         return Err(fail(format!(
             "the tar ends without its end-of-archive blocks after {end} of {len} bytes: cut short"
