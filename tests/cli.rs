@@ -538,7 +538,7 @@ fn without_a_terminal_each_logging_window_is_a_line() {
 fn eval_names_both_shapes_and_points_into_a_sweep_s_folder() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dir.path().join("dsprites");
-    let mut c = worker();
+    let mut c = importer();
     c.args([
         "data",
         "prepare",
@@ -608,7 +608,7 @@ fn early_stopping_keeps_the_best_checkpoint() {
 }
 
 fn prepare_dsprites(out: &Path, args: &[&str]) {
-    let mut c = worker();
+    let mut c = importer();
     c.args(["data", "prepare", "dsprites", "--out"])
         .arg(out)
         .args(args);

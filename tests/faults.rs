@@ -766,9 +766,8 @@ fn eval_takes_storage_settings_from_the_caller_never_from_the_checkpoint() {
     let vars = emulators::s3_env(&s3);
     let dir = tempfile::tempdir().unwrap();
     let local = super::dsprites_subset(dir.path());
-    let mut c = Command::new(worker_bin());
-    env(&mut c)
-        .args(["data", "prepare", "dsprites", "--out", "s3://data/ds"])
+    let mut c = super::importer();
+    c.args(["data", "prepare", "dsprites", "--out", "s3://data/ds"])
         .args(["--scales", "2", "--orientations", "2", "--positions", "8"])
         .args(["--test-samples", "500"]);
     with_env(&mut c, &vars);
@@ -898,9 +897,8 @@ fn chaos_trials_end_bit_identical_with_no_process_left() {
     let s3 = emulators::s3("chaos");
     let vars = emulators::s3_env(&s3);
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Command::new(worker_bin());
-    env(&mut c)
-        .args(["data", "prepare", "mnist", "--idx-dir"])
+    let mut c = super::importer();
+    c.args(["data", "prepare", "mnist", "--idx-dir"])
         .arg(emulators::cache().join("mnist-idx"))
         .args(["--out", "s3://chaos/mnist"]);
     with_env(&mut c, &vars);

@@ -93,17 +93,27 @@ impl Hosts {
         // Reachable: a TCP connection attempt is answered (accepted or
         // refused) within 2 s; a host whose link is down lets it time out.
         let script = format!(
-            "#!/bin/bash\n# mpirun's rsh agent: runs COMMAND in the namespace of HOST,\n# when HOST answers over the network.\nhost=\"$1\"; shift\ncase \"$host\" in\n  {}) ns={} ;;\n  {}) ns={} ;;\n  *) echo \"no such test host: $host\" >&2; exit 1 ;;\nesac\ntimeout 2 bash -c \"exec 3<>/dev/tcp/$host/9\" 2>/dev/null\nif [ $? -eq 124 ]; then echo \"$host: connection timed out\" >&2; exit 255; fi\ntmp=\"{}/$ns\"; mkdir -p \"$tmp\"\nexec ip netns exec \"$ns\" env TMPDIR=\"$tmp\" /bin/sh -c \"$*\"\n",
+            "#!/bin/bash\n# mpirun's rsh agent: runs COMMAND in the namespace of HOST,\n# when HOST answers over the network.\nhost=\"$1\"; shift\ncase \"$host\" in\n  {}) ns={} ;;\n  {}) ns={} ;;\n  *) echo \"no such test host: $host\" >&2; exit 1 ;;\nesac\ntimeout 2 bash -c \"exec 3<>/dev/tcp/$host/9\" 2>/dev/null\nif [ $? -eq 124 ]; then echo \"$host: connection timed out\" >&2; exit 255; fi\n# A host whose MPI daemon cannot start, though it answers.\nif [ -e \"{}/no-daemon-$host\" ] && [[ \"$*\" == *orted* ]]; then echo \"$host: orted: cannot start\" >&2; exit 1; fi\ntmp=\"{}/$ns\"; mkdir -p \"$tmp\"\nexec ip netns exec \"$ns\" env TMPDIR=\"$tmp\" /bin/sh -c \"$*\"\n",
             hosts.addrs[0],
             hosts.names[0],
             hosts.addrs[1],
             hosts.names[1],
+            hosts.dir.path().display(),
             hosts.dir.path().display()
         );
         std::fs::write(&hosts.agent, script).unwrap();
         let ok = Command::new("chmod").arg("+x").arg(&hosts.agent).status();
         assert!(ok.is_ok_and(|s| s.success()));
         hosts
+    }
+
+    /// Host `i` answers its agent, but its MPI daemon cannot start.
+    fn refuse_daemon(&self, i: usize) {
+        std::fs::write(
+            self.dir.path().join(format!("no-daemon-{}", self.addrs[i])),
+            b"",
+        )
+        .unwrap();
     }
 
     /// The launcher arguments that put one worker on each host.
@@ -348,6 +358,7 @@ fn a_lost_host_and_the_job_goes_on_then_grows_back_ending_with_the_uninterrupted
         .arg("--host-discovery")
         .arg(&script)
         .args(["--min-hosts", "1", "--max-restarts", "2"])
+        .args(["--host-cool-down", "1"])
         .args(hosts.mpirun_args())
         .arg("--")
         .args(worker_args(&run, &sets));
@@ -496,7 +507,7 @@ fn a_host_whose_workers_fail_twice_in_a_row_is_dropped_though_it_answers() {
     assert!(out.status.success(), "{text}");
     assert!(
         text.contains(&format!(
-            "dropping host {}: its workers failed in 2 attempts in a row",
+            "dropping host {}: it failed in 2 attempts in a row",
             hosts.addrs[1]
         )),
         "{text}"
@@ -504,6 +515,38 @@ fn a_host_whose_workers_fail_twice_in_a_row_is_dropped_though_it_answers() {
     assert_eq!(world_sizes(&run), [2, 1], "{text}");
     let d = same_model(&run, &local);
     assert!(d <= 1e-10, "max |Δ| {d:e}: {text}");
+    assert_no_process_left(&run);
+    hosts.assert_empty();
+}
+
+#[test]
+fn a_host_whose_mpi_daemon_fails_is_dropped_though_it_answers() {
+    let hosts = Hosts::new();
+    hosts.refuse_daemon(1);
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut c = Command::new(launch_bin());
+    env(&mut c)
+        .args(hosts.launch_args())
+        .args(["--min-hosts", "1", "--max-restarts", "3", "--"])
+        .args(worker_args(
+            &run,
+            &["train.max_steps=30", "checkpoint.every_steps=10"],
+        ));
+    let out = c.output().unwrap();
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    // Its agent answers each probe: what blames it is mpirun's account of
+    // the daemon, twice in a row.
+    assert!(
+        text.contains(&format!(
+            "dropping host {}: it failed in 2 attempts in a row",
+            hosts.addrs[1]
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("restart 3 of 3"), "{text}");
+    assert_eq!(world_sizes(&run), [1], "{text}");
     assert_no_process_left(&run);
     hosts.assert_empty();
 }

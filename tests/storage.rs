@@ -19,9 +19,8 @@ fn with_env(c: &mut Command, vars: &[(String, String)]) {
 
 /// `vae-worker data prepare mnist --out URL` from the cached IDX files.
 fn prepare_mnist(url: &str, vars: &[(String, String)]) {
-    let mut c = Command::new(worker_bin());
-    env(&mut c)
-        .args(["data", "prepare", "mnist", "--idx-dir"])
+    let mut c = super::importer();
+    c.args(["data", "prepare", "mnist", "--idx-dir"])
         .arg(emulators::cache().join("mnist-idx"))
         .args(["--out", url]);
     with_env(&mut c, vars);
@@ -155,9 +154,8 @@ fn gs_and_az_datasets_train_what_the_file_dataset_trains() {
 /// A dSprites subset in shards of 64 samples, uploaded to `s3://vaedp/ds`:
 /// in `shard` order, shards are fetched all through training.
 fn shards_in_s3(vars: &[(String, String)]) {
-    let mut c = Command::new(worker_bin());
-    env(&mut c)
-        .args(["data", "prepare", "dsprites", "--out", "s3://vaedp/ds"])
+    let mut c = super::importer();
+    c.args(["data", "prepare", "dsprites", "--out", "s3://vaedp/ds"])
         .args(["--scales", "2", "--orientations", "4", "--positions", "8"])
         .args(["--test-samples", "100", "--shard-size", "64"]);
     with_env(&mut c, vars);
@@ -440,9 +438,8 @@ fn a_dataset_larger_than_the_memory_allowed_trains_in_shard_order() {
     let n = 1_300_000; // 1.02 GB of images
     let idx = big_idx(dir.path(), n);
     let data = dir.path().join("big");
-    let mut c = Command::new(worker_bin());
-    env(&mut c)
-        .args(["data", "prepare", "mnist", "--idx-dir"])
+    let mut c = super::importer();
+    c.args(["data", "prepare", "mnist", "--idx-dir"])
         .arg(&idx)
         .arg("--out")
         .arg(&data)

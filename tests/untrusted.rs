@@ -438,6 +438,42 @@ fn a_discovery_script_s_background_child_blocks_nothing_and_is_killed() {
     assert_eq!(processes_mentioning(&tag), Vec::<String>::new());
 }
 
+#[test]
+fn a_discovery_script_that_hangs_while_the_job_runs_holds_up_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tag = format!("vaedp-hang-{}", std::process::id());
+    // The first call (before the job) answers; every poll after hangs.
+    let called = d.join("called");
+    let hang = script(
+        d,
+        "hang.sh",
+        &format!(
+            "#!/bin/sh
+if [ -e {c} ]; then sh -c 'sleep 300; : {tag}'; fi
+touch {c}
+echo localhost:2
+",
+            c = called.display()
+        ),
+    );
+    let run = d.join("run");
+    let mut c = Command::new(launch_bin());
+    env(&mut c)
+        // Long enough for polls (every 3 s) to begin while it trains.
+        .env("VAE_FAULT_SLOW_RANK", "0:100")
+        .args(["--host-discovery", &hang, "--min-hosts", "1", "--"])
+        .args(worker_args(&run, &["train.max_steps=80"]));
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}", text(&out));
+    // The poll runs beside the loop that waits for mpirun: the job's end
+    // is not held for the script's 30 s (which used to end in this line).
+    assert!(!err.contains("did not finish within"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(processes_mentioning(&tag), Vec::<String>::new());
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {

@@ -58,6 +58,11 @@ pub struct Cli {
     /// joins at the next checkpoint. Replaces --hosts/--hostfile.
     #[arg(long, conflicts_with_all = ["hosts", "hostfile"])]
     host_discovery: Option<PathBuf>,
+    /// Elastic: seconds a host that stopped answering rests before it may
+    /// join again (doubled each time the same host is dropped, up to 16x;
+    /// its failures are remembered meanwhile).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    host_cool_down: f64,
     /// The worker's arguments: `train --config FILE [--set KEY=VALUE]...`.
     #[arg(last = true, required = true)]
     worker_args: Vec<String>,
@@ -74,10 +79,20 @@ fn elastic(cli: &Cli) -> Result<Option<Elastic>, String> {
     if cli.min_hosts == Some(0) {
         return Err("--min-hosts 0: at least one host must remain".into());
     }
+    let cool_down = std::time::Duration::try_from_secs_f64(cli.host_cool_down)
+        .ok()
+        .filter(|d| d.as_secs() <= 86_400)
+        .ok_or_else(|| {
+            format!(
+                "--host-cool-down {}: not a number of seconds from 0 to 86400",
+                cli.host_cool_down
+            )
+        })?;
     Ok(Some(Elastic {
         min_hosts: cli.min_hosts.unwrap_or(1),
         discovery: cli.host_discovery.clone(),
         agent: elastic::rsh_agent(&cli.mpirun_args),
+        cool_down,
     }))
 }
 
@@ -109,7 +124,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Ok(h) => h,
         Err(e) => return fail(&e),
     };
-    let members = elastic::Members::new(hosts.clone());
+    let members = crate::members::Members::new(hosts.clone());
     let req = plan::Request {
         sweep: cli.sweep.clone(),
         ranks_per_point: cli.ranks_per_point,

@@ -1,14 +1,13 @@
-//! Elastic hosts (`--min-hosts K`, `--host-discovery SCRIPT`): which hosts
-//! a job runs on from one attempt to the next. After a failed attempt a host
-//! is dropped when its remote agent (mpirun's `plm_rsh_agent`, `ssh` by
-//! default) does not reach it within [`PROBE_TIMEOUT`], or when its workers
-//! failed in two attempts in a row (Horovod's blacklist); the job goes on
-//! while at least K hosts remain. A discovery script (Horovod's convention:
-//! `host:slots` lines) is polled every [`POLL`]; a host it lists that is not
-//! in the job and answers makes the job grow at its next checkpoint.
-use std::collections::{BTreeMap, BTreeSet};
+//! Elastic hosts (`--min-hosts K`, `--host-discovery SCRIPT`, `--host-cool-down
+//! S`): the request, the probe of a host through its remote agent (mpirun's
+//! `plm_rsh_agent`, `ssh` by default; many hosts probed at once), and the
+//! discovery script (Horovod's convention: `host:slots` lines), polled every
+//! [`POLL`] and run with a deadline, an output cap and its whole process
+//! group killed. Which hosts a job keeps from one attempt to the next is
+//! [`crate::members`].
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::PlanError;
@@ -22,6 +21,8 @@ pub const POLL: Duration = Duration::from_secs(3);
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed attempts in a row after which a host is dropped though it answers.
 pub const STRIKES: u32 = 2;
+/// How many hosts are probed at the same time.
+const PROBES_AT_ONCE: usize = 64;
 
 /// What `--min-hosts` and `--host-discovery` asked for.
 #[derive(Clone, Debug)]
@@ -31,19 +32,9 @@ pub struct Elastic {
     /// The remote agent's command (e.g. `ssh` or `ssh -x`), called as
     /// `AGENT HOST true` (`ssh … -- HOST true` for ssh).
     pub agent: Vec<String>,
-}
-
-/// The hosts of a job and their record across attempts.
-#[derive(Debug)]
-pub struct Members {
-    /// Hosts in the job now, in rank order.
-    pub active: Vec<HostSpec>,
-    /// Consecutive failed attempts in which each host's workers failed.
-    strikes: BTreeMap<String, u32>,
-    /// Hosts dropped for failing [`STRIKES`] times in a row: not taken back.
-    banned: BTreeSet<String>,
-    /// Hosts lost during this job (for the message when too few are left).
-    pub lost: BTreeSet<String>,
+    /// How long a dropped host rests before it may join again (doubled at
+    /// each drop of the same host, up to 16 times).
+    pub cool_down: Duration,
 }
 
 impl Elastic {
@@ -54,7 +45,7 @@ impl Elastic {
         let hosts = match &self.discovery {
             Some(script) => {
                 check_executable(script)?;
-                discover(script)?
+                discover(script, None)?
             }
             None => given,
         };
@@ -109,6 +100,22 @@ impl Elastic {
     }
 }
 
+impl Elastic {
+    /// Which of `hosts` answer, probed at the same time (at most
+    /// [`PROBES_AT_ONCE`] together): one slow host costs one
+    /// [`PROBE_TIMEOUT`], not one each.
+    pub fn answering(&self, hosts: &[&str]) -> Vec<bool> {
+        let mut answers = Vec::with_capacity(hosts.len());
+        for chunk in hosts.chunks(PROBES_AT_ONCE) {
+            std::thread::scope(|s| {
+                let probes: Vec<_> = chunk.iter().map(|h| s.spawn(|| self.answers(h))).collect();
+                answers.extend(probes.into_iter().map(|p| p.join().unwrap_or(false)));
+            });
+        }
+        answers
+    }
+}
+
 /// The remote agent mpirun will use: `--mca plm_rsh_agent X` among the
 /// extra mpirun arguments, else `OMPI_MCA_plm_rsh_agent`, else `ssh`.
 pub fn rsh_agent(mpirun_args: &[String]) -> Vec<String> {
@@ -145,9 +152,10 @@ const MAX_OUTPUT: u64 = 1 << 20;
 
 /// Runs the discovery script in a process group of its own and parses its
 /// `host[:slots]` lines. Its output is read up to [`MAX_OUTPUT`] and for at
-/// most [`SCRIPT_TIMEOUT`]; when it ends (or overruns either), its whole
-/// group is killed, so a background child holding its output blocks nothing.
-pub fn discover(script: &Path) -> Result<Vec<HostSpec>, PlanError> {
+/// most [`SCRIPT_TIMEOUT`]; when it ends (or overruns either, or `cancel`
+/// rises), its whole group is killed, so a background child holding its
+/// output blocks nothing.
+pub fn discover(script: &Path, cancel: Option<&AtomicBool>) -> Result<Vec<HostSpec>, PlanError> {
     use std::os::unix::process::CommandExt;
     let shown = script.display();
     let fail = |m: String| PlanError::Usage(format!("--host-discovery {shown}: {m}"));
@@ -176,20 +184,23 @@ pub fn discover(script: &Path) -> Result<Vec<HostSpec>, PlanError> {
     let deadline = Instant::now() + SCRIPT_TIMEOUT;
     let status = loop {
         match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
+            Ok(Some(s)) => break Ok(s),
+            Ok(None) if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) => {
+                break Err("stopped: the job's attempt ended".to_string())
+            }
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => break None,
+            _ => {
+                break Err(format!(
+                    "did not finish within {} s",
+                    SCRIPT_TIMEOUT.as_secs()
+                ))
+            }
         }
     };
     kill_group();
     let _ = child.kill();
     let _ = child.wait();
-    let Some(status) = status else {
-        return Err(fail(format!(
-            "did not finish within {} s",
-            SCRIPT_TIMEOUT.as_secs()
-        )));
-    };
+    let status = status.map_err(fail)?;
     let wait = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
     let bytes = rx
         .recv_timeout(wait)
@@ -246,84 +257,6 @@ pub fn parse_discovered(text: &str) -> Result<Vec<HostSpec>, String> {
     Ok(hosts)
 }
 
-impl Members {
-    pub fn new(active: Vec<HostSpec>) -> Members {
-        Members {
-            active,
-            strikes: BTreeMap::new(),
-            banned: BTreeSet::new(),
-            lost: BTreeSet::new(),
-        }
-    }
-
-    /// After a failed attempt in which the workers of `blamed` hosts failed:
-    /// counts strikes, and drops hosts with [`STRIKES`] in a row and hosts
-    /// that do not answer. Says why for each; returns whether any was dropped.
-    pub fn after_failure(&mut self, e: &Elastic, blamed: &BTreeSet<String>) -> bool {
-        for h in &self.active {
-            let s = self.strikes.entry(h.name.clone()).or_default();
-            *s = if blamed.contains(&h.name) { *s + 1 } else { 0 };
-        }
-        let before = self.active.len();
-        let mut kept = Vec::new();
-        for h in std::mem::take(&mut self.active) {
-            let strikes = self.strikes.get(&h.name).copied().unwrap_or(0);
-            if strikes >= STRIKES {
-                vae_proto::errln!("[launcher] dropping host {}: its workers failed in {strikes} attempts in a row", h.name);
-                self.banned.insert(h.name.clone());
-                self.lost.insert(h.name.clone());
-            } else if !e.answers(&h.name) {
-                vae_proto::errln!(
-                    "[launcher] dropping host {}: {} did not reach it ({} s allowed)",
-                    h.name,
-                    e.agent.join(" "),
-                    PROBE_TIMEOUT.as_secs()
-                );
-                self.lost.insert(h.name.clone());
-            } else {
-                kept.push(h);
-            }
-        }
-        self.active = kept;
-        self.active.len() < before
-    }
-
-    /// Hosts `discovered` lists that are not in the job, not banned, and answer.
-    pub fn newcomers(&self, e: &Elastic, discovered: &[HostSpec]) -> Vec<HostSpec> {
-        discovered
-            .iter()
-            .filter(|h| !self.active.iter().any(|a| a.name == h.name))
-            .filter(|h| !self.banned.contains(&h.name))
-            .filter(|h| e.answers(&h.name))
-            .cloned()
-            .collect()
-    }
-
-    /// Takes `hosts` into the job (they are no longer lost).
-    pub fn add(&mut self, hosts: Vec<HostSpec>) {
-        for h in hosts {
-            self.lost.remove(&h.name);
-            self.strikes.remove(&h.name);
-            self.active.push(h);
-        }
-    }
-
-    /// Hosts the discovery script no longer lists leave the job.
-    pub fn keep_listed(&mut self, discovered: &[HostSpec]) {
-        let (kept, gone): (Vec<HostSpec>, Vec<HostSpec>) = std::mem::take(&mut self.active)
-            .into_iter()
-            .partition(|h| discovered.iter().any(|d| d.name == h.name));
-        for h in gone {
-            vae_proto::errln!(
-                "[launcher] host {} is no longer listed by the discovery script; leaving it out",
-                h.name
-            );
-            self.lost.insert(h.name);
-        }
-        self.active = kept;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,36 +297,6 @@ mod tests {
         if std::env::var_os("OMPI_MCA_plm_rsh_agent").is_none() {
             assert_eq!(a(&[]), ["ssh", "-o", "BatchMode=yes"]);
         }
-    }
-
-    #[test]
-    fn a_host_failing_twice_in_a_row_is_dropped_though_it_answers() {
-        let e = Elastic {
-            min_hosts: 1,
-            discovery: None,
-            agent: vec!["true".into()],
-        };
-        let host = |n: &str| HostSpec {
-            name: n.into(),
-            slots: Some(1),
-        };
-        let mut m = Members::new(vec![host("a"), host("b")]);
-        let b: BTreeSet<String> = ["b".to_string()].into();
-        assert!(!m.after_failure(&e, &b));
-        assert!(!m.after_failure(&e, &BTreeSet::new()), "not in a row");
-        assert!(!m.after_failure(&e, &b));
-        assert!(m.after_failure(&e, &b));
-        assert_eq!(m.active, [host("a")]);
-        assert!(
-            m.newcomers(&e, &[host("a"), host("b")]).is_empty(),
-            "banned"
-        );
-        let unreachable = Elastic {
-            agent: vec!["false".into()],
-            ..e
-        };
-        assert!(m.after_failure(&unreachable, &BTreeSet::new()));
-        assert!(m.active.is_empty() && m.lost.contains("a"));
     }
 
     use proptest::prelude::*;

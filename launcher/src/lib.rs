@@ -9,6 +9,7 @@ pub mod devices;
 pub mod elastic;
 pub mod error;
 pub mod hosts;
+pub mod members;
 pub mod mpirun;
 pub mod output;
 pub mod plan;

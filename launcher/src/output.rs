@@ -37,7 +37,33 @@ pub struct Said {
     pub stopped: bool,
     /// Worker errors shown, without their rank (each is shown once).
     pub errors: BTreeSet<String>,
+    /// Whether mpirun said that one of its daemons (`orted`) failed to start
+    /// or was lost.
+    pub daemon_failed: bool,
+    /// mpirun's own lines (not a rank's), at most [`KEPT_LINES`]: the
+    /// remote agent's errors and mpirun's banners, which name the host.
+    mpirun_lines: Vec<String>,
 }
+
+/// How many of mpirun's own lines an attempt keeps.
+const KEPT_LINES: usize = 400;
+
+/// What Open MPI (ORTE, PRRTE) says when a daemon fails to start or is lost.
+const DAEMON_FAILED: [&str; 4] = [
+    "unable to reliably start one or more daemons",
+    "lost communication with a remote daemon",
+    "daemon has unexpectedly failed",
+    "daemon did not report back when launched",
+];
+
+/// Lines of mpirun's banners that name a host that is not the failed one.
+const NOT_THE_FAILED_HOST: [&str; 5] = [
+    "my node:",
+    "target node:",
+    "Local host:",
+    "HNP daemon",
+    "mpirun was unable",
+];
 
 pub type Attempt = Arc<Mutex<Said>>;
 
@@ -114,11 +140,50 @@ impl Said {
             self.failed.insert(rank);
         }
         self.stopped |= line.contains("stopped by a signal at step");
+        if !line.starts_with("[rank ") {
+            self.daemon_failed |= DAEMON_FAILED.iter().any(|d| line.contains(d));
+            if self.mpirun_lines.len() < KEPT_LINES {
+                self.mpirun_lines.push(line.to_string());
+            }
+        }
         match worker_error(line) {
             Some(text) => self.errors.insert(text),
             None => true,
         }
     }
+}
+
+impl Said {
+    /// When a daemon failed: the hosts among `hosts` that mpirun's own
+    /// lines name (the remote agent's error, `ssh: connect to host H …`,
+    /// `user@H: Permission denied`; ORTE's `Remote daemon: … on node H`),
+    /// leaving out the lines that name the local or a healthy node.
+    pub fn daemon_hosts(&self, hosts: &[String]) -> BTreeSet<String> {
+        if !self.daemon_failed {
+            return BTreeSet::new();
+        }
+        self.mpirun_lines
+            .iter()
+            .filter(|l| !NOT_THE_FAILED_HOST.iter().any(|n| l.contains(n)))
+            .flat_map(|l| hosts.iter().filter(|h| names_host(l, h)))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Whether `line` holds `host` as a whole word (not inside a longer name).
+fn names_host(line: &str, host: &str) -> bool {
+    let part_of_name =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    line.match_indices(host).any(|(at, _)| {
+        let before = line[..at].chars().next_back();
+        let after = line[at + host.len()..].chars().next();
+        // A name's last dot (end of a sentence) is not part of it.
+        let after = after.filter(|&c| {
+            c != '.' || line[at + host.len() + 1..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        });
+        !part_of_name(before) && !part_of_name(after)
+    })
 }
 
 /// The text of a worker's error line `[rank N…] vae-worker: error: rank N: …`
@@ -190,6 +255,41 @@ mod tests {
             Some(2)
         );
         assert_eq!(stall_report("[rank 1] epoch 1"), None);
+    }
+
+    #[test]
+    fn a_failed_daemon_blames_the_host_mpirun_s_lines_name() {
+        // What Open MPI 4.1 printed here when the agent failed for hostb.
+        let text = "ssh: connect to host hostb port 22: Connection refused
+--------------------------------------------------------------------------
+ORTE was unable to reliably start one or more daemons.
+This usually is caused by:
+--------------------------------------------------------------------------
+ORTE does not know how to route a message to the specified daemon
+located on the indicated node:
+
+  my node:   vm
+  target node:  hosta
+--------------------------------------------------------------------------
+[rank 0@hosta] epoch 1 mentions hostb";
+        let mut said = super::Said::default();
+        for l in text.lines() {
+            said.take(l);
+        }
+        let hosts = ["hosta".to_string(), "hostb".to_string(), "vm".to_string()];
+        assert_eq!(said.daemon_hosts(&hosts), ["hostb".to_string()].into());
+        let mut lost = super::Said::default();
+        for l in [
+            "ORTE has lost communication with a remote daemon.",
+            "  HNP daemon   : [[41397,0],0] on node hosta",
+            "  Remote daemon: [[41397,0],1] on node hostb.",
+        ] {
+            lost.take(l);
+        }
+        assert_eq!(lost.daemon_hosts(&hosts), ["hostb".to_string()].into());
+        let mut fine = super::Said::default();
+        fine.take("ssh: connect to host hostb port 22: Connection refused");
+        assert!(fine.daemon_hosts(&hosts).is_empty(), "no daemon failed");
     }
 
     #[test]

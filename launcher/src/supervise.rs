@@ -14,12 +14,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use crate::elastic::{self, Elastic, Members};
+use crate::elastic::{self, Elastic};
 use crate::hosts::HostSpec;
+use crate::members::Members;
 use crate::output::{relay, Attempt, Said};
 use crate::plan::Plan;
 use crate::procs;
@@ -247,7 +248,8 @@ fn attempt(
         relays += 1;
     }
     let mut grow = Vec::new();
-    let (mut polled, mut asked) = (Instant::now(), Instant::now());
+    let poller = elastic.and_then(|(e, members)| Poller::start(plan, e, members));
+    let mut asked = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -257,18 +259,15 @@ fn attempt(
             procs::signal(pid, libc::SIGUSR1);
             asked = Instant::now();
         }
-        let Some((e, members)) = elastic else {
-            continue;
-        };
-        if grow.is_empty() && !state.stopping() && polled.elapsed() >= elastic::POLL {
-            grow = growth(plan, e, members);
-            if !grow.is_empty() {
+        if grow.is_empty() && !state.stopping() {
+            if let Some(new) = poller.as_ref().and_then(Poller::grown) {
+                grow = new;
                 procs::signal(pid, libc::SIGUSR1);
                 asked = Instant::now();
             }
-            polled = Instant::now();
         }
     };
+    drop(poller);
     state.mpirun.store(0, Ordering::SeqCst);
     // Whatever mpirun left behind goes now (and is reaped).
     procs::kill_all_descendants(None);
@@ -285,20 +284,69 @@ fn attempt(
     })
 }
 
+/// The discovery script polled every [`elastic::POLL`] on a thread of its
+/// own while an attempt runs, so that neither the script (up to its 30 s)
+/// nor the probes of new hosts hold up the loop that waits for mpirun; it
+/// stops (the script's process group killed) when the attempt ends.
+struct Poller {
+    grown: mpsc::Receiver<Vec<HostSpec>>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Poller {
+    fn start(plan: &Plan, e: &Elastic, members: &Members) -> Option<Poller> {
+        e.discovery.as_ref()?;
+        let (plan, e, members) = (plan.clone(), e.clone(), members.clone());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, grown) = mpsc::channel();
+        let stop = Arc::clone(&cancel);
+        std::thread::spawn(move || loop {
+            let next = Instant::now() + elastic::POLL;
+            while Instant::now() < next {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let new = growth(&plan, &e, &members, &stop);
+            if !new.is_empty() {
+                let _ = tx.send(new);
+                return;
+            }
+        });
+        Some(Poller { grown, cancel })
+    }
+
+    /// Hosts that answered, when the poll found some.
+    fn grown(&self) -> Option<Vec<HostSpec>> {
+        self.grown.try_recv().ok()
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Hosts the discovery script lists now that are not in the job and
 /// answer, when taking them makes the world larger (empty otherwise; a
 /// failing script is reported, not fatal).
-fn growth(plan: &Plan, e: &Elastic, members: &Members) -> Vec<HostSpec> {
+fn growth(plan: &Plan, e: &Elastic, members: &Members, cancel: &AtomicBool) -> Vec<HostSpec> {
     let Some(script) = &e.discovery else {
         return Vec::new();
     };
-    let listed = match elastic::discover(script) {
+    let listed = match elastic::discover(script, Some(cancel)) {
         Ok(l) => l,
+        Err(_) if cancel.load(Ordering::SeqCst) => return Vec::new(),
         Err(err) => {
             vae_proto::errln!("[launcher] host discovery: {err} (the hosts stay as they are)");
             return Vec::new();
         }
     };
+    if cancel.load(Ordering::SeqCst) {
+        return Vec::new();
+    }
     let new = members.newcomers(e, &listed);
     if new.is_empty() {
         return new;
@@ -332,8 +380,9 @@ fn say_hosts(plan: &Plan, members: &Members) -> String {
     )
 }
 
-/// After a failed attempt on elastic hosts: drop the hosts that failed
-/// twice in a row or do not answer, take in newly listed ones, and plan
+/// After a failed attempt on elastic hosts (the hosts whose workers or
+/// MPI daemon failed blamed): drop the hosts that failed twice in a row or
+/// do not answer, take in newly listed ones, and plan
 /// the job on what is left; `Err(message)` when too few hosts remain or
 /// no world size fits.
 fn replan(
@@ -343,16 +392,17 @@ fn replan(
     ended: &Ended,
     stalled: &[usize],
 ) -> Result<Plan, String> {
-    let blamed: BTreeSet<String> = ended
+    let mut blamed: BTreeSet<String> = ended
         .said
         .failed
         .iter()
         .chain(stalled)
         .filter_map(|r| plan.host_of(*r).map(str::to_string))
         .collect();
+    blamed.extend(ended.said.daemon_hosts(&plan.rank_hosts()));
     members.after_failure(e, &blamed);
     if let Some(script) = &e.discovery {
-        match elastic::discover(script) {
+        match elastic::discover(script, None) {
             Ok(listed) => {
                 members.keep_listed(&listed);
                 let new = members.newcomers(e, &listed);
@@ -433,6 +483,7 @@ pub fn run(
             return Ok(stopped(&state, code));
         }
         if !ended.grow.is_empty() && code == 0 && ended.said.stopped {
+            members.after_success();
             members.add(ended.grow);
             if let Some(bigger) = plan.on_hosts(&members.active) {
                 plan = bigger;

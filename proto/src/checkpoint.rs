@@ -70,7 +70,146 @@ pub struct FileEntry {
     pub sha256: String,
 }
 
+/// The most files a checkpoint lists (it writes four).
+const MAX_FILES: usize = 64;
+
+impl CheckpointManifest {
+    /// Checks what a manifest read from storage says before anything is
+    /// fetched or allocated from it: its format, counters a run can reach,
+    /// every file a plain name (no `..`, no `/`) listed once with a
+    /// SHA-256, a sample shape of at most 2^31 values. The error names the
+    /// key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.format != CHECKPOINT_FORMAT {
+            return Err(format!(
+                "format: `{}` is not {CHECKPOINT_FORMAT}",
+                self.format.chars().take(80).collect::<String>()
+            ));
+        }
+        if self.world_size == 0 || self.epoch_world == Some(0) {
+            return Err("world_size: a checkpoint is written by at least one worker".into());
+        }
+        if let Some(shape) = self.sample_shape {
+            let values = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+            if shape.contains(&0) || values.is_none_or(|n| n > 1 << 31) {
+                return Err(format!("sample_shape: {shape:?} is not a sample's shape"));
+            }
+        }
+        if self.files.len() > MAX_FILES {
+            return Err(format!(
+                "files: {} listed, at most {MAX_FILES}",
+                self.files.len()
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &self.files {
+            let plain = !f.name.contains('/');
+            crate::dataset::check_object_name(&f.name)
+                .and_then(|()| {
+                    plain
+                        .then_some(())
+                        .ok_or_else(|| "is in a folder".to_string())
+                })
+                .and_then(|()| crate::dataset::check_sha256(&f.sha256))
+                .map_err(|e| format!("files: `{}` {e}", f.name.escape_debug()))?;
+            if !seen.insert(f.name.as_str()) {
+                return Err(format!("files: `{}` listed twice", f.name.escape_debug()));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Name of the checkpoint directory for a step; zero-padded so names sort by step.
 pub fn checkpoint_dir_name(step: u64) -> String {
     format!("step-{step:010}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> CheckpointManifest {
+        CheckpointManifest {
+            format: CHECKPOINT_FORMAT.into(),
+            step: 120,
+            epoch: 2,
+            batch_in_epoch: 7,
+            epoch_world: Some(2),
+            seed: 42,
+            world_size: 2,
+            model_kind: "conv".into(),
+            sample_shape: Some([1, 28, 28]),
+            run_id: Some("r-1".into()),
+            config_hash: Some("ab".repeat(32)),
+            early_stopping: EarlyStoppingState::default(),
+            metrics: [("test_loss".to_string(), 101.5)].into(),
+            files: ["model.safetensors", "optim.safetensors", "config.toml"]
+                .map(|n| FileEntry {
+                    name: n.into(),
+                    bytes: 10,
+                    sha256: "0f".repeat(32),
+                })
+                .into(),
+        }
+    }
+
+    #[test]
+    fn what_a_manifest_names_is_checked_and_the_key_named() {
+        manifest().check().unwrap();
+        let bad = |f: &dyn Fn(&mut CheckpointManifest), key: &str| {
+            let mut m = manifest();
+            f(&mut m);
+            let e = m.check().unwrap_err();
+            assert!(e.starts_with(key), "{e}");
+        };
+        bad(
+            &|m| m.files[0].name = "../../etc/passwd".into(),
+            "files: `../../etc/passwd`",
+        );
+        bad(
+            &|m| m.files[0].name = "sub/model".into(),
+            "files: `sub/model` is in a folder",
+        );
+        bad(
+            &|m| m.files[1].name = "model.safetensors".into(),
+            "files: `model.safetensors` listed twice",
+        );
+        bad(
+            &|m| m.files[0].sha256 = "x".into(),
+            "files: `model.safetensors`",
+        );
+        bad(
+            &|m| m.sample_shape = Some([3, 1 << 20, 1 << 20]),
+            "sample_shape",
+        );
+        bad(
+            &|m| m.sample_shape = Some([usize::MAX, 2, 2]),
+            "sample_shape",
+        );
+        bad(&|m| m.world_size = 0, "world_size");
+        bad(&|m| m.format = "other/9".into(), "format");
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A checkpoint manifest's JSON, mutated: read and checked, or
+        /// refused; never a panic, and one that passes names only plain
+        /// files in its own directory and a shape that fits in memory.
+        #[test]
+        fn prop_mutated_checkpoint_manifests_are_checked_or_refused(
+            bytes in crate::fuzz::mutated(serde_json::to_vec_pretty(&manifest()).unwrap_or_default())
+        ) {
+            if let Ok(m) = serde_json::from_slice::<CheckpointManifest>(&bytes) {
+                if m.check().is_ok() {
+                    for f in &m.files {
+                        prop_assert!(!f.name.contains('/') && f.name != ".." && f.name != ".");
+                    }
+                    let values: u64 = m.sample_shape.map_or(1, |s| s.iter().map(|&d| d as u64).product());
+                    prop_assert!(values <= 1 << 31);
+                }
+            }
+        }
+    }
 }

@@ -260,10 +260,12 @@ impl Checkpoints {
     pub fn read(&self, name: &str) -> Result<Loaded, CheckpointError> {
         let url = self.url_of(name);
         let mbytes = self.store.get(&format!("{name}/{CHECKPOINT_MANIFEST}"))?;
-        let manifest: CheckpointManifest =
-            serde_json::from_slice(&mbytes).map_err(|e| CheckpointError::Corrupt {
+        let manifest: CheckpointManifest = serde_json::from_slice(&mbytes)
+            .map_err(|e| e.to_string())
+            .and_then(|m: CheckpointManifest| m.check().map(|()| m))
+            .map_err(|message| CheckpointError::Corrupt {
                 url: url.clone(),
-                message: e.to_string(),
+                message,
             })?;
         let mut files = BTreeMap::new();
         for f in &manifest.files {

@@ -57,7 +57,7 @@ impl StopFlag {
 
 /// The second signal: clean up the writes in progress, then end the process.
 fn stop_at_once(sig: i32) -> ! {
-    let cleaned = crate::data::inflight::abort_all(ABORT_TIMEOUT);
+    let cleaned = crate::data::inflight::global().abort_all(ABORT_TIMEOUT);
     vae_proto::errln!(
         "vae-worker: signal {sig} after a stop request: stopping at once ({cleaned} write{} in progress cleaned up)",
         if cleaned == 1 { "" } else { "s" }

@@ -403,11 +403,19 @@ impl Store {
     pub async fn put_async(&self, name: &str, bytes: Bytes) -> Result<(), DataError> {
         let path = self.path_of(name);
         let fail = |e| request_error(&self.url_of(name), e);
-        if bytes.len() <= MULTIPART_ABOVE || self.local.is_some() {
-            let _registered = self
-                .local
-                .as_ref()
-                .map(|d| inflight::register(inflight::Write::Local(d.join(name))));
+        if let Some(dir) = &self.local {
+            let file = dir.join(name);
+            let (to, local) = (file.clone(), file.clone());
+            return tokio::task::spawn_blocking(move || put_local(&to, &bytes))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
+                .map_err(|e| DataError::Local {
+                    path: local,
+                    message: e.to_string(),
+                });
+        }
+        if bytes.len() <= MULTIPART_ABOVE {
             self.store
                 .put(&path, PutPayload::from(bytes))
                 .await
@@ -417,7 +425,13 @@ impl Store {
         let upload: inflight::SharedUpload = Arc::new(tokio::sync::Mutex::new(
             self.store.put_multipart(&path).await.map_err(fail)?,
         ));
-        let _registered = inflight::register(inflight::Write::Upload(Arc::clone(&upload)));
+        let Some(_registered) = inflight::global().register_upload(Arc::clone(&upload)) else {
+            let _ = upload.lock().await.abort().await;
+            return Err(DataError::Io {
+                url: self.url_of(name),
+                message: inflight::stopping().to_string(),
+            });
+        };
         let parts: Vec<_> = {
             let mut u = upload.lock().await;
             (0..bytes.len())
@@ -529,4 +543,20 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` to the local file `file` through a registered staged copy
+/// (`file#N`, renamed over `file` when whole), so that a stop at once
+/// removes it ([`inflight`]). Creates the file's directory.
+fn put_local(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let (_registered, staged, mut f) = inflight::global().stage(file)?;
+    let written =
+        std::io::Write::write_all(&mut f, bytes).and_then(|()| std::fs::rename(&staged, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&staged);
+    }
+    written
 }
