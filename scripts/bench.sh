@@ -44,12 +44,18 @@
 #   output, redaction) with FUZZ_CASES mutated inputs each (default 20,000,
 #   CI runs 256): inputs tried, panics, aborts, hangs (10 min per crate) and
 #   the test process's peak memory.
+# study (not part of `all`): a sweep of STUDY_POINTS points (default "100
+#   1000") of STUDY_STEPS steps each (default 5) as one job on 2 ranks (configs/study/beta_vae.toml's
+#   grid at one setting, the seeds as the axis, an MLP on a 768-image
+#   dSprites subset): the job's wall time, each group's busy time (the sum
+#   of its points' wall times in study.csv) and the hand-out and results
+#   overhead per point, (wall × groups − busy) / points.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|fuzz|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|fuzz|all] [STEPS]" >&2; exit 2 ;; esac
+case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|fuzz|study|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|fuzz|study|all] [STEPS]" >&2; exit 2 ;; esac
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -242,5 +248,33 @@ if [ "$WHAT" = fuzz ]; then
     if [ "$rc" = 124 ]; then hangs=1; elif [ "$rc" -gt 128 ]; then aborts=1; fi
     printf '  %-10s %d properties, %d inputs tried: %d panics, %d aborts, %d hangs, peak %d MB\n' \
       "$pkg" "$props" "$((props * CASES))" "$panics" "$aborts" "$hangs" "$(( $(tail -1 "$tmp/rss-$pkg") / 1024 ))"
+  done
+fi
+
+if [ "$WHAT" = study ]; then
+  "$VAE_WORKER" data prepare dsprites --scales 2 --orientations 2 --positions 8 --test-samples 100 --out "$tmp/ds" >/dev/null
+  steps="${STUDY_STEPS:-5}"
+  echo "A study as one job on 2 ranks: points of $steps steps each (hand-out and results overhead)"
+  for n in ${STUDY_POINTS:-100 1000}; do
+    start=$(date +%s.%N)
+    OMP_NUM_THREADS=1 "$LAUNCH" --nproc-per-node 2 --sweep "train.seed=1..$n" --sweep model.beta=1 \
+      -- train --config configs/study/beta_vae.toml --run-dir "$tmp/study-$n" --set data.url="$tmp/ds" \
+      --set model.kind=mlp --set model.hidden_dim=64 --set train.max_steps="$steps" --set train.threads=1 \
+      --set train.progress=false --set eval.metrics=[] --set log.images=0 --set log.histograms=false \
+      --set checkpoint.every_steps=0 --set checkpoint.every_epochs=0 >"$tmp/study-$n.log" 2>&1
+    wall=$("$VAE_PYTHON" -c "import time; print(time.time() - $start)")
+    "$VAE_PYTHON" - "$tmp/study-$n/study.csv" "$wall" "$n" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+wall, n = float(sys.argv[2]), int(sys.argv[3])
+busy = {}
+for r in rows:
+    busy[r["group"]] = busy.get(r["group"], 0.0) + float(r["wall_s"] or 0)
+done = sum(r["status"] == "finished" for r in rows)
+over = (wall * len(busy) - sum(busy.values())) / n
+per = sum(busy.values()) / n
+print(f"  {n:5d} points ({done} finished): wall {wall:7.1f} s, busy " + ", ".join(f"group {g} {b:6.1f} s ({b / wall:.0%})" for g, b in sorted(busy.items()))
+      + f"; a point {per:.3f} s, overhead {over:.3f} s per point")
+PY
   done
 fi

@@ -273,6 +273,146 @@ fn kill_9_in_one_group_mid_sweep_retrains_nothing_finished_and_ends_identical() 
     assert_no_process_left(&run);
 }
 
+/// `study.csv`'s rows as maps from column to value (no quoted commas but
+/// in the point's name, the first column).
+fn study_rows(run: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(run.join("study.csv")).unwrap_or_default();
+    let mut lines = text.lines();
+    let Some(head) = lines.next() else {
+        return Vec::new();
+    };
+    let head: Vec<&str> = head.split(',').collect();
+    lines
+        .map(|l| {
+            let (name, rest) = match l.strip_prefix('"') {
+                Some(q) => q.split_once("\",").unwrap(),
+                None => l.split_once(',').unwrap(),
+            };
+            let mut cells = vec![name];
+            cells.extend(rest.splitn(head.len() - 1, ','));
+            head.iter()
+                .zip(cells)
+                .map(|(h, c)| (h.to_string(), c.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_study_is_one_job_surviving_a_failed_point_and_kill_9() {
+    // configs/study/dsprites.toml's six methods, each with 2 of its
+    // settings × 2 seeds: 24 points on 2 ranks, a few steps each, on a
+    // reduced dSprites; one point diverges, a worker is killed halfway.
+    let dir = tempfile::tempdir().unwrap();
+    let data = super::dsprites_subset(dir.path());
+    let run = dir.path().join("study");
+    let config = super::repo().join("configs/study/dsprites.toml");
+    let failing = "method=factor_vae,model.tc_weight=2,train.seed=1";
+    let sets = [
+        format!("data.url={}", data.display()),
+        "train.max_steps=6".into(),
+        "log.every_steps=3".into(),
+        "checkpoint.every_steps=3".into(),
+        "eval.metrics=[]".into(),
+        "train.threads=1".into(),
+        "train.progress=false".into(),
+    ];
+    let mut c = Command::new(launch_bin());
+    env(&mut c)
+        .env("VAE_FAULT_DIVERGE_POINT", failing)
+        .args(["--nproc-per-node", "2", "--max-restarts", "1"])
+        .args(["--sweep", "train.seed=1..2", "--sweep", "model.beta=1,4"])
+        .args([
+            "--sweep",
+            "model.capacity_max=5,25",
+            "--sweep",
+            "model.tc_weight=2,6",
+        ])
+        .args([
+            "--sweep",
+            "model.dip_lambda_od=1,5",
+            "--",
+            "train",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--run-dir")
+        .arg(&run);
+    for s in &sets {
+        c.args(["--set", s]);
+    }
+    let child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Halfway: study.csv, written as points end, has 8 finished.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while study_rows(&run)
+        .iter()
+        .filter(|r| r["status"] == "finished")
+        .count()
+        < 8
+    {
+        assert!(Instant::now() < deadline, "the study never got halfway");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    kill_a_worker(&run);
+    let out = child.wait_with_output().unwrap();
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("restart 1 of 1"), "{text}");
+    assert!(
+        text.contains("sweep: 23 finished, 1 failed, 0 not started"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{failing} failed (try 2 of 2)")),
+        "{text}"
+    );
+    let rows = study_rows(&run);
+    assert_eq!(rows.len(), 24);
+    let methods: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["method"].as_str()).collect();
+    assert_eq!(methods.len(), 6, "{methods:?}");
+    for r in &rows {
+        let want = if r["point"] == failing {
+            "failed"
+        } else {
+            "finished"
+        };
+        assert_eq!(r["status"], want, "{r:?}");
+        if want == "finished" {
+            assert!(
+                r["test_loss"].parse::<f64>().is_ok_and(f64::is_finite),
+                "{r:?}"
+            );
+            assert_eq!(r["steps"], "6", "{r:?}");
+        } else {
+            assert!(r["reason"].contains("diverged"), "{r:?}");
+        }
+    }
+    // Both groups were handed points.
+    let groups: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["group"].as_str()).collect();
+    assert!(groups.contains("0") && groups.contains("1"), "{groups:?}");
+    // A finished model equals the same point trained alone.
+    let point = run.join("method=factor_vae,model.tc_weight=6,train.seed=2");
+    let alone = dir.path().join("alone");
+    let mut c = Command::new(worker_bin());
+    env(&mut c)
+        .args(["train", "--config"])
+        .arg(point.join("config.toml"))
+        .arg("--run-dir")
+        .arg(&alone);
+    ok(c);
+    assert!(
+        params(&point) == params(&alone),
+        "the study's point differs from its run alone"
+    );
+    assert_no_process_left(&run);
+}
+
 #[test]
 fn bad_sweeps_fail_before_any_worker_starts_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -88,8 +88,11 @@ fn workers_per_node(
     let n = match (nproc, sweep) {
         (Nproc::Exactly(n), _) => n,
         (Nproc::Auto, _) if gpus => devices.gpus,
-        // One group of ranks per point, on this machine.
-        (Nproc::Auto, Some(s)) if req.hosts.is_empty() => s.points.len() * s.ranks_per_point,
+        // One group of ranks per point on this machine, up to one per core
+        // (a study of hundreds of points is handed out to the groups).
+        (Nproc::Auto, Some(s)) if req.hosts.is_empty() => {
+            s.points.len().min(devices.cores).max(1) * s.ranks_per_point
+        }
         (Nproc::Auto, _) => 1,
     };
     if gpus && n > devices.gpus {
@@ -338,6 +341,15 @@ mod tests {
             (p.nproc, p.sweep.as_ref().map(|s| s.points.len())),
             (6, Some(3))
         );
+        // A study of more points than cores: one group per core.
+        let many = plan(
+            Nproc::Auto,
+            &args("train --run-dir r"),
+            &cpu,
+            &req(&["train.seed=1..50"], None),
+        )
+        .unwrap();
+        assert_eq!(many.nproc, 4);
         assert!(p
             .worker_args
             .windows(2)

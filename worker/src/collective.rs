@@ -47,6 +47,31 @@ pub trait Comm {
     fn barrier(&self) -> Result<(), CommError>;
     /// Name of the gradient data plane, for logs.
     fn backend(&self) -> &'static str;
+    /// Sends `bytes` to rank `dest` under `tag` (point to point: a sweep's
+    /// hand-out of points). Only the job's MPI communicator has it.
+    fn send_bytes(&self, _bytes: &[u8], _dest: usize, _tag: i32) -> Result<(), CommError> {
+        Err(self.no_point_to_point("send"))
+    }
+    /// Receives the message under `tag` from rank `src` (waits for it).
+    fn recv_bytes(&self, _src: usize, _tag: i32) -> Result<Vec<u8>, CommError> {
+        Err(self.no_point_to_point("receive"))
+    }
+    /// Receives a message under `tag` from any rank when one is waiting:
+    /// its sender and bytes; `None` at once when none is.
+    fn try_recv_any(&self, _tag: i32) -> Result<Option<(usize, Vec<u8>)>, CommError> {
+        Err(self.no_point_to_point("receive"))
+    }
+    /// The error of a communicator without point-to-point messages.
+    fn no_point_to_point(&self, op: &'static str) -> CommError {
+        CommError::Failed {
+            rank: self.rank(),
+            op,
+            message: format!(
+                "the {} communicator has no point-to-point messages",
+                self.backend()
+            ),
+        }
+    }
 }
 
 /// Where a batch's rows are. An objective defined on the whole batch (the

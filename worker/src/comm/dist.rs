@@ -2,6 +2,7 @@
 //! host-side collectives over MPI, tensor collectives over NCCL on CUDA
 //! devices (the torch wheel's libnccl, [`crate::nccl`]).
 use mpi::collective::{CommunicatorCollectives, Root, SystemOperation};
+use mpi::point_to_point::{Destination, Source};
 use mpi::topology::{Communicator, SimpleCommunicator};
 use tch::{Device, Tensor};
 use vae_proto::config::Backend;
@@ -302,6 +303,30 @@ impl Comm for Dist {
     fn barrier(&self) -> Result<(), CommError> {
         self.world.barrier();
         Ok(())
+    }
+    fn send_bytes(&self, bytes: &[u8], dest: usize, tag: i32) -> Result<(), CommError> {
+        self.world
+            .process_at_rank(dest as i32)
+            .send_with_tag(bytes, tag);
+        Ok(())
+    }
+    fn recv_bytes(&self, src: usize, tag: i32) -> Result<Vec<u8>, CommError> {
+        let (bytes, _) = self
+            .world
+            .process_at_rank(src as i32)
+            .receive_vec_with_tag::<u8>(tag);
+        Ok(bytes)
+    }
+    fn try_recv_any(&self, tag: i32) -> Result<Option<(usize, Vec<u8>)>, CommError> {
+        let Some(status) = self.world.any_process().immediate_probe_with_tag(tag) else {
+            return Ok(None);
+        };
+        let from = status.source_rank();
+        let (bytes, _) = self
+            .world
+            .process_at_rank(from)
+            .receive_vec_with_tag::<u8>(tag);
+        Ok(Some((from as usize, bytes)))
     }
     fn backend(&self) -> &'static str {
         if self.nccl.is_some() {

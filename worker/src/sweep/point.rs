@@ -1,5 +1,6 @@
-//! One point's outcome ([`PointResult`]): its swept values and its final
-//! figures, from its summary.
+//! One point's result ([`PointResult`]: its swept values and its final
+//! figures, from its summary) and what became of a point handed out
+//! ([`Outcome`]: finished, failed with its reason, or stopped by a signal).
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -41,4 +42,41 @@ impl PointResult {
             figures,
         }
     }
+}
+
+/// How a point handed out ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Finished,
+    /// Failed on every try (its reason recorded); the sweep went on.
+    Failed,
+    /// Stopped by a signal (not a failure: a restart resumes it).
+    Stopped,
+}
+
+/// What became of a point handed out to a group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outcome {
+    pub index: usize,
+    pub status: Status,
+    /// A finished point's figures.
+    pub result: Option<PointResult>,
+    /// Why a failed point failed (its last try's error).
+    pub reason: Option<String>,
+    /// Tries it took (1 when the first succeeded).
+    pub tries: usize,
+    /// The group that trained it, and for how long (seconds).
+    pub group: usize,
+    pub wall_s: f64,
+    /// Optimizer steps of a finished point.
+    pub steps: u64,
+}
+
+/// `failed.json` in a failed point's run directory: a restart of the job
+/// records it as failed again rather than training it anew.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailedRecord {
+    pub reason: String,
+    pub tries: usize,
 }

@@ -36,7 +36,7 @@ pub fn write(
     base: &Config,
     rows: &[PointResult],
 ) -> Result<(), TrainError> {
-    let keys: Vec<String> = sweep.axes.iter().map(|a| a.key.clone()).collect();
+    let keys: Vec<String> = sweep.columns();
     let cols = figure_columns(rows);
     write_json(&run_dir.join("sweep.json"), &rows)?;
     let csv = csv(&keys, &cols, rows);

@@ -36,6 +36,9 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The loss is not finite (every rank of the run returns it alike).
+    #[error("loss is {loss} at step {step}: training diverged")]
+    Diverged { step: u64, loss: String },
 }
 
 pub fn tensor_err(context: impl Into<String>) -> impl FnOnce(tch::TchError) -> TrainError {

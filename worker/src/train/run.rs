@@ -69,6 +69,9 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             if run.after_step(outcome, epoch.steps)? == Flow::Stop {
                 return run.interrupted();
             }
+            // A beat between steps too: a sweep's rank 0 hands out points
+            // there while it trains one itself.
+            crate::heartbeat::beat();
         }
         let complete = run.end_epoch(epoch.steps);
         if !complete || in_phase(Phase::Evaluation, || run.after_epoch())? == Flow::Stop {
@@ -78,10 +81,14 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
     in_phase(Phase::Evaluation, || run.finish()).map(Some)
 }
 
-/// Runs `f` with the watchdog in `phase`.
+/// Runs `f` with the watchdog in `phase`, with a beat before and after it
+/// (a sweep's rank 0 answers the other groups at its beats).
 fn in_phase<T>(phase: Phase, f: impl FnOnce() -> T) -> T {
     let _g = watchdog::phase(phase);
-    f()
+    crate::heartbeat::beat();
+    let out = f();
+    crate::heartbeat::beat();
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

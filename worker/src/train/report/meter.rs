@@ -112,16 +112,18 @@ impl Meter {
 
     /// Reduces the window over ranks (every rank calls this) and starts the
     /// next one. A loss that is not finite ends the run, naming the step:
-    /// rank 0 decides, and its error aborts the job.
+    /// rank 0 decides and tells every rank, so all of them end it with the
+    /// same error (a sweep then records the point as failed and goes on).
     pub fn window(&mut self, comm: &dyn Comm, step: u64) -> Result<Window, TrainError> {
         let mut sums = Sums::from_tensor(&self.window, self.latent)
             .map_err(tensor_err(format!("step {step}")))?;
         comm.all_reduce_f64(&mut sums.v)?;
-        if comm.rank() == 0 && !sums.loss().is_finite() {
-            return Err(TrainError::Invalid(format!(
-                "loss is {} at step {step}: training diverged",
-                sums.loss()
-            )));
+        let loss = sums.loss();
+        // As text: JSON has no NaN.
+        let diverged =
+            crate::collective::from_rank0(comm, (!loss.is_finite()).then(|| loss.to_string()))?;
+        if let Some(loss) = diverged {
+            return Err(TrainError::Diverged { step, loss });
         }
         let secs = self.window_start.elapsed().as_secs_f64();
         let samples = self.window_steps * self.global_batch;
