@@ -41,10 +41,12 @@ have_main_apt() {
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]
 }
 # The test lab's: a one-node SLURM with munge (tests/slurm.rs), iproute2
-# (hosts in network namespaces, tests/hosts.rs).
+# (hosts in network namespaces, tests/hosts.rs), a headless Chromium (the
+# study report's page, tests/report.rs).
 have_test_apt() {
   command -v slurmctld >/dev/null && command -v slurmd >/dev/null &&
-    command -v munged >/dev/null && command -v ip >/dev/null
+    command -v munged >/dev/null && command -v ip >/dev/null &&
+    command -v chromium >/dev/null
 }
 
 torch_ok() {
@@ -87,8 +89,8 @@ fi
 
 if [ "$TESTS" = 1 ]; then
   if ! have_test_apt; then
-    say "installing slurm-wlm munge iproute2 (apt): the test lab's one-node SLURM and hosts in network namespaces"
-    apt_install slurm-wlm munge iproute2
+    say "installing slurm-wlm munge iproute2 chromium (apt): the test lab's one-node SLURM, hosts in network namespaces, a headless browser"
+    apt_install slurm-wlm munge iproute2 chromium
   fi
   if ! [ -x "$VAE_CACHE/node/node_modules/.bin/azurite-blob" ]; then
     say "installing azurite@3.35.0 (npm) into $VAE_CACHE/node: the Azure Blob emulator of the storage tests (3.35 is the last for Node 20)"

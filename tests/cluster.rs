@@ -273,6 +273,46 @@ fn kill_9_in_one_group_mid_sweep_retrains_nothing_finished_and_ends_identical() 
     assert_no_process_left(&run);
 }
 
+/// What headless Chromium finds in the page `index`: how many images it
+/// has and how many decoded, and the rows of each table of models (a
+/// page of the test's own that frames it and counts).
+fn in_chromium(index: &Path) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe.html");
+    let src = format!("file://{}", index.display());
+    std::fs::write(
+        &probe,
+        format!(
+            "<!doctype html><html><body><iframe id=\"r\" src=\"{src}\"></iframe><script>\n\
+             window.onload = () => {{ const d = document.getElementById('r').contentDocument;\n\
+             const imgs = [...d.images];\n\
+             const decoded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;\n\
+             const rows = [...d.querySelectorAll('table.models')].map(t => t.tBodies[0].rows.length);\n\
+             document.body.setAttribute('data-result', JSON.stringify({{images: imgs.length, decoded, rows}})); }};\n\
+             </script></body></html>\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+        ])
+        .args(["--virtual-time-budget=20000", "--dump-dom"])
+        .arg(format!("file://{}", probe.display()))
+        .output()
+        .expect("chromium (scripts/setup.sh --tests installs it)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let found = dom
+        .split("data-result=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("the page did not load in chromium: {dom}"));
+    serde_json::from_str(&found.replace("&quot;", "\"")).unwrap()
+}
+
 /// `study.csv`'s rows as maps from column to value (no quoted commas but
 /// in the point's name, the first column).
 fn study_rows(run: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
@@ -313,7 +353,8 @@ fn a_study_is_one_job_surviving_a_failed_point_and_kill_9() {
         "train.max_steps=6".into(),
         "log.every_steps=3".into(),
         "checkpoint.every_steps=3".into(),
-        "eval.metrics=[]".into(),
+        "eval.metrics=[mig,unsupervised]".into(),
+        "eval.scale=0.02".into(),
         "train.threads=1".into(),
         "train.progress=false".into(),
     ];
@@ -396,6 +437,25 @@ fn a_study_is_one_job_surviving_a_failed_point_and_kill_9() {
     let groups: std::collections::BTreeSet<&str> =
         rows.iter().map(|r| r["group"].as_str()).collect();
     assert!(groups.contains("0") && groups.contains("1"), "{groups:?}");
+    // The report the job wrote at its end, and one of two studies side by
+    // side, in a real browser: every figure decodes, a row per model.
+    let page = in_chromium(&run.join("report/index.html"));
+    assert_eq!(page["rows"], serde_json::json!([24]), "{page}");
+    assert!(page["images"].as_u64() >= Some(9), "{page}");
+    assert_eq!(page["decoded"], page["images"], "{page}");
+    let both = dir.path().join("both");
+    let mut c = Command::new(worker_bin());
+    env(&mut c)
+        .args(["study", "report"])
+        .arg(&run)
+        .arg(&run)
+        .arg("--out")
+        .arg(&both);
+    let said = String::from_utf8_lossy(&ok(c).stdout).into_owned();
+    assert!(said.contains("study report: 48 models"), "{said}");
+    let page = in_chromium(&both.join("index.html"));
+    assert_eq!(page["rows"], serde_json::json!([24, 24]), "{page}");
+    assert_eq!(page["decoded"], page["images"], "{page}");
     // A finished model equals the same point trained alone.
     let point = run.join("method=factor_vae,model.tc_weight=6,train.seed=2");
     let alone = dir.path().join("alone");

@@ -32,6 +32,11 @@ pub enum Command {
     Eval(EvalCmd),
     /// Write a checkpoint's weights as safetensors under PyTorch state_dict names.
     Export(ExportCmd),
+    /// Studies (sweeps of several grids): their report.
+    Study {
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
     /// What this worker runs on: CUDA devices, the NCCL libtorch loaded
     /// (version, file, copies), CPU bf16 support.
     Info {
@@ -193,6 +198,21 @@ pub struct ExportCmd {
     pub checkpoint: String,
     #[arg(long)]
     pub out: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StudyCommand {
+    /// Figures and a page (`index.html`) from the `study.csv` of one or
+    /// more studies (datasets side by side): metric agreement, scores per
+    /// method, seed against hyperparameter, unsupervised model selection.
+    Report {
+        /// The studies' run directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to write (default: the first run's `report/`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,7 +1,7 @@
 //! Runs a parsed `vae-worker` command line (its types are in
 //! `vae_proto::cli`, shared with the launcher): each command is handed to
 //! the module that does it.
-use vae_proto::cli::{Command, DataCommand, TrainCmd, WorkerCli};
+use vae_proto::cli::{Command, DataCommand, StudyCommand, TrainCmd, WorkerCli};
 
 use vae_proto::redact::redact;
 
@@ -64,6 +64,19 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
                     .iter()
                     .for_each(|l| vae_proto::outln!("{l}"));
             }
+            Ok(())
+        }
+        Command::Study {
+            command: StudyCommand::Report { runs, out },
+        } => {
+            let out = out.unwrap_or_else(|| runs[0].join("report"));
+            let w = crate::study::report(&runs, &out)?;
+            vae_proto::outln!(
+                "study report: {} models, {} figures: {}",
+                w.models,
+                w.figures,
+                w.index.display()
+            );
             Ok(())
         }
         Command::Export(cmd) => {

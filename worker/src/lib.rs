@@ -10,7 +10,7 @@
 //! (file writes), [`check`] (what `train` checks before it starts anything),
 //! [`train`] (the training loop, a folder of its parts),
 //! [`watchdog`] (a stalled rank ends the job instead of hanging it),
-//! [`sweep`] (a sweep as one job), [`evaluate`] and [`export`] (the `eval`
+//! [`sweep`] (a sweep or a study as one job), [`study`] (a study's report), [`evaluate`] and [`export`] (the `eval`
 //! and `export` commands), and [`cli`] (runs the command line the binary
 //! parses).
 pub mod agree;
@@ -41,6 +41,7 @@ pub mod optim;
 pub mod prepare;
 pub mod rng;
 pub mod signals;
+pub mod study;
 pub mod sweep;
 pub mod tensorboard;
 pub mod train;

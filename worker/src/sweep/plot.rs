@@ -5,30 +5,11 @@
 //! installs); without one the plot has no text.
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
 
 use super::point::PointResult;
-
-const FONTS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-];
-
-/// Whether a font for text is registered (once per process).
-fn font() -> bool {
-    static FONT: OnceLock<bool> = OnceLock::new();
-    *FONT.get_or_init(|| {
-        FONTS.iter().any(|p| {
-            std::fs::read(p).ok().is_some_and(|bytes| {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
-            })
-        })
-    })
-}
+use crate::study::figures::font;
 
 /// The x coordinate of each point: the first axis's value when every one
 /// is a number, else its position among the axis's values.

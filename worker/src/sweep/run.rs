@@ -95,6 +95,16 @@ pub fn run(a: SweepArgs) -> Result<Option<Vec<PointResult>>, TrainError> {
         .count();
     let not_started = a.sweep.points.len() - finished.len() - failed;
     results::write(&a.run_dir, &a.sweep, &a.base, &finished)?;
+    if !a.base.sweep.grids.is_empty() {
+        let out = a.run_dir.join("report");
+        let w = crate::study::report(std::slice::from_ref(&a.run_dir), &out).map_err(|e| {
+            TrainError::RunDir {
+                path: out.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        vae_proto::outln!("study report: {} figures, {}", w.figures, w.index.display());
+    }
     vae_proto::outln!(
         "sweep: {} finished, {failed} failed, {not_started} not started (study.csv has every point and each failure's reason)",
         finished.len()
