@@ -680,6 +680,37 @@ fn a_second_signal_aborts_open_uploads() {
 // Hangs and false alarms
 
 #[test]
+fn a_worker_frozen_after_the_run_does_not_hold_the_job() {
+    // Rank 1 stops itself (SIGSTOP) once the run is over, before MPI is
+    // finalised: rank 0 is gone, no watchdog runs, mpirun waits for it.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut c = launch_n(&run, 2, &["train.max_steps=30"], &[]);
+    c.env("VAE_FAULT_STOP_AT_END", "1");
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err_lines = lines_of(child.stderr.take().unwrap());
+    let code = wait_at_most(
+        &mut child,
+        Duration::from_secs(120),
+        "a job with a frozen worker",
+    );
+    let err: Vec<String> = err_lines.try_iter().collect();
+    assert_eq!(code, 0, "{}", err.join("\n"));
+    assert!(
+        err.iter()
+            .any(|l| l.contains("rank 0 finished the run 30 s ago but the job has not ended")),
+        "{}",
+        err.join("\n")
+    );
+    assert!(run.join("summary.json").is_file());
+    assert_no_process_left(&run);
+}
+
+#[test]
 fn a_set_up_failure_or_hang_on_one_rank_ends_the_job() {
     let dir = tempfile::tempdir().unwrap();
     for (fault, expect) in [

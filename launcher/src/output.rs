@@ -43,6 +43,8 @@ pub struct Said {
     /// mpirun's own lines (not a rank's), at most [`KEPT_LINES`]: the
     /// remote agent's errors and mpirun's banners, which name the host.
     mpirun_lines: Vec<String>,
+    /// When rank 0 said the run is done (`done: step …`, `sweep done: …`).
+    pub done_at: Option<std::time::Instant>,
 }
 
 /// How many of mpirun's own lines an attempt keeps.
@@ -140,6 +142,9 @@ impl Said {
             self.failed.insert(rank);
         }
         self.stopped |= line.contains("stopped by a signal at step");
+        if self.done_at.is_none() && rank0_done(line) {
+            self.done_at = Some(std::time::Instant::now());
+        }
         if !line.starts_with("[rank ") {
             self.daemon_failed |= DAEMON_FAILED.iter().any(|d| line.contains(d));
             if self.mpirun_lines.len() < KEPT_LINES {
@@ -184,6 +189,18 @@ fn names_host(line: &str, host: &str) -> bool {
         });
         !part_of_name(before) && !part_of_name(after)
     })
+}
+
+/// Whether `line` is rank 0's last line of a run that ended well.
+fn rank0_done(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix("[rank 0") else {
+        return false;
+    };
+    let Some((tag, text)) = rest.split_once("] ") else {
+        return false;
+    };
+    (tag.is_empty() || tag.starts_with('@'))
+        && (text.starts_with("done: step ") || text.starts_with("sweep done: "))
 }
 
 /// The text of a worker's error line `[rank N…] vae-worker: error: rank N: …`
@@ -290,6 +307,18 @@ located on the indicated node:
         let mut fine = super::Said::default();
         fine.take("ssh: connect to host hostb port 22: Connection refused");
         assert!(fine.daemon_hosts(&hosts).is_empty(), "no daemon failed");
+    }
+
+    #[test]
+    fn rank_0_s_last_line_is_known() {
+        use super::rank0_done;
+        assert!(rank0_done("[rank 0] done: step 300, test loss 1.0"));
+        assert!(rank0_done(
+            "[rank 0@node1] sweep done: 4 points, results in r"
+        ));
+        assert!(!rank0_done("[rank 1] done: step 300"));
+        assert!(!rank0_done("[rank 10] done: step 300"));
+        assert!(!rank0_done("[rank 0] epoch 1 done: step"));
     }
 
     #[test]

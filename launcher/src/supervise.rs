@@ -252,7 +252,17 @@ fn attempt(
     let mut asked = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait()? {
-            break status;
+            break Some(status);
+        }
+        if done_long_ago(&said) {
+            vae_proto::errln!(
+                "[launcher] rank 0 finished the run {} s ago but the job has not ended (a worker stopped or hung at its end): ending it",
+                DONE_GRACE.as_secs()
+            );
+            // Every process of the job goes (and is reaped, mpirun too):
+            // the run is complete.
+            procs::kill_all_descendants(None);
+            break None;
         }
         std::thread::sleep(Duration::from_millis(50));
         if !grow.is_empty() && asked.elapsed() >= RESEND {
@@ -278,10 +288,22 @@ fn attempt(
             .map_err(|_| anyhow::anyhow!("output relay failed"))?,
     );
     Ok(Ended {
-        code: exit_code(status),
+        code: status.map_or(0, exit_code),
         said,
         grow,
     })
+}
+
+/// How long the job may go on after rank 0 said the run is done (the
+/// other ranks finalise MPI within seconds).
+const DONE_GRACE: Duration = Duration::from_secs(30);
+
+/// Whether rank 0 said the run is done more than [`DONE_GRACE`] ago.
+fn done_long_ago(said: &Attempt) -> bool {
+    said.lock()
+        .ok()
+        .and_then(|s| s.done_at)
+        .is_some_and(|t| t.elapsed() > DONE_GRACE)
 }
 
 /// The discovery script polled every [`elastic::POLL`] on a thread of its

@@ -247,7 +247,14 @@ fn end(
         }
         Err(e) => return Err(e.into()),
     }
-    watchdog::finish();
+    // Finalising waits for every other rank: timed like any wait for
+    // another rank, so one stopped at the very end (kill -STOP) ends the
+    // job (the launcher's restart finds the run complete) instead of
+    // holding it forever.
+    crate::faults::stop_at_end();
+    let waiting = watchdog::phase(watchdog::Phase::Waiting);
     comm::finalize(conn);
+    drop(waiting);
+    watchdog::finish();
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Every hook: its environment variable and what it does.
-pub const HOOKS: [(&str, &str); 10] = [
+pub const HOOKS: [(&str, &str); 11] = [
     ("VAE_FAULT_DESYNC_STEP", "N: after step N the last rank's parameters drift from the others' (what dist.check_every must catch)"),
     ("VAE_FAULT_SLOW_CHECKPOINT_MS", "N: a checkpoint's write pauses N ms between its objects and its manifest"),
     ("VAE_FAULT_SLOW_RANK", "R:MS: rank R sleeps MS ms before every step"),
@@ -19,6 +19,7 @@ pub const HOOKS: [(&str, &str); 10] = [
     ("VAE_FAULT_VERSION", "R:TEXT: rank R claims another version"),
     ("VAE_FAULT_RECORD_DRAWS", "PREFIX: each metric's draws are written to PREFIX-<metric>.json"),
     ("VAE_FAULT_DIVERGE_POINT", "NAME: the sweep point named NAME trains with optim.lr = 1e30, so its loss diverges"),
+    ("VAE_FAULT_STOP_AT_END", "R: rank R stops itself (SIGSTOP) after the run, before MPI is finalised"),
 ];
 
 /// Whether this build has the hooks.
@@ -46,6 +47,16 @@ pub fn desync(step: u64, rank: usize, world: usize) -> Option<f64> {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
     let at = *AT.get_or_init(|| number("VAE_FAULT_DESYNC_STEP"));
     (at == Some(step) && rank + 1 == world).then_some(1e-3)
+}
+
+/// After a run that ended well, before MPI is finalised: this rank
+/// stops itself (`VAE_FAULT_STOP_AT_END`), as a process frozen at the very
+/// end would.
+pub fn stop_at_end() {
+    if for_this_rank("VAE_FAULT_STOP_AT_END").is_some() {
+        // SAFETY: raise has no preconditions.
+        unsafe { libc::raise(libc::SIGSTOP) };
+    }
 }
 
 /// Whether sweep point `name` is the one made to diverge
