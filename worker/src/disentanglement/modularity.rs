@@ -13,7 +13,7 @@ use ndarray::{Array1, Array2};
 
 use super::ground_truth::{codes_and_factors, Budget, GroundTruth};
 use super::mig::{discretize, mutual_info, BINS};
-use super::stats::each_factor;
+use super::stats::{each_factor, ranks};
 
 /// The solver's stopping point: the gradient's norm of the summed loss —
 /// per sample 10⁻⁷ at the published 10,000, a thousand times tighter than
@@ -133,21 +133,7 @@ fn factor_auc(x: &Array2<f64>, y: &[usize], xt: &Array2<f64>, yt: &[usize]) -> O
 /// The area under the ROC curve of `scores` for the `positive` samples (the
 /// Mann–Whitney statistic, ties counted half, as `roc_auc_score`).
 pub fn auc(scores: &[f64], positive: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let r = (i + j) as f64 / 2.0 + 1.0;
-        for &o in &order[i..=j] {
-            ranks[o] = r;
-        }
-        i = j + 1;
-    }
+    let ranks = ranks(scores);
     let np = positive.iter().filter(|&&p| p).count() as f64;
     let nn = positive.len() as f64 - np;
     if np == 0.0 || nn == 0.0 {

@@ -1,5 +1,6 @@
 //! The arithmetic the metrics share, as NumPy does it: column variances,
-//! `argmax`/`argmin`, float64 rows, and one learner per factor on every core.
+//! `argmax`/`argmin`, ranks with ties averaged (scipy's `rankdata`),
+//! float64 rows, and one learner per factor on every core.
 
 /// `f` of each item, computed on every core (items in turn on each); the
 /// results in the items' order. The metrics fit one learner per factor
@@ -50,6 +51,27 @@ pub fn variances(rows: &[Vec<f64>]) -> Vec<f64> {
 }
 
 /// `np.argmax`: the index of the first largest value (NaN counts as largest).
+/// The ranks of `xs` (1 = smallest), ties given their mean rank
+/// (`scipy.stats.rankdata`).
+pub fn ranks(xs: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..xs.len()).collect();
+    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
+    let mut r = vec![0.0; xs.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && xs[order[j + 1]] == xs[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            r[k] = mean;
+        }
+        i = j + 1;
+    }
+    r
+}
+
 pub fn argmax(v: &[f64]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {

@@ -49,16 +49,16 @@ pub struct Panel {
     pub values: Vec<Vec<f64>>,
 }
 
-/// Saves an RGB buffer as the PNG `path`.
-fn save(path: &Path, pixels: Vec<u8>, size: (u32, u32)) -> Result<(), String> {
+/// Saves an RGB buffer as the PNG `path` (the error without the path,
+/// which the caller's error names).
+pub fn save(path: &Path, pixels: Vec<u8>, size: (u32, u32)) -> Result<(), String> {
     let grid = crate::images::Grid {
         width: size.0 as usize,
         height: size.1 as usize,
         channels: 3,
         pixels,
     };
-    grid.save(path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    grid.save(path).map_err(|e| e.to_string())
 }
 
 /// Draws `panels` side by side (at most 4 a row) under `title` into `path`.
@@ -96,7 +96,7 @@ fn panel(area: &DrawingArea<BitMapBackend, Shift>, style: Style, p: &Panel) -> R
         .copied()
         .filter(|v| v.is_finite())
         .collect();
-    let (y0, y1) = bounds(&all);
+    let (y0, y1) = bounds(all.into_iter());
     let n = p.categories.len().max(1);
     let text = font();
     let mut builder = ChartBuilder::on(area);
@@ -192,12 +192,10 @@ fn drawn<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<(), String> {
 }
 
 /// A range around the values with a margin (a single value gets ±1).
-fn bounds(v: &[f64]) -> (f64, f64) {
-    let (lo, hi) = v
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
-            (l.min(x), h.max(x))
-        });
+pub fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
+        (l.min(x), h.max(x))
+    });
     if !(lo.is_finite() && hi.is_finite()) {
         return (0.0, 1.0);
     }

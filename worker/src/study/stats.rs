@@ -1,26 +1,7 @@
 //! The statistics of the report: ranks with ties averaged, Spearman's rank
 //! correlation (scipy.stats.spearmanr's), quantiles (NumPy's linear
 //! interpolation), and where a model stands among others.
-
-/// The ranks of `xs` (1 = smallest), ties given their mean rank.
-pub fn ranks(xs: &[f64]) -> Vec<f64> {
-    let mut order: Vec<usize> = (0..xs.len()).collect();
-    order.sort_by(|&a, &b| xs[a].total_cmp(&xs[b]));
-    let mut r = vec![0.0; xs.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && xs[order[j + 1]] == xs[order[i]] {
-            j += 1;
-        }
-        let mean = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            r[k] = mean;
-        }
-        i = j + 1;
-    }
-    r
-}
+use crate::disentanglement::stats::ranks;
 
 /// Pearson's correlation; NaN when either side is constant or too short.
 pub fn pearson(a: &[f64], b: &[f64]) -> f64 {

@@ -9,7 +9,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::point::PointResult;
-use crate::study::figures::font;
+use crate::study::figures::{bounds, font, save};
 
 /// The x coordinate of each point: the first axis's value when every one
 /// is a number, else its position among the axis's values.
@@ -50,13 +50,7 @@ pub fn figure(
     if !draw(&mut pixels, keys, figure, rows)? {
         return Ok(());
     }
-    let grid = crate::images::Grid {
-        width: SIZE.0 as usize,
-        height: SIZE.1 as usize,
-        channels: 3,
-        pixels,
-    };
-    grid.save(path).map_err(|e| e.to_string())
+    save(path, pixels, SIZE)
 }
 
 /// Draws the plot into `pixels`; whether there was anything to draw.
@@ -132,16 +126,4 @@ fn draw(
     }
     root.present().map_err(|e| e.to_string())?;
     Ok(true)
-}
-
-/// A range around the values with a margin (a single value gets ±1).
-fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
-        (l.min(x), h.max(x))
-    });
-    if !(lo.is_finite() && hi.is_finite()) {
-        return (0.0, 1.0);
-    }
-    let pad = if hi > lo { (hi - lo) * 0.08 } else { 1.0 };
-    (lo - pad, hi + pad)
 }

@@ -181,26 +181,11 @@ fn tried(a: &SweepArgs, p: &Point, group: usize) -> Result<Outcome, TrainError> 
     Ok(outcome(Status::Failed, None, Some(reason), tries))
 }
 
-/// One point, trained by this rank's group (or found done): its results
-/// and steps, or `None` when a signal stopped it.
+/// One point, trained by this rank's group (the points found done are
+/// never handed out: [`Dispatcher::new`]): its results and steps, or
+/// `None` when a signal stopped it.
 fn point(a: &SweepArgs, p: &Point) -> Result<Option<(PointResult, u64)>, TrainError> {
     let dir = a.run_dir.join(&p.name);
-    let done = if a.group.rank() == 0 {
-        std::fs::read(dir.join("summary.json")).ok()
-    } else {
-        None
-    };
-    if let Some(summary) = from_rank0(a.group, done)? {
-        if a.group.rank() == 0 {
-            vae_proto::outln!("sweep: {} was trained before; not again", p.name);
-        }
-        let summary: train::report::Summary =
-            serde_json::from_slice(&summary).map_err(|e| TrainError::RunDir {
-                path: dir.join("summary.json"),
-                message: e.to_string(),
-            })?;
-        return Ok(Some((PointResult::new(p, &summary), summary.step)));
-    }
     let mut p = p.clone();
     if crate::faults::diverging_point(&p.name) {
         p.sets.push("optim.lr=1e30".into());
