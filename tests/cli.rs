@@ -7,7 +7,7 @@ mod accel;
 #[path = "common/mod.rs"]
 mod common;
 use common::{max_diff, mnist, python, repo};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
@@ -742,8 +742,66 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
         run_ok(c);
         json(&out)
     };
-    let (on_generated, on_imported) = (eval(&generated, "a.json"), eval(&imported, "b.json"));
+    let (mut on_generated, mut on_imported) =
+        (eval(&generated, "a.json"), eval(&imported, "b.json"));
+    // The same data under two URLs: the same manifest, the same figures.
+    let (a, b) = (
+        on_generated["evaluation"].take(),
+        on_imported["evaluation"].take(),
+    );
+    assert_eq!(a["manifest_sha256"], b["manifest_sha256"]);
+    assert_ne!(a["data_url"], b["data_url"]);
+    assert_eq!(
+        (a["scale"].as_f64(), a["published_counts"].as_bool()),
+        (Some(0.02), Some(false))
+    );
     assert_eq!(on_generated, on_imported);
+    // Two evaluations of one checkpoint that compute different things each
+    // keep their own file, say where and whether they are at the published
+    // counts.
+    let mut said = Vec::new();
+    for args in [
+        &["--metrics", "mig"][..],
+        &["--metrics", "mig,sap", "--scale", "0.05"],
+    ] {
+        let mut c = worker();
+        c.args(["eval", "--checkpoint"]).arg(&run).args(args);
+        said.push(String::from_utf8_lossy(&run_ok(c).stderr).into_owned());
+    }
+    assert!(
+        said[0].contains("eval: metrics at the published counts (10000 / 5000 samples"),
+        "{}",
+        said[0]
+    );
+    assert!(
+        said[1].contains(
+            "eval: metrics at --scale 0.05 (500 / 250 samples): not the published counts"
+        ),
+        "{}",
+        said[1]
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("eval-step-")
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for (f, text) in files.iter().zip(&said) {
+        assert!(
+            said.iter()
+                .any(|t| t.contains(&format!("eval: wrote {}", f.display()))),
+            "{text}"
+        );
+        let e = json(f);
+        assert!(e["mig"].as_f64().is_some(), "{e}");
+        let sap = e["evaluation"]["metrics"].as_array().unwrap().len() == 2;
+        assert_eq!(sap, e["sap_score"].is_number(), "{e}");
+    }
     for key in ["factorvae_score", "mig", "betavae_score"] {
         let v = on_generated[key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
@@ -1189,7 +1247,7 @@ fn every_metric_equals_disentanglement_lib_on_a_trained_encoder_at_published_cou
         .arg(&run)
         .args([
             "--metrics",
-            "factorvae,betavae,mig,dci,sap,modularity,unsupervised",
+            "factorvae,betavae,mig,dci,sap,modularity,unsupervised,unsupervised_sampled,irs",
         ])
         .args(["--scale", "1", "--out"])
         .arg(&ours)
@@ -1227,6 +1285,11 @@ fn every_metric_equals_disentanglement_lib_on_a_trained_encoder_at_published_cou
         ("gaussian_wasserstein_correlation", 1e-6),
         ("gaussian_wasserstein_correlation_norm", 1e-6),
         ("mutual_info_score", 1e-6),
+        ("sampled_gaussian_total_correlation", 1e-6),
+        ("sampled_gaussian_wasserstein_correlation", 1e-6),
+        ("sampled_gaussian_wasserstein_correlation_norm", 1e-6),
+        ("sampled_mutual_info_score", 1e-6),
+        ("irs", 1e-6),
         ("betavae_score", 0.01),
         ("sap_score", 0.002),
         ("explicitness_score", 0.002),

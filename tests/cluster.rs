@@ -177,6 +177,21 @@ fn tensorboards_own_server_shows_the_sweep_in_its_hparams_view() {
         names.contains(&"model.beta") && names.contains(&"optim.lr"),
         "{names:?}"
     );
+    // The swept key first, marked as differing, with its domain; the run's
+    // length and data recorded; a weight the β-VAE does not read left out.
+    assert_eq!(names[0], "model.beta", "{names:?}");
+    let beta = &experiment["hparamInfos"][0];
+    assert_eq!(beta["differs"], true, "{beta}");
+    assert_eq!(
+        beta["domainDiscrete"],
+        serde_json::json!([1.0, 4.0]),
+        "{beta}"
+    );
+    assert!(
+        names.contains(&"train.max_steps") && names.contains(&"data.url"),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"model.tc_weight"), "{names:?}");
     let mut betas = Vec::new();
     for g in groups["sessionGroups"].as_array().unwrap() {
         betas.push(g["hparams"]["model.beta"].as_f64().unwrap());
@@ -353,7 +368,7 @@ fn a_study_is_one_job_surviving_a_failed_point_and_kill_9() {
         "train.max_steps=6".into(),
         "log.every_steps=3".into(),
         "checkpoint.every_steps=3".into(),
-        "eval.metrics=[mig,unsupervised]".into(),
+        "eval.metrics=[mig,unsupervised,unsupervised_sampled,irs]".into(),
         "eval.scale=0.02".into(),
         "train.threads=1".into(),
         "train.progress=false".into(),
@@ -441,8 +456,15 @@ fn a_study_is_one_job_surviving_a_failed_point_and_kill_9() {
     // side, in a real browser: every figure decodes, a row per model.
     let page = in_chromium(&run.join("report/index.html"));
     assert_eq!(page["rows"], serde_json::json!([24]), "{page}");
-    assert!(page["images"].as_u64() >= Some(9), "{page}");
+    assert!(page["images"].as_u64() >= Some(10), "{page}");
     assert_eq!(page["decoded"], page["images"], "{page}");
+    // Mean against sampled total correlation, and IRS among the metrics.
+    assert!(run.join("report/0-dsprites-sampled.png").is_file());
+    assert!(rows.iter().all(|r| r["status"] != "finished"
+        || (r["irs"].parse::<f64>().is_ok()
+            && r["sampled_gaussian_total_correlation"]
+                .parse::<f64>()
+                .is_ok())));
     let both = dir.path().join("both");
     let mut c = Command::new(worker_bin());
     env(&mut c)

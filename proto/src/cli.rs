@@ -169,7 +169,8 @@ pub struct EvalCmd {
     #[arg(long)]
     pub checkpoint: String,
     /// Metrics, comma-separated: factorvae, mig, betavae, dci, sap,
-    /// modularity, unsupervised (default: the run's eval.metrics).
+    /// modularity, unsupervised, unsupervised_sampled, irs (default: the
+    /// run's eval.metrics).
     #[arg(long, value_delimiter = ',')]
     pub metrics: Vec<String>,
     /// Scale of the metrics' sample counts (1 = the published 10,000 / 5,000).
@@ -185,7 +186,8 @@ pub struct EvalCmd {
     /// the checkpoint.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
-    /// Where to write the JSON (default: <run-dir>/eval-step-<N>.json).
+    /// Where to write the JSON (default: <run-dir>/eval-step-<N>-<metrics>-scale<S>-<id>.json,
+    /// named by what it computed).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

@@ -9,7 +9,8 @@ learner's tolerance where one is trained.
 
     dlib_served.py DATASET_DIR EXPORT CONFIG PREFIX SCALE OUT.json
 
-PREFIX-<metric>.json holds each metric's draws. disentanglement_lib runs
+PREFIX-<metric>.json holds each metric's draws (and the sampled
+representation's noise). disentanglement_lib runs
 without TensorFlow (plain gin stands in for gin.tf), with the study's
 settings: 20 histogram bins, prune threshold 0.05, batch 64.
 """
@@ -26,7 +27,7 @@ import torch
 sys.modules["gin.tf"] = gin
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../python"))
 from disentanglement_lib.evaluation.metrics import (  # noqa: E402
-    beta_vae, dci, factor_vae, mig, modularity_explicitness, sap_score, unsupervised_metrics)
+    beta_vae, dci, factor_vae, irs, mig, modularity_explicitness, sap_score, unsupervised_metrics)
 from safetensors.torch import load_file  # noqa: E402
 
 import vaedp_models  # noqa: E402
@@ -111,8 +112,23 @@ def main(root, export, config, prefix, scale, out):
         with torch.no_grad():
             return model.encode(torch.from_numpy(np.ascontiguousarray(x)))[0].numpy()
 
+    def sampled(noise):
+        """The sampled representation mu + exp(logvar / 2) * eps, eps served
+        from the recorded noise in order (float32, as the worker adds it)."""
+        rows = np.asarray(noise, dtype=np.float32)
+        used = [0]
+
+        def f(x):
+            with torch.no_grad():
+                mu, logvar = model.encode(torch.from_numpy(np.ascontiguousarray(x)))
+            eps = torch.from_numpy(rows[used[0]:used[0] + len(x)])
+            used[0] += len(x)
+            return (mu + torch.exp(0.5 * logvar) * eps).numpy()
+        return f
+
     result, seconds = {}, {}
-    for metric in ("factorvae", "betavae", "mig", "dci", "sap", "modularity", "unsupervised"):
+    for metric in ("factorvae", "betavae", "mig", "dci", "sap", "modularity", "unsupervised",
+                   "unsupervised_sampled", "irs"):
         path = f"{prefix}-{metric}.json"
         if not os.path.exists(path):
             continue
@@ -147,6 +163,15 @@ def main(root, export, config, prefix, scale, out):
         elif metric == "unsupervised":
             r = unsupervised_metrics.unsupervised_metrics(data, rep, state, num_train=n(10000, scale))
             result.update({k: float(v) for k, v in r.items()})
+        elif metric == "unsupervised_sampled":
+            noise = [row for e in events if "noise" in e for row in e["noise"]]
+            r = unsupervised_metrics.unsupervised_metrics(data, sampled(noise), state, num_train=n(10000, scale))
+            result.update({"sampled_" + k: float(v) for k, v in r.items()})
+        elif metric == "irs":
+            r = irs.compute_irs(data, rep, state, diff_quantile=0.99, num_train=n(10000, scale), batch_size=16)
+            result["irs"] = float(r["IRS"])
+            # Its num_active_dims is np.sum(active_mus), a sum of codes, not a
+            # count: vae-worker reports the count, so it is not compared.
         assert not data.batches and not state.picks, f"{metric}: draws left over"
         seconds[metric] = time.time() - started
     json.dump(result, open(out, "w"))

@@ -1,8 +1,10 @@
 //! `vae-worker eval`: evaluates a checkpoint on its run's test split (or
 //! `--data`'s): reconstruction, KL, TC estimate, active units, the
 //! regulariser's figures such as the discriminator's accuracy, and on data
-//! with known factors the disentanglement metrics; writes them as JSON and
-//! to the run's TensorBoard log under `eval/`. A checkpoint is data, not a
+//! with known factors the disentanglement metrics; writes them as JSON (a
+//! file of its own per checkpoint step, metrics, scale and data, with the
+//! record of what was computed: [`crate::provenance`]) and to the run's
+//! TensorBoard log under `eval/`. A checkpoint is data, not a
 //! credential router: its `[storage]` section is ignored, and every request
 //! goes where the caller's environment and `--set storage.*` say.
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use crate::collective::Single;
 use crate::data::format::Dataset;
 use crate::data::store::StorageOptions;
 use crate::device;
+use crate::provenance::Provenance;
 use crate::tensorboard::Board;
 use crate::train::eval::{self, factor_data};
 use crate::train::feed::load_split;
@@ -23,8 +26,9 @@ use crate::train::state::restore;
 use crate::train::step::Trainer;
 use crate::train::TrainError;
 
-/// Runs `vae-worker eval` and returns the figures.
-pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
+/// Runs `vae-worker eval` and returns what it wrote: the figures and the
+/// `evaluation` record of what they are.
+pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
     let caller = caller_storage(&cmd)?;
     let (ckpts, name) = checkpoint::locate(&cmd.checkpoint, &caller)?;
     let loaded = ckpts.read(&name)?;
@@ -85,13 +89,29 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
     if let Some(data) = factor_data(&cfg, &dataset, "--metrics", true)? {
         out.extend(eval::factor_metrics(&t, &data)?);
     }
-    let file = format!("eval-step-{step:010}.json");
-    let json_path = cmd.out.unwrap_or_else(|| {
+    let record = Provenance::new(
+        &cmd.checkpoint,
+        step,
+        &cfg.data.url,
+        &dataset.manifest_sha256,
+        dataset.split("test")?.samples,
+        &cfg.eval.metrics,
+        (cfg.eval.scale, cmd.scale.is_some()),
+        cfg.train.seed,
+    );
+    let file = record.file_name();
+    let json_path = cmd.out.clone().unwrap_or_else(|| {
         run_dir
             .as_ref()
             .map_or(file.clone().into(), |d| d.join(&file))
     });
-    write_json(&json_path, &out)?;
+    let mut written = serde_json::to_value(&out).unwrap_or_default();
+    written["evaluation"] = serde_json::to_value(&record).unwrap_or_default();
+    write_json(&json_path, &written)?;
+    if let Some(line) = record.counts_line() {
+        vae_proto::errln!("{line}");
+    }
+    vae_proto::errln!("eval: wrote {}", json_path.display());
     let tb = run_dir
         .map(|d| d.join("tensorboard"))
         .filter(|d| d.is_dir());
@@ -102,7 +122,7 @@ pub fn run(cmd: EvalCmd) -> Result<BTreeMap<String, f64>, TrainError> {
         }
         board.flush()?;
     }
-    Ok(out)
+    Ok(written)
 }
 
 /// How this command reaches storage: the environment, and its own

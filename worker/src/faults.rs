@@ -127,7 +127,7 @@ pub fn version() -> Option<String> {
 
 /// `VAE_FAULT_RECORD_DRAWS=PREFIX`: each metric's draws — the factor index
 /// each vote or point fixes, and each batch of factor combinations it
-/// represents, in order — written to `PREFIX-<metric>.json`, so a test can
+/// represents, and a sampled representation's noise, in order — written to `PREFIX-<metric>.json`, so a test can
 /// serve the very same draws to disentanglement_lib's own functions on the
 /// same encoder (`tests/python/dlib_served.py`).
 pub mod draws {
@@ -155,6 +155,11 @@ pub mod draws {
     /// A batch of factor combinations represented.
     pub fn batch(factors: &[Vec<usize>]) {
         push(serde_json::json!({ "batch": factors }));
+    }
+
+    /// The noise `ε` of a sampled representation, a row per sample.
+    pub fn noise(rows: &[&[f32]]) {
+        push(serde_json::json!({ "noise": rows }));
     }
 
     /// Writes what metric `name` drew, and starts afresh.

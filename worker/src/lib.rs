@@ -39,6 +39,7 @@ pub mod objective;
 pub mod oom;
 pub mod optim;
 pub mod prepare;
+pub mod provenance;
 pub mod rng;
 pub mod signals;
 pub mod study;

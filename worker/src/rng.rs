@@ -27,6 +27,8 @@ pub enum Stream {
     SecondBatchNoise = 8,
     /// Disentanglement metrics: which factors, votes and samples.
     Metrics = 9,
+    /// Noise of the metrics' sampled representation: counter = 0, index = row.
+    SampledCodes = 10,
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

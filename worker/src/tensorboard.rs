@@ -214,14 +214,26 @@ impl Board {
         self.hparams("_hparams_/session_end_info", data);
     }
 
-    /// The experiment (at a sweep's root): its hyperparameters and the
-    /// metrics (scalar tags in each session's run) to compare.
-    pub fn experiment(&mut self, hparams: &BTreeMap<String, HValue>, metrics: &[String]) {
+    /// The experiment (at a sweep's root): its hyperparameters, each with
+    /// its domain (the values its points take) and marked as differing
+    /// when it takes more than one, and the metrics (scalar tags in each
+    /// session's run) to compare.
+    pub fn experiment(&mut self, hparams: &BTreeMap<String, Vec<HValue>>, metrics: &[String]) {
         let mut exp = Experiment::new();
-        for (k, v) in hparams {
+        for (k, values) in hparams {
+            let Some(first) = values.first() else {
+                continue;
+            };
             let mut h = HParamInfo::new();
             h.set_name(k.clone());
-            h.set_field_type(v.data_type());
+            h.set_field_type(first.data_type());
+            let domain = h.mut_domain_discrete().mut_values();
+            domain.extend(values.iter().map(HValue::to_proto));
+            if values.len() > 1 {
+                // `differs` (field 7 of TensorBoard's api.proto, newer than
+                // tensorboard-proto's copy): TensorBoard lists it first.
+                h.mut_unknown_fields().add_varint(7, 1);
+            }
             exp.mut_hparam_infos().push(h);
         }
         for m in metrics {
@@ -367,6 +379,21 @@ impl HValue {
             HValue::Flag(b) => v.set_bool_value(*b),
         }
         v
+    }
+
+    /// Numbers by value, then flags, then texts.
+    pub fn order(a: &HValue, b: &HValue) -> std::cmp::Ordering {
+        let rank = |v: &HValue| match v {
+            HValue::Number(_) => 0,
+            HValue::Flag(_) => 1,
+            HValue::Text(_) => 2,
+        };
+        match (a, b) {
+            (HValue::Number(x), HValue::Number(y)) => x.total_cmp(y),
+            (HValue::Flag(x), HValue::Flag(y)) => x.cmp(y),
+            (HValue::Text(x), HValue::Text(y)) => x.cmp(y),
+            _ => rank(a).cmp(&rank(b)),
+        }
     }
 
     fn data_type(&self) -> DataType {

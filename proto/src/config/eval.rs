@@ -5,7 +5,7 @@ use super::error::{key_err, ConfigError};
 
 /// The disentanglement metrics `eval.metrics` may name (the worker's
 /// registry, `disentanglement::REGISTRY`, has these, in this order).
-pub const METRICS: [&str; 7] = [
+pub const METRICS: [&str; 9] = [
     "factorvae",
     "mig",
     "betavae",
@@ -13,6 +13,8 @@ pub const METRICS: [&str; 7] = [
     "sap",
     "modularity",
     "unsupervised",
+    "unsupervised_sampled",
+    "irs",
 ];
 
 /// Disentanglement metrics, for datasets with ground-truth factors.

@@ -57,6 +57,34 @@ impl ObjectiveKind {
         }
     }
 
+    /// The `model.*` weights of objectives that this one reads (of
+    /// [`ObjectiveKind::WEIGHTS`]); the others do not apply to it.
+    pub fn weights(self) -> &'static [&'static str] {
+        match self {
+            ObjectiveKind::Vae => &["model.beta"],
+            ObjectiveKind::Capacity => &[
+                "model.capacity_max",
+                "model.capacity_steps",
+                "model.capacity_weight",
+            ],
+            ObjectiveKind::Factor | ObjectiveKind::Btcvae => &["model.tc_weight"],
+            ObjectiveKind::DipI | ObjectiveKind::DipIi => {
+                &["model.dip_lambda_od", "model.dip_lambda_d"]
+            }
+        }
+    }
+
+    /// Every objective's own weights.
+    pub const WEIGHTS: [&'static str; 7] = [
+        "model.beta",
+        "model.capacity_max",
+        "model.capacity_steps",
+        "model.capacity_weight",
+        "model.tc_weight",
+        "model.dip_lambda_od",
+        "model.dip_lambda_d",
+    ];
+
     /// The smallest global batch it is defined on: 2 where the codes of a
     /// batch are compared with each other (FactorVAE's permutation,
     /// β-TCVAE's sampling, DIP-VAE's covariance).

@@ -230,6 +230,8 @@ impl DatasetWriter<'_> {
 pub struct Dataset {
     pub store: Store,
     pub manifest: DatasetManifest,
+    /// The SHA-256 of `manifest.json` as read.
+    pub manifest_sha256: String,
     pub options: StorageOptions,
 }
 
@@ -255,6 +257,7 @@ impl Dataset {
         Ok(Dataset {
             store,
             manifest,
+            manifest_sha256: super::digest::sha256_hex(&bytes),
             options: options.clone(),
         })
     }

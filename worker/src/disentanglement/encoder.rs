@@ -3,10 +3,11 @@
 use tch::{Device, Kind, Tensor};
 
 use super::ground_truth::GroundTruth;
+use crate::rng::{self, Stream};
 
 /// A factor dataset's stored images (found by factor combination through
 /// its grid, see [`crate::data::lookup`]), encoded by a model to its mean
-/// codes `μ`. A read that fails is kept in `failed` (the metrics are then
+/// codes `μ` (or sampled codes `μ + σ·ε`). A read that fails is kept in `failed` (the metrics are then
 /// not reported).
 pub struct EncoderOnStored<'a> {
     pub model: &'a dyn crate::model::Vae,
@@ -21,9 +22,44 @@ impl GroundTruth for EncoderOnStored<'_> {
         self.data.grid.clone()
     }
 
-    /// Each distinct image is read and encoded once (draws repeat factor
-    /// combinations), 512 at a time.
+    /// The mean codes `μ`.
     fn represent(&mut self, factors: &[Vec<usize>]) -> Vec<Vec<f32>> {
+        self.posteriors(factors)
+            .into_iter()
+            .map(|(mu, _)| mu)
+            .collect()
+    }
+
+    /// `μ + exp(½ log σ²)·ε`, row `i`'s `ε` the `i`-th of `seed`'s
+    /// [`Stream::SampledCodes`] (a fresh draw for each row, repeated images
+    /// alike, as disentanglement_lib samples).
+    fn represent_sampled(&mut self, factors: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
+        let posteriors = self.posteriors(factors);
+        let l = posteriors.first().map_or(0, |(mu, _)| mu.len());
+        let eps = rng::normals(seed, Stream::SampledCodes, 0, 0..factors.len() as u64, l);
+        let eps: Vec<&[f32]> = eps.chunks(l.max(1)).collect();
+        crate::faults::draws::noise(&eps);
+        posteriors
+            .iter()
+            .zip(eps)
+            .map(|((mu, logvar), e)| {
+                let (mu, logvar) = (mu.iter(), logvar.iter());
+                mu.zip(logvar)
+                    .zip(e)
+                    .map(|((m, v), e)| m + (0.5 * v).exp() * e)
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// A posterior's `(μ, log σ²)`, each `[L]`.
+type Posterior = (Vec<f32>, Vec<f32>);
+
+impl EncoderOnStored<'_> {
+    /// The posterior of each row's image: each distinct image is read and
+    /// encoded once (draws repeat factor combinations), 512 at a time.
+    fn posteriors(&mut self, factors: &[Vec<usize>]) -> Vec<Posterior> {
         let positions: Vec<usize> = factors.iter().map(|f| self.data.position(f)).collect();
         let mut distinct = positions.clone();
         distinct.sort_unstable();
@@ -38,11 +74,9 @@ impl GroundTruth for EncoderOnStored<'_> {
             .map(|p| codes[distinct.partition_point(|d| d < p)].clone())
             .collect()
     }
-}
 
-impl EncoderOnStored<'_> {
-    /// The mean codes of the stored images at `positions`.
-    fn encode(&mut self, positions: &[usize]) -> Vec<Vec<f32>> {
+    /// The posteriors of the stored images at `positions`.
+    fn encode(&mut self, positions: &[usize]) -> Vec<Posterior> {
         let [c, h, w] = self.data.shape.map(|d| d as i64);
         let pixels = match self.data.reader.images(positions) {
             Ok(p) if self.failed.is_none() => p,
@@ -57,11 +91,15 @@ impl EncoderOnStored<'_> {
             .to_device(self.device)
             .to_kind(self.kind)
             / 255.0;
-        let mu = tch::no_grad(|| self.model.encode(&x).0)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu);
-        let d = mu.size()[1] as usize;
-        let flat = Vec::<f32>::try_from(mu.contiguous().view([-1])).unwrap_or_default();
-        flat.chunks(d.max(1)).map(|r| r.to_vec()).collect()
+        let (mu, logvar) = tch::no_grad(|| self.model.encode(&x));
+        let rows = |t: Tensor| {
+            let t = t.to_kind(Kind::Float).to_device(Device::Cpu);
+            let d = t.size()[1] as usize;
+            let flat = Vec::<f32>::try_from(t.contiguous().view([-1])).unwrap_or_default();
+            flat.chunks(d.max(1))
+                .map(<[f32]>::to_vec)
+                .collect::<Vec<_>>()
+        };
+        rows(mu).into_iter().zip(rows(logvar)).collect()
     }
 }

@@ -21,6 +21,12 @@ pub trait GroundTruth {
             .map(|b| reps.by_ref().take(b.len()).collect())
             .collect()
     }
+    /// Sampled representations `μ + σ·ε` (disentanglement_lib's "sampled"
+    /// representation) of the observations, `ε` from `seed`'s metric noise;
+    /// a representation with no noise gives [`GroundTruth::represent`].
+    fn represent_sampled(&mut self, factors: &[Vec<usize>], _seed: u64) -> Vec<Vec<f32>> {
+        self.represent(factors)
+    }
 }
 
 /// Sample counts, as disentanglement_lib's defaults times `scale`.
@@ -47,10 +53,26 @@ pub fn codes_and_factors(
     seed: u64,
     which: u64,
 ) -> (Vec<Vec<f64>>, Vec<Vec<usize>>) {
+    drawn_codes(gt, n, seed, which, false)
+}
+
+/// [`codes_and_factors`] of the mean (`sampled` false) or the sampled
+/// representation.
+pub fn drawn_codes(
+    gt: &mut dyn GroundTruth,
+    n: usize,
+    seed: u64,
+    which: u64,
+    sampled: bool,
+) -> (Vec<Vec<f64>>, Vec<Vec<usize>>) {
     let sizes = gt.factor_sizes();
     let mut draw = Draw::new(seed, which);
     let factors: Vec<Vec<usize>> = (0..n).map(|_| draw.factors(&sizes)).collect();
-    let reps = rows_f64(gt.represent(&factors));
+    let reps = rows_f64(if sampled {
+        gt.represent_sampled(&factors, seed)
+    } else {
+        gt.represent(&factors)
+    });
     let d = reps.first().map_or(0, |r| r.len());
     let codes = (0..d)
         .map(|j| reps.iter().map(|r| r[j]).collect())

@@ -16,6 +16,7 @@ pub mod draw;
 pub mod encoder;
 pub mod factorvae;
 pub mod ground_truth;
+pub mod irs;
 pub mod mig;
 pub mod modularity;
 pub mod registry;

@@ -3,7 +3,7 @@
 //! runs the ones asked for. A new metric is a file beside this one and a
 //! line in [`REGISTRY`] (and its name in `vae_proto::config::METRICS`).
 use super::ground_truth::{Budget, GroundTruth, Values};
-use super::{betavae, dci, factorvae, mig, modularity, sap, unsupervised};
+use super::{betavae, dci, factorvae, irs, mig, modularity, sap, unsupervised};
 
 /// A metric: its name in `eval.metrics`, and the function that computes its
 /// named values from a representation (each draws from its own streams).
@@ -14,7 +14,7 @@ pub struct Metric {
 
 /// Every metric, in the order of `vae_proto::config::METRICS` (a test
 /// checks they agree).
-pub const REGISTRY: [Metric; 7] = [
+pub const REGISTRY: [Metric; 9] = [
     Metric {
         name: "factorvae",
         run: |gt, b, s| vec![("factorvae_score".into(), factorvae::score(gt, b, s))],
@@ -42,6 +42,14 @@ pub const REGISTRY: [Metric; 7] = [
     Metric {
         name: "unsupervised",
         run: unsupervised::score,
+    },
+    Metric {
+        name: "unsupervised_sampled",
+        run: unsupervised::score_sampled,
+    },
+    Metric {
+        name: "irs",
+        run: irs::score,
     },
 ];
 
@@ -81,6 +89,10 @@ impl GroundTruth for Recorded<'_> {
     fn represent_batches(&mut self, batches: &[Vec<Vec<usize>>]) -> Vec<Vec<Vec<f32>>> {
         batches.iter().for_each(|b| crate::faults::draws::batch(b));
         self.0.represent_batches(batches)
+    }
+    fn represent_sampled(&mut self, factors: &[Vec<usize>], seed: u64) -> Vec<Vec<f32>> {
+        crate::faults::draws::batch(factors);
+        self.0.represent_sampled(factors, seed)
     }
 }
 
@@ -144,6 +156,17 @@ mod tests {
         assert!(t > 0.99, "true factors: {t}");
         assert!(r < t - 0.1, "rotated: {r} vs {t}");
         assert!((0.15..=0.35).contains(&n), "noise: {n}");
+    }
+
+    #[test]
+    fn irs_on_known_representations() {
+        let t = irs::score(&mut Known(truth), BUDGET, 1)[0].1;
+        let r = irs::score(&mut Known(rotated), BUDGET, 1)[0].1;
+        vae_proto::errln!("IRS: true {t:.3}, rotated {r:.3}");
+        // Factors of more than 20 values are binned (as disentanglement_lib
+        // does), so even the true factors stay a little below 1.
+        assert!(t > 0.95, "true factors: {t}");
+        assert!(r < t - 0.1, "rotated: {r} vs {t}");
     }
 
     #[test]

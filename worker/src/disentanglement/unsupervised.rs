@@ -5,16 +5,28 @@
 //! latter over `tr C`), and the mean mutual information between distinct
 //! pairs of code dimensions, each discretised as for MIG (20 bins).
 //! `tr sqrtm(C·D)`, with `D = diag(diag C)`, is `Σ √λ` over the eigenvalues
-//! of the similar symmetric matrix `D^½ C D^½`.
+//! of the similar symmetric matrix `D^½ C D^½`. `unsupervised_sampled`
+//! computes them on the sampled representation (Locatello et al.'s first
+//! figure sets the two side by side).
 use nalgebra::DMatrix;
 
-use super::ground_truth::{codes_and_factors, Budget, GroundTruth};
+use super::ground_truth::{codes_and_factors, drawn_codes, Budget, GroundTruth};
 use super::mig::{discretize, mutual_info, BINS};
 
 /// The scores of the representation of `gt`.
 pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> Vec<(String, f64)> {
     let (codes, _) = codes_and_factors(gt, budget.n(10_000), seed, 6);
     scores(&codes)
+}
+
+/// The same scores of the sampled representation `μ + σ·ε` (the study's
+/// "sampled" postprocessing), named `sampled_…`.
+pub fn score_sampled(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> Vec<(String, f64)> {
+    let (codes, _) = drawn_codes(gt, budget.n(10_000), seed, 12, true);
+    scores(&codes)
+        .into_iter()
+        .map(|(k, v)| (format!("sampled_{k}"), v))
+        .collect()
 }
 
 /// The scores of codes `[dims][samples]`.

@@ -191,7 +191,8 @@ fn drawn<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<(), String> {
     r.map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// A range around the values with a margin (a single value gets ±1).
+/// A range around the values with a margin (a single value gets ±10% of
+/// itself, 0 gets ±1).
 pub fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
     let (lo, hi) = v.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| {
         (l.min(x), h.max(x))
@@ -199,7 +200,11 @@ pub fn bounds(v: impl Iterator<Item = f64>) -> (f64, f64) {
     if !(lo.is_finite() && hi.is_finite()) {
         return (0.0, 1.0);
     }
-    let pad = if hi > lo { (hi - lo) * 0.08 } else { 1.0 };
+    let pad = match (hi > lo, lo == 0.0) {
+        (true, _) => (hi - lo) * 0.08,
+        (false, false) => lo.abs() * 0.1,
+        (false, true) => 1.0,
+    };
     (lo - pad, hi + pad)
 }
 

@@ -3,6 +3,7 @@
 //! the metrics agree (Spearman's rank correlation over every model), each
 //! metric's spread per method, each method's metrics against its
 //! hyperparameter with every seed a dot (how much the seed moves a score),
+//! the total correlation of the sampled against the mean representation,
 //! and how good a model each unsupervised score (and the lowest test loss)
 //! picks within its method — and `index.html`, which shows them with the
 //! table of models.
@@ -130,6 +131,18 @@ fn figures_of(s: &Study, tag: &str, out: &Path) -> Result<Vec<(String, String)>,
         format!("{label}: each metric per method, over every seed and setting"),
         r,
     )?;
+    if let Some(tc) = mean_and_sampled(s) {
+        let file = format!("{tag}-sampled.png");
+        let r = panels(
+            &out.join(&file),
+            &format!(
+                "{label}: Gaussian total correlation of the sampled and the mean representation"
+            ),
+            Style::Boxes,
+            &tc,
+        );
+        add(file, format!("{label}: total correlation of the sampled representation (left) and of the mean representation (right) per method, over every seed and setting"), r)?;
+    }
     for (file, caption, r) in seeds(s, tag, out, &metrics) {
         add(file, caption, r)?;
     }
@@ -177,14 +190,42 @@ fn seeds(
     made
 }
 
+/// The Gaussian total correlation of the sampled and of the mean
+/// representation per method (Locatello et al.'s first figure), when the
+/// study computed both (`unsupervised_sampled` and `unsupervised`).
+fn mean_and_sampled(s: &Study) -> Option<Vec<Panel>> {
+    let methods = s.methods();
+    let panel = |column: &str, title: &str| Panel {
+        title: title.into(),
+        x_label: "method".into(),
+        categories: methods.clone(),
+        values: methods
+            .iter()
+            .map(|me| values(s.finished().filter(|x| &x.method == me), column))
+            .collect(),
+    };
+    let sampled = panel(
+        "sampled_gaussian_total_correlation",
+        "sampled representation",
+    );
+    let mean = panel("gaussian_total_correlation", "mean representation");
+    let any = |p: &Panel| p.values.iter().any(|v| !v.is_empty());
+    (any(&sampled) && any(&mean)).then(|| vec![sampled, mean])
+}
+
 /// The columns compared: the metrics, or every figure when fewer than two
-/// metrics were computed; those with a value in two finished models.
+/// metrics were computed; those with a value in two finished models (the
+/// sampled representation's scores have a figure of their own; a count of
+/// dimensions is not a score).
 fn metric_columns(s: &Study) -> Vec<String> {
     let has = |f: &String| s.finished().filter(|m| m.figures.contains_key(f)).count() >= 2;
+    let score = |f: &String| {
+        !f.starts_with("test_") && !f.starts_with("sampled_") && !f.ends_with("_active_dims")
+    };
     let metrics: Vec<String> = s
         .figures
         .iter()
-        .filter(|f| !f.starts_with("test_") && has(f))
+        .filter(|f| score(f) && has(f))
         .cloned()
         .collect();
     match metrics.len() >= 2 {

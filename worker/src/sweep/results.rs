@@ -10,7 +10,7 @@ use std::path::Path;
 use vae_proto::config::Config;
 use vae_proto::sweep::Sweep;
 
-use super::hparams::hparams;
+use super::hparams::domains;
 use super::point::{PointResult, FIGURES};
 use crate::atomic::write_json;
 use crate::tensorboard::Board;
@@ -137,12 +137,12 @@ fn experiment(
     base: &Config,
     cols: &[String],
 ) -> Result<(), TrainError> {
-    let Some(first) = sweep.points.first() else {
+    if sweep.points.is_empty() {
         return Ok(());
-    };
-    let config =
-        vae_proto::sweep::point_config(base, first, "sweep").unwrap_or_else(|_| base.clone());
-    let hparams = hparams(&config, first);
+    }
+    let hparams = domains(&sweep.points, |p| {
+        vae_proto::sweep::point_config(base, p, "sweep").ok()
+    });
     let metrics: Vec<String> = cols
         .iter()
         .map(|c| match c.strip_prefix("test_") {
