@@ -5,7 +5,7 @@ import numpy as np
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-STREAMS = {"permutation": 1, "train": 2, "eval": 3, "prior": 4}
+STREAMS = {"permutation": 1, "train": 2, "eval": 3, "prior": 4, "sampled_codes": 10, "iwae": 11}
 
 
 def mix(z):

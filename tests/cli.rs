@@ -1464,3 +1464,83 @@ fn the_shard_cache_serves_shards_without_downloading_them_again() {
         "{err}"
     );
 }
+
+#[test]
+fn eval_iwae_equals_a_pytorch_transcription_on_the_export() {
+    // Burda et al.'s bound with K = 16, in float64, against
+    // torch.distributions on the exported weights with the same noise
+    // (scripts/noise.py): an MLP with the Bernoulli likelihood on MNIST's
+    // 10,000 test images, a conv VAE with the Gaussian (squared-error) one
+    // on 200 dSprites images.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dir.path().join("dsprites");
+    prepare_dsprites(
+        &ds,
+        &[
+            "--scales",
+            "2",
+            "--orientations",
+            "2",
+            "--positions",
+            "8",
+            "--test-samples",
+            "200",
+        ],
+    );
+    let ds = format!("data.url={}", ds.display());
+    let cases: [(&str, &[&str]); 2] = [
+        ("mlp", &[]),
+        (
+            "conv-gaussian",
+            &[&ds, "model.kind=conv", "model.likelihood=gaussian"],
+        ),
+    ];
+    for (name, sets) in cases {
+        let run = dir.path().join(name);
+        let mut all = vec!["train.max_steps=20", "train.dtype=float64", "log.images=0"];
+        all.extend(sets);
+        run_ok(train(&run, &all));
+        let export = run.join("export.safetensors");
+        let mut c = worker();
+        c.args(["export", "--checkpoint"])
+            .arg(&run)
+            .arg("--out")
+            .arg(&export);
+        run_ok(c);
+        let out = run.join("iwae.json");
+        let mut c = worker();
+        c.args(["eval", "--checkpoint"])
+            .arg(&run)
+            .args(["--iwae", "16", "--out"])
+            .arg(&out);
+        run_ok(c);
+        let e = json(&out);
+        let (ours, elbo) = (
+            e["test_iwae_16"].as_f64().unwrap(),
+            e["test_elbo"].as_f64().unwrap(),
+        );
+        assert_eq!(e["evaluation"]["iwae"], 16, "{e}");
+        let theirs = py(&[
+            repo().join("tests/python/check_iwae.py").to_str().unwrap(),
+            run.to_str().unwrap(),
+            export.to_str().unwrap(),
+            "16",
+        ])["iwae"]
+            .as_f64()
+            .unwrap();
+        eprintln!("{name}: IWAE-16 {ours} (PyTorch {theirs}), ELBO {elbo}");
+        assert!((ours - theirs).abs() < 1e-6, "{name}: {ours} vs {theirs}");
+        // Tighter than the ELBO over the test split.
+        assert!(ours > elbo, "{name}: IWAE {ours} vs ELBO {elbo}");
+    }
+    // K out of range: one line, nothing written.
+    let mut c = worker();
+    c.args(["eval", "--checkpoint"])
+        .arg(dir.path().join("mlp"))
+        .args(["--iwae", "0"]);
+    let err = fails(c);
+    assert!(
+        err.contains("--iwae: K must be 1 to 100000, got 0"),
+        "{err}"
+    );
+}

@@ -176,6 +176,10 @@ pub struct EvalCmd {
     /// Scale of the metrics' sample counts (1 = the published 10,000 / 5,000).
     #[arg(long)]
     pub scale: Option<f64>,
+    /// Also the importance-weighted bound of the test log-likelihood with K
+    /// samples per test sample (Burda et al. 2016), beside the ELBO.
+    #[arg(long, value_name = "K")]
+    pub iwae: Option<u32>,
     /// The dataset to evaluate on, a path or URL (default: the checkpoint's
     /// `data.url`, read with this command's storage settings).
     #[arg(long, value_name = "URL")]

@@ -22,6 +22,7 @@ use crate::provenance::Provenance;
 use crate::tensorboard::Board;
 use crate::train::eval::{self, factor_data};
 use crate::train::feed::load_split;
+use crate::train::iwae;
 use crate::train::state::restore;
 use crate::train::step::Trainer;
 use crate::train::TrainError;
@@ -83,13 +84,18 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
         ("test_tc".to_string(), s.tc()),
         ("test_active_units".to_string(), s.active_units() as f64),
     ]);
+    if let Some(k) = cmd.iwae {
+        // Both as log-likelihood bounds in nats per sample.
+        out.insert("test_elbo".into(), -(s.recon() + s.kl()));
+        out.insert(format!("test_iwae_{k}"), iwae::bound(&t, &test_images, k)?);
+    }
     for (k, v) in eval::regularizer_figures(&t, &test_images) {
         out.insert(k.to_string(), v);
     }
     if let Some(data) = factor_data(&cfg, &dataset, "--metrics", true)? {
         out.extend(eval::factor_metrics(&t, &data)?);
     }
-    let record = Provenance::new(
+    let mut record = Provenance::new(
         &cmd.checkpoint,
         step,
         &cfg.data.url,
@@ -99,6 +105,7 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
         (cfg.eval.scale, cmd.scale.is_some()),
         cfg.train.seed,
     );
+    record.iwae = cmd.iwae;
     let file = record.file_name();
     let json_path = cmd.out.clone().unwrap_or_else(|| {
         run_dir

@@ -17,6 +17,8 @@ pub struct Provenance {
     pub manifest_sha256: String,
     pub test_samples: u64,
     pub metrics: Vec<String>,
+    /// `--iwae K`: the importance samples of the bound, when asked.
+    pub iwae: Option<u32>,
     /// `eval.scale` (1: disentanglement_lib's counts).
     pub scale: f64,
     /// Where the scale came from: `--scale`, or the run's `eval.scale`.
@@ -52,6 +54,7 @@ impl Provenance {
             manifest_sha256: manifest_sha256.to_string(),
             test_samples,
             metrics: metrics.to_vec(),
+            iwae: None,
             scale: scale.0,
             scale_from: if scale.1 {
                 "--scale"
@@ -70,9 +73,11 @@ impl Provenance {
     /// The file name: the step, the metrics, the scale, and a short hash
     /// of everything else that changes the figures (data, manifest, seed).
     pub fn file_name(&self) -> String {
-        let what = match self.metrics.is_empty() {
+        let mut what: Vec<String> = self.metrics.clone();
+        what.extend(self.iwae.map(|k| format!("iwae{k}")));
+        let what = match what.is_empty() {
             true => "loss".to_string(),
-            false => self.metrics.join("+"),
+            false => what.join("+"),
         };
         let id = format!(
             "{}\n{}\n{}\n{}",
@@ -123,6 +128,11 @@ mod tests {
             record(&["mig"], 1.0, "data/a").file_name(),
             record(&["mig"], 0.05, "data/b").file_name(),
             record(&[], 0.05, "data/a").file_name(),
+            Provenance {
+                iwae: Some(64),
+                ..record(&[], 0.05, "data/a")
+            }
+            .file_name(),
         ];
         let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
         assert_eq!(distinct.len(), names.len(), "{names:?}");

@@ -29,6 +29,8 @@ pub enum Stream {
     Metrics = 9,
     /// Noise of the metrics' sampled representation: counter = 0, index = row.
     SampledCodes = 10,
+    /// Importance samples of `eval --iwae`: counter = sample k, index = test sample index.
+    Iwae = 11,
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

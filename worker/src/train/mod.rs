@@ -6,6 +6,7 @@
 //!   the VAE update), with the objective's regularising network when it has
 //!   one (`crate::objective`: FactorVAE's discriminator);
 //! - [`eval`]: the test split, pictures, disentanglement metrics;
+//!   [`iwae`]: the importance-weighted bound of `vae-worker eval --iwae`;
 //! - [`report`]: what rank 0 writes (TensorBoard, PNG, console, JSON);
 //! - [`schedule`]: when to log, evaluate, checkpoint and stop (pure);
 //! - [`state`]: the run's position, checkpoints and resume;
@@ -14,6 +15,7 @@ pub mod context;
 pub mod error;
 pub mod eval;
 pub mod feed;
+pub mod iwae;
 pub mod report;
 pub mod run;
 mod rundir;
