@@ -756,52 +756,6 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
         (Some(0.02), Some(false))
     );
     assert_eq!(on_generated, on_imported);
-    // Two evaluations of one checkpoint that compute different things each
-    // keep their own file, say where and whether they are at the published
-    // counts.
-    let mut said = Vec::new();
-    for args in [
-        &["--metrics", "mig"][..],
-        &["--metrics", "mig,sap", "--scale", "0.05"],
-    ] {
-        let mut c = worker();
-        c.args(["eval", "--checkpoint"]).arg(&run).args(args);
-        said.push(String::from_utf8_lossy(&run_ok(c).stderr).into_owned());
-    }
-    assert!(
-        said[0].contains("eval: metrics at the published counts (10000 / 5000 samples"),
-        "{}",
-        said[0]
-    );
-    assert!(
-        said[1].contains(
-            "eval: metrics at --scale 0.05 (500 / 250 samples): not the published counts"
-        ),
-        "{}",
-        said[1]
-    );
-    let files: Vec<PathBuf> = std::fs::read_dir(&run)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("eval-step-")
-        })
-        .collect();
-    assert_eq!(files.len(), 2, "{files:?}");
-    for (f, text) in files.iter().zip(&said) {
-        assert!(
-            said.iter()
-                .any(|t| t.contains(&format!("eval: wrote {}", f.display()))),
-            "{text}"
-        );
-        let e = json(f);
-        assert!(e["mig"].as_f64().is_some(), "{e}");
-        let sap = e["evaluation"]["metrics"].as_array().unwrap().len() == 2;
-        assert_eq!(sap, e["sap_score"].is_number(), "{e}");
-    }
     for key in ["factorvae_score", "mig", "betavae_score"] {
         let v = on_generated[key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
@@ -1543,4 +1497,80 @@ fn eval_iwae_equals_a_pytorch_transcription_on_the_export() {
         err.contains("--iwae: K must be 1 to 100000, got 0"),
         "{err}"
     );
+}
+
+#[test]
+fn two_evaluations_of_one_checkpoint_keep_their_own_files_and_say_their_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dsprites");
+    prepare_dsprites(
+        &data,
+        &[
+            "--scales",
+            "2",
+            "--orientations",
+            "2",
+            "--positions",
+            "8",
+            "--test-samples",
+            "100",
+        ],
+    );
+    let run = dir.path().join("run");
+    let url = format!("data.url={}", data.display());
+    run_ok(train(
+        &run,
+        &[
+            &url,
+            "train.max_steps=10",
+            "model.latent_dim=6",
+            "log.images=0",
+        ],
+    ));
+    // Two evaluations of one checkpoint that compute different things each
+    // keep their own file, say where and whether they are at the published
+    // counts.
+    let mut said = Vec::new();
+    for args in [
+        &["--metrics", "mig"][..],
+        &["--metrics", "mig,sap", "--scale", "0.05"],
+    ] {
+        let mut c = worker();
+        c.args(["eval", "--checkpoint"]).arg(&run).args(args);
+        said.push(String::from_utf8_lossy(&run_ok(c).stderr).into_owned());
+    }
+    assert!(
+        said[0].contains("eval: metrics at the published counts (10000 / 5000 samples"),
+        "{}",
+        said[0]
+    );
+    assert!(
+        said[1].contains(
+            "eval: metrics at --scale 0.05 (500 / 250 samples): not the published counts"
+        ),
+        "{}",
+        said[1]
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("eval-step-")
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for (f, text) in files.iter().zip(&said) {
+        assert!(
+            said.iter()
+                .any(|t| t.contains(&format!("eval: wrote {}", f.display()))),
+            "{text}"
+        );
+        let e = json(f);
+        assert!(e["mig"].as_f64().is_some(), "{e}");
+        let sap = e["evaluation"]["metrics"].as_array().unwrap().len() == 2;
+        assert_eq!(sap, e["sap_score"].is_number(), "{e}");
+    }
 }

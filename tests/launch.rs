@@ -10,6 +10,8 @@ mod console;
 mod data;
 #[path = "common/emulators.rs"]
 mod emulators;
+#[path = "encode.rs"]
+mod encode;
 #[path = "faults.rs"]
 mod faults;
 #[path = "hosts.rs"]

@@ -32,6 +32,9 @@ pub enum Command {
     Eval(EvalCmd),
     /// Write a checkpoint's weights as safetensors under PyTorch state_dict names.
     Export(ExportCmd),
+    /// Encode a dataset: every sample's μ and log σ² (and its targets) as a
+    /// dataset of codes, data-parallel over the job's ranks.
+    Encode(EncodeCmd),
     /// Studies (sweeps of several grids): their report.
     Study {
         #[command(subcommand)]
@@ -194,6 +197,24 @@ pub struct EvalCmd {
     /// named by what it computed).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EncodeCmd {
+    /// A checkpoint, a checkpoints directory or a run directory (then its
+    /// latest checkpoint); a path or an object-store URL.
+    #[arg(long)]
+    pub checkpoint: String,
+    /// The dataset to encode, a path or URL (default: the checkpoint's `data.url`).
+    #[arg(long, value_name = "URL")]
+    pub data: Option<String>,
+    /// Where to write the codes: a path or an object-store URL (a new dataset).
+    #[arg(long, value_name = "URL")]
+    pub out: String,
+    /// How to reach storage, e.g. --set storage.endpoint=... (repeatable;
+    /// never from the checkpoint).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
 }
 
 #[derive(Args, Clone, Debug)]

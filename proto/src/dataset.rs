@@ -24,7 +24,9 @@ pub struct DatasetManifest {
     /// `[C, H, W]` of one sample.
     pub sample_shape: [usize; 3],
     /// `"u8"`: pixel values are bytes, scaled to [0, 1] by dividing by 255;
-    /// `"u1"`: binary pixels packed eight to a byte.
+    /// `"u1"`: binary pixels packed eight to a byte; `"f4"`: little-endian
+    /// float32 values, not images (`vae-worker encode`'s codes: sample
+    /// shape `[2, 1, L]`, `μ` then `log σ²`).
     pub dtype: String,
     /// One entry per target column (`K` of them), e.g. `label` with 10 values.
     pub targets: Vec<TargetSpec>,
@@ -77,6 +79,11 @@ pub struct ShardEntry {
 }
 
 impl DatasetManifest {
+    /// Whether its samples are images (`u8`, `u1`), not codes (`f4`).
+    pub fn holds_images(&self) -> bool {
+        self.dtype != "f4"
+    }
+
     /// Pixels of one sample's image.
     pub fn sample_pixels(&self) -> usize {
         self.sample_shape.iter().product()
@@ -84,10 +91,10 @@ impl DatasetManifest {
 
     /// Bytes of one sample's image as stored.
     pub fn sample_bytes(&self) -> usize {
-        if self.dtype == "u1" {
-            self.sample_pixels().div_ceil(8)
-        } else {
-            self.sample_pixels()
+        match self.dtype.as_str() {
+            "u1" => self.sample_pixels().div_ceil(8),
+            "f4" => self.sample_pixels() * 4,
+            _ => self.sample_pixels(),
         }
     }
 
@@ -109,9 +116,9 @@ impl DatasetManifest {
                 self.format
             ));
         }
-        if self.dtype != "u8" && self.dtype != "u1" {
+        if !["u8", "u1", "f4"].contains(&self.dtype.as_str()) {
             return Err(format!(
-                "dtype is `{}`, only `u8` and `u1` are supported",
+                "dtype is `{}`, only `u8`, `u1` and `f4` are supported",
                 self.dtype
             ));
         }

@@ -46,7 +46,7 @@ pub fn before_training(
         }
     }
     for url in &urls {
-        Dataset::open(url, &storage)?;
+        Dataset::open_images(url, &storage)?;
     }
     if rank == 0 {
         resumable(cmd, config, sweep.is_some(), &storage)?;

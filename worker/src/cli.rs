@@ -79,6 +79,23 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Encode(cmd) => {
+            use vae_proto::config::{Backend, DeviceChoice};
+            let conn = comm::connect(DeviceChoice::Auto, Backend::Mpi, None)?;
+            let e = crate::encode::run(&cmd, conn.world(), conn.device)?;
+            if conn.world().rank() == 0 {
+                let counts: Vec<String> =
+                    e.samples.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                vae_proto::outln!(
+                    "encoded {} samples (μ and log σ² of {} dimensions each) into {}",
+                    counts.join(" + "),
+                    e.latent,
+                    e.url
+                );
+            }
+            comm::finalize(conn);
+            Ok(())
+        }
         Command::Export(cmd) => {
             let step = crate::export::export(&cmd.checkpoint, &cmd.out)?;
             vae_proto::outln!("wrote the weights of step {step} to {}", cmd.out.display());

@@ -27,10 +27,18 @@ use crate::train::state::restore;
 use crate::train::step::Trainer;
 use crate::train::TrainError;
 
-/// Runs `vae-worker eval` and returns what it wrote: the figures and the
-/// `evaluation` record of what they are.
-pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
-    let caller = caller_storage(&cmd)?;
+/// A checkpoint opened for evaluation: its config (with the command's
+/// overrides, its storage settings the caller's), the checkpoint, and its
+/// local run directory when it has one.
+pub struct Opened {
+    pub cfg: vae_proto::config::Config,
+    pub loaded: checkpoint::Loaded,
+    pub run_dir: Option<std::path::PathBuf>,
+}
+
+/// Opens `cmd.checkpoint` with the caller's storage settings.
+pub fn open(cmd: &EvalCmd) -> Result<Opened, TrainError> {
+    let caller = caller_storage(cmd)?;
     let (ckpts, name) = checkpoint::locate(&cmd.checkpoint, &caller)?;
     let loaded = ckpts.read(&name)?;
     // A local run directory: the one the checkpoints are in.
@@ -39,23 +47,27 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
         .local_dir()
         .and_then(Path::parent)
         .map(Path::to_path_buf);
-    let cfg = config(&cmd, &loaded.config, run_dir.as_deref())?;
-    let gpus = device::cuda_devices();
-    let alone = device::Local { rank: 0, size: 1 };
-    let device = device::pick(cfg.train.device, alone, false, gpus, gpus)?;
-    let storage = StorageOptions::from_config(&cfg.storage);
-    let dataset = Dataset::open(&cfg.data.url, &storage)?;
+    let cfg = config(cmd, &loaded.config, run_dir.as_deref())?;
+    Ok(Opened {
+        cfg,
+        loaded,
+        run_dir,
+    })
+}
+
+/// The checkpoint's model on `device` for `dataset`'s samples, refused
+/// (one line naming both shapes) when it was trained on another shape.
+pub fn model<'a>(
+    o: &'a Opened,
+    dataset: &Dataset,
+    comm: &'a dyn crate::collective::Comm,
+    device: tch::Device,
+) -> Result<Trainer<'a>, TrainError> {
+    let (cfg, loaded) = (&o.cfg, &o.loaded);
     let n_train = dataset.split("train")?.samples as usize;
-    let test_images = load_split(&dataset, "test", None, device)?;
-    let mut t = Trainer::new(
-        &cfg,
-        &Single,
-        device,
-        dataset.manifest.sample_shape,
-        n_train,
-    )?;
-    let shape = |s: [usize; 3]| format!("{}×{}×{}", s[0], s[1], s[2]);
     let data_shape = dataset.manifest.sample_shape;
+    let mut t = Trainer::new(cfg, comm, device, data_shape, n_train)?;
+    let shape = |s: [usize; 3]| format!("{}×{}×{}", s[0], s[1], s[2]);
     let wrong_data = |trained: String| {
         TrainError::Invalid(format!(
             "the model was trained on {trained} samples; the data at {} is {} (pass --data with data of the model's shape)",
@@ -66,14 +78,29 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
     match loaded.manifest.sample_shape {
         Some(s) if s != data_shape => return Err(wrong_data(shape(s))),
         // An older checkpoint does not say: its weights tell.
-        None => restore(&mut t, &loaded).map_err(|e| match e {
+        None => restore(&mut t, loaded).map_err(|e| match e {
             TrainError::Weights(crate::weights::WeightsError::Shape { .. }) => {
                 wrong_data(format!("other than {}", shape(data_shape)))
             }
             e => e,
         })?,
-        Some(_) => restore(&mut t, &loaded)?,
+        Some(_) => restore(&mut t, loaded)?,
     }
+    Ok(t)
+}
+
+/// Runs `vae-worker eval` and returns what it wrote: the figures and the
+/// `evaluation` record of what they are.
+pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
+    let o = open(&cmd)?;
+    let (cfg, loaded, run_dir) = (&o.cfg, &o.loaded, o.run_dir.clone());
+    let gpus = device::cuda_devices();
+    let alone = device::Local { rank: 0, size: 1 };
+    let device = device::pick(cfg.train.device, alone, false, gpus, gpus)?;
+    let storage = StorageOptions::from_config(&cfg.storage);
+    let dataset = Dataset::open_images(&cfg.data.url, &storage)?;
+    let test_images = load_split(&dataset, "test", None, device)?;
+    let t = model(&o, &dataset, &Single, device)?;
     let step = loaded.manifest.step;
     let s = eval::test_split(&t, &test_images)?.sums;
     let mut out = BTreeMap::from([
@@ -92,7 +119,7 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
     for (k, v) in eval::regularizer_figures(&t, &test_images) {
         out.insert(k.to_string(), v);
     }
-    if let Some(data) = factor_data(&cfg, &dataset, "--metrics", true)? {
+    if let Some(data) = factor_data(cfg, &dataset, "--metrics", true)? {
         out.extend(eval::factor_metrics(&t, &data)?);
     }
     let mut record = Provenance::new(

@@ -25,6 +25,7 @@ pub mod comm;
 pub mod data;
 pub mod device;
 pub mod disentanglement;
+pub mod encode;
 pub mod evaluate;
 pub mod export;
 pub mod faults;

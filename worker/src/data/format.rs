@@ -262,6 +262,19 @@ impl Dataset {
         })
     }
 
+    /// [`Dataset::open`] a dataset of images: one of codes (`vae-worker
+    /// encode`'s, dtype `f4`) is refused, naming it.
+    pub fn open_images(url: &str, options: &StorageOptions) -> Result<Dataset, DataError> {
+        let d = Dataset::open(url, options)?;
+        match d.manifest.holds_images() {
+            true => Ok(d),
+            false => Err(DataError::Manifest {
+                url: d.store.url_of(MANIFEST_NAME),
+                message: "holds codes written by `vae-worker encode` (dtype f4), not images".into(),
+            }),
+        }
+    }
+
     pub fn split(&self, name: &str) -> Result<&SplitManifest, DataError> {
         self.manifest
             .splits

@@ -145,7 +145,7 @@ impl<'a> Run<'a> {
         let prepared = crate::collective::from_rank0(comm, prepared)?;
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
-        let dataset = Dataset::open(&cfg.data.url, &ctx.storage)?;
+        let dataset = Dataset::open_images(&cfg.data.url, &ctx.storage)?;
         let factors = eval::factor_data(cfg, &dataset, "config key `eval.metrics`", rank == 0)?;
         let shape = dataset.manifest.sample_shape;
         let n_train = dataset.split("train")?.samples as usize;
