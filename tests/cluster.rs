@@ -524,3 +524,50 @@ fn bad_sweeps_fail_before_any_worker_starts_with_one_line() {
     }
     assert!(!run.exists());
 }
+
+#[test]
+fn an_error_on_one_rank_of_a_group_is_a_try_of_its_point_and_the_study_goes_on_after_restarts() {
+    // One group of 2 ranks, 3 points; world rank 1 alone meets an error each
+    // time it starts β=2: the job ends twice (the other rank waits in a
+    // collective), each restart counts a try, and the third attempt records
+    // β=2 as failed and trains β=4.
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("sweep");
+    let mut c = sweep(
+        &run,
+        &["model.beta=1,2,4"],
+        2,
+        &["train.max_steps=10"],
+        &["--nproc-per-node", "2", "--max-restarts", "2"],
+    );
+    c.env("VAE_FAULT_POINT_ERROR", "1:model.beta=2");
+    let out = c.output().unwrap();
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("model.beta=2 failed on world rank 1: an injected error on world rank 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("try 1 of 2); trying again from its last checkpoint"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sweep: 2 finished, 1 failed, 0 not started"),
+        "{text}"
+    );
+    let failed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("model.beta=2/failed.json")).unwrap())
+            .unwrap();
+    assert_eq!(failed["tries"], 2, "{failed}");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("injected"),
+        "{failed}"
+    );
+    for b in ["1", "4"] {
+        assert!(
+            run.join(format!("model.beta={b}/summary.json")).is_file(),
+            "{b}"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Every hook: its environment variable and what it does.
-pub const HOOKS: [(&str, &str); 11] = [
+pub const HOOKS: [(&str, &str); 12] = [
     ("VAE_FAULT_DESYNC_STEP", "N: after step N the last rank's parameters drift from the others' (what dist.check_every must catch)"),
     ("VAE_FAULT_SLOW_CHECKPOINT_MS", "N: a checkpoint's write pauses N ms between its objects and its manifest"),
     ("VAE_FAULT_SLOW_RANK", "R:MS: rank R sleeps MS ms before every step"),
@@ -19,6 +19,7 @@ pub const HOOKS: [(&str, &str); 11] = [
     ("VAE_FAULT_VERSION", "R:TEXT: rank R claims another version"),
     ("VAE_FAULT_RECORD_DRAWS", "PREFIX: each metric's draws are written to PREFIX-<metric>.json"),
     ("VAE_FAULT_DIVERGE_POINT", "NAME: the sweep point named NAME trains with optim.lr = 1e30, so its loss diverges"),
+    ("VAE_FAULT_POINT_ERROR", "R:NAME: world rank R meets an error when it starts the sweep point named NAME (the other ranks of its group do not)"),
     ("VAE_FAULT_STOP_AT_END", "R: rank R stops itself (SIGSTOP) after the run, before MPI is finalised"),
 ];
 
@@ -63,6 +64,17 @@ pub fn stop_at_end() {
 /// (`VAE_FAULT_DIVERGE_POINT`).
 pub fn diverging_point(name: &str) -> bool {
     var("VAE_FAULT_DIVERGE_POINT").is_some_and(|v| v == name)
+}
+
+/// Whether this rank meets an error at the start of sweep point `name`
+/// (`VAE_FAULT_POINT_ERROR`), and which.
+pub fn point_error(name: &str) -> Option<String> {
+    (for_this_rank("VAE_FAULT_POINT_ERROR")? == name).then(|| {
+        format!(
+            "an injected error on world rank {}",
+            vae_proto::console::env_rank()
+        )
+    })
 }
 
 /// Before every step on `rank` (`VAE_FAULT_SLOW_RANK`: a straggler).

@@ -105,7 +105,7 @@ impl<'a> Dispatcher<'a> {
             behind: true,
         };
         for p in &sweep.points {
-            match earlier(&run_dir.join(&p.name), p)? {
+            match earlier(&run_dir.join(&p.name), p, sweep.point_retries + 1)? {
                 Some(o) => {
                     if d.outcomes.len() < SAID_ONE_BY_ONE {
                         let was = match &o.reason {
@@ -254,8 +254,43 @@ impl<'a> Dispatcher<'a> {
     }
 }
 
-/// What a previous attempt of the job left for point `p` in `dir`.
-fn earlier(dir: &Path, p: &vae_proto::sweep::Point) -> Result<Option<Outcome>, TrainError> {
+/// The file recording the `n`-th error a rank met in the point whose
+/// folder is `dir`, which ended the job ([`record_error`]).
+fn error_file(dir: &Path, n: usize) -> PathBuf {
+    dir.join(format!("error-{n}.json"))
+}
+
+/// The errors recorded in `dir` by earlier attempts of the job, in order.
+fn errors(dir: &Path) -> Vec<FailedRecord> {
+    (1..)
+        .map(|n| std::fs::read(error_file(dir, n)))
+        .take_while(Result::is_ok)
+        .filter_map(|b| b.ok().and_then(|b| serde_json::from_slice(&b).ok()))
+        .collect()
+}
+
+/// Records an error a rank met in the point whose folder is `dir` (one
+/// that ends the job: see `run::tried`), as its next `error-N.json`. Ranks
+/// of one group that meet errors together mostly write the same file; at
+/// worst the point is tried once less. Best effort: the job is ending.
+pub fn record_error(dir: &Path, reason: &str) {
+    let n = errors(dir).len() + 1;
+    let record = FailedRecord {
+        reason: reason.to_string(),
+        tries: n,
+    };
+    let _ = std::fs::create_dir_all(dir);
+    let _ = crate::atomic::write_json(&error_file(dir, n), &record);
+}
+
+/// What a previous attempt of the job left for point `p` in `dir`: finished,
+/// failed, or failed by errors that ended `tries` attempts of the job (then
+/// recorded as failed now).
+fn earlier(
+    dir: &Path,
+    p: &vae_proto::sweep::Point,
+    tries: usize,
+) -> Result<Option<Outcome>, TrainError> {
     let bad = |path: PathBuf, e: serde_json::Error| TrainError::RunDir {
         path,
         message: e.to_string(),
@@ -287,5 +322,26 @@ fn earlier(dir: &Path, p: &vae_proto::sweep::Point) -> Result<Option<Outcome>, T
             0,
         )));
     }
-    Ok(None)
+    let errors = errors(dir);
+    match errors.last() {
+        Some(last) if errors.len() >= tries => {
+            let record = FailedRecord {
+                reason: last.reason.clone(),
+                tries: errors.len(),
+            };
+            crate::atomic::write_json(&dir.join("failed.json"), &record)?;
+            let (reason, n) = (record.reason, record.tries);
+            Ok(Some(outcome(Status::Failed, None, Some(reason), n, 0)))
+        }
+        Some(last) => {
+            vae_proto::outln!(
+                "sweep: {} ended the job before ({}; try {} of {tries}); trying again from its last checkpoint",
+                p.name,
+                last.reason,
+                errors.len()
+            );
+            Ok(None)
+        }
+        None => Ok(None),
+    }
 }

@@ -141,8 +141,11 @@ fn begin<'a>(a: &'a SweepArgs, groups: usize) -> Result<Dispatcher<'a>, TrainErr
 /// Trains point `p` on this rank's group, again from its last checkpoint
 /// after a failure, up to `sweep.point_retries` times; how it ended.
 /// A failure is the point's when every rank of the group meets it alike (a
-/// diverged loss, or any error in a group of one rank); any other error
-/// ends the job.
+/// diverged loss, or any error in a group of one rank). An error only some
+/// ranks of a larger group meet ends the job (the others wait in a
+/// collective), but first this rank records it in the point's folder
+/// ([`queue::record_error`]): a restart (`--max-restarts`) counts it as a
+/// try of the point, and records the point as failed once its tries are spent.
 fn tried(a: &SweepArgs, p: &Point, group: usize) -> Result<Outcome, TrainError> {
     let started = Instant::now();
     let tries = a.sweep.point_retries + 1;
@@ -175,7 +178,16 @@ fn tried(a: &SweepArgs, p: &Point, group: usize) -> Result<Outcome, TrainError> 
                     );
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                let dir = a.run_dir.join(&p.name);
+                queue::record_error(&dir, &vae_proto::redact::redact(&e.to_string()));
+                vae_proto::errln!(
+                    "sweep: {} failed on world rank {}: {e}; the job ends, and a restart counts it as a try of the point",
+                    p.name,
+                    a.world.rank()
+                );
+                return Err(e);
+            }
         }
     }
     Ok(outcome(Status::Failed, None, Some(reason), tries))
@@ -187,6 +199,9 @@ fn tried(a: &SweepArgs, p: &Point, group: usize) -> Result<Outcome, TrainError> 
 fn point(a: &SweepArgs, p: &Point) -> Result<Option<(PointResult, u64)>, TrainError> {
     let dir = a.run_dir.join(&p.name);
     let mut p = p.clone();
+    if let Some(e) = crate::faults::point_error(&p.name) {
+        return Err(TrainError::Invalid(e));
+    }
     if crate::faults::diverging_point(&p.name) {
         p.sets.push("optim.lr=1e30".into());
     }
