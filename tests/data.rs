@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use super::emulators;
-use super::{env, launch, ok, python, repo, worker_bin};
+use super::{env, launch, max_diff, ok, params, python, repo, worker_args, worker_bin};
 
 fn py(args: &[&str]) -> String {
     let out = Command::new(python()).args(args).output().unwrap();
@@ -281,4 +281,63 @@ fn an_npz_far_larger_than_the_memory_allowed_imports_streaming() {
     assert_eq!(check["samples"], 64_800);
     assert_eq!(check["pixels_equal"], true, "{check}");
     assert_eq!(check["targets_equal"], true, "{check}");
+}
+
+/// A dSprites subset of 768 training samples in shards of `shard_size`.
+fn dsprites_in_shards(dir: &Path, shard_size: &str) -> std::path::PathBuf {
+    let out = dir.join(format!("dsprites-{shard_size}"));
+    let mut c = super::importer();
+    c.args(["data", "prepare", "dsprites", "--out"])
+        .arg(&out)
+        .args(["--scales", "2", "--orientations", "2", "--positions", "8"])
+        .args(["--test-samples", "100", "--shard-size", shard_size]);
+    ok(c);
+    out
+}
+
+#[test]
+fn shard_order_trains_any_number_of_workers_on_any_number_of_shards_as_one_worker() {
+    // One shard on 2 ranks (before: "deals 1 shards to 2 workers"), five
+    // shards on 8 ranks: each equals one worker reading the same streams
+    // (data.streams), in float64.
+    let dir = tempfile::tempdir().unwrap();
+    for (shard_size, ranks) in [("1000", 2), ("160", 8)] {
+        let data = dsprites_in_shards(dir.path(), shard_size);
+        let url = format!("data.url={}", data.display());
+        let streams = format!("data.streams={ranks}");
+        let sets = [
+            url.as_str(),
+            &streams,
+            "data.order=shard",
+            "data.shuffle_buffer=64",
+            "train.batch_size=32",
+            "train.max_steps=30",
+            "train.dtype=float64",
+            "model.latent_dim=6",
+            "log.images=0",
+        ];
+        let one = dir.path().join(format!("one-{shard_size}"));
+        let many = dir.path().join(format!("many-{shard_size}"));
+        let mut c = Command::new(worker_bin());
+        env(&mut c).args(worker_args(&one, &sets));
+        ok(c);
+        let mut c = Command::new("mpirun");
+        env(&mut c)
+            .args(["-np", &ranks.to_string(), "--oversubscribe"])
+            .arg(worker_bin())
+            .args(worker_args(&many, &sets));
+        let out = ok(c);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(said.contains(&format!("{ranks} workers")), "{said}");
+        params(&one);
+        params(&many);
+        let d = max_diff(
+            &one.join("exported.safetensors"),
+            &many.join("exported.safetensors"),
+        );
+        assert!(
+            d <= 1e-10,
+            "{shard_size}: 1 and {ranks} workers differ by {d}"
+        );
+    }
 }

@@ -9,7 +9,8 @@ use super::error::{key_err, ConfigError};
 pub enum DataOrder {
     /// A permutation of all samples per epoch, split into global batches.
     Global,
-    /// Whole shards dealt to ranks per epoch, shuffled in a bounded buffer.
+    /// Each epoch's shards, permuted, dealt to ranks as contiguous ranges of
+    /// samples, shuffled in a bounded buffer.
     Shard,
 }
 
@@ -21,6 +22,12 @@ pub struct DataSection {
     pub order: DataOrder,
     /// Samples held in the shuffle buffer of the `shard` order.
     pub shuffle_buffer: u64,
+    /// `shard` order: the number of streams the samples are dealt to (each
+    /// rank reads its share of them); 0 = the number of workers when the
+    /// epoch starts. Fixed, the order no longer depends on the number of
+    /// workers: 1 and 2 workers train the same model. `train.batch_size`
+    /// must be a multiple of it.
+    pub streams: u64,
 }
 
 impl Default for DataSection {
@@ -29,6 +36,7 @@ impl Default for DataSection {
             url: "data/mnist".into(),
             order: DataOrder::Global,
             shuffle_buffer: 10_000,
+            streams: 0,
         }
     }
 }

@@ -72,9 +72,14 @@ mod tests {
 }
 
 /// `shard` order: per epoch, the training shards are permuted (from
-/// `(seed, epoch)`) and dealt round-robin to the ranks; each rank streams its
-/// shards' samples through a shuffle buffer of `buffer` samples. Every rank
-/// runs the same number of steps: the fewest that any rank's samples allow.
+/// `(seed, epoch)`) and their samples, in that order, dealt to the dealt
+/// workers as contiguous ranges of equal size (give or take one): worker
+/// `w` of `D` takes samples `[w·N/D, (w+1)·N/D)` of the concatenation, so
+/// any number of workers shares any number of shards (one shard among 8
+/// workers: each reads an eighth of it), reads stay sequential, and the
+/// deal is a function of `(seed, epoch, D)` alone. Each worker streams its
+/// ranges through a shuffle buffer of `buffer` samples. Every worker runs
+/// the same number of steps: the fewest its samples allow.
 #[derive(Clone, Debug)]
 pub struct ShardOrder {
     pub shard_sizes: Vec<usize>,
@@ -84,9 +89,17 @@ pub struct ShardOrder {
     pub buffer: usize,
 }
 
+/// A contiguous range `[start, end)` of the samples of one shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Piece {
+    pub shard: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
 impl ShardOrder {
-    /// The shards `rank` reads in `epoch`, in the order it reads them.
-    pub fn assignment(&self, epoch: u64, rank: usize, world: usize) -> Vec<usize> {
+    /// The shards in the order `epoch` reads them.
+    fn permutation(&self, epoch: u64) -> Vec<usize> {
         let n = self.shard_sizes.len();
         let mut perm: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {
@@ -96,14 +109,37 @@ impl ShardOrder {
             );
             perm.swap(i, rng::below(b, i as u64 + 1) as usize);
         }
-        perm.into_iter().skip(rank).step_by(world).collect()
+        perm
+    }
+
+    /// The ranges of shards `rank` of `world` dealt workers reads in
+    /// `epoch`, in the order it reads them.
+    pub fn assignment(&self, epoch: u64, rank: usize, world: usize) -> Vec<Piece> {
+        let total: usize = self.shard_sizes.iter().sum();
+        let world = world.max(1);
+        let (lo, hi) = (total * rank / world, total * (rank + 1) / world);
+        let mut at = 0;
+        let mut out = Vec::new();
+        for shard in self.permutation(epoch) {
+            let size = self.shard_sizes[shard];
+            let (start, end) = (lo.max(at), hi.min(at + size));
+            if start < end {
+                out.push(Piece {
+                    shard,
+                    start: start - at,
+                    end: end - at,
+                });
+            }
+            at += size;
+        }
+        out
     }
 
     /// Samples `rank` holds in `epoch`.
     pub fn samples(&self, epoch: u64, rank: usize, world: usize) -> usize {
         self.assignment(epoch, rank, world)
             .iter()
-            .map(|&s| self.shard_sizes[s])
+            .map(|p| p.end - p.start)
             .sum()
     }
 
@@ -192,8 +228,9 @@ mod assignment_tests {
         for r in 0..world {
             // Map local positions back to dataset indices.
             let mut global = vec![];
-            for s in o.assignment(0, r, world) {
-                global.extend((starts[s]..starts[s] + sizes[s]).map(|i| i as u32));
+            for p in o.assignment(0, r, world) {
+                let at = starts[p.shard];
+                global.extend((at + p.start..at + p.end).map(|i| i as u32));
             }
             let seq = o.sequence(0, r, world);
             seen.extend(seq[..steps * local].iter().map(|&p| global[p as usize]));
@@ -220,30 +257,68 @@ mod assignment_tests {
     }
 
     #[test]
-    fn shard_order_sees_every_sample_at_most_once_with_1_2_3_ranks() {
-        let sizes = [100, 100, 100, 100, 100, 100, 57];
-        let total: usize = sizes.iter().sum();
-        for world in [1, 2, 3] {
-            let batch = 12;
-            let (seen, dropped) = shard_epoch(&sizes, batch, world);
-            // What is dropped: each rank's remainder, plus what ranks with more
-            // samples hold beyond the steps the smallest rank allows.
-            let o = ShardOrder {
-                shard_sizes: sizes.to_vec(),
-                batch,
-                seed: 5,
-                buffer: 37,
-            };
-            let steps = o.steps_per_epoch(0, world) as usize;
-            let max_dropped: usize = (0..world)
-                .map(|r| o.samples(0, r, world) - steps * batch / world)
-                .sum();
-            check(&seen, dropped, total, max_dropped);
-            assert!(
-                max_dropped < 2 * 100 + batch,
-                "world {world}: {max_dropped}"
-            );
+    fn shard_order_sees_every_sample_once_on_any_number_of_ranks_and_shards() {
+        // One shard and five, on 1, 2, 3 and 8 ranks: no sample twice, and
+        // what is left out is less than a global batch plus a sample per rank.
+        for sizes in [vec![400], vec![100, 100, 100, 100, 57]] {
+            let total: usize = sizes.iter().sum();
+            for world in [1, 2, 3, 8] {
+                let batch = 24;
+                let (seen, dropped) = shard_epoch(&sizes, batch, world);
+                check(&seen, dropped, total, batch + world);
+                let o = ShardOrder {
+                    shard_sizes: sizes.clone(),
+                    batch,
+                    seed: 5,
+                    buffer: 37,
+                };
+                let n: Vec<usize> = (0..world).map(|r| o.samples(0, r, world)).collect();
+                assert!(
+                    n.iter().max().unwrap() - n.iter().min().unwrap() <= 1,
+                    "{n:?}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_deal_is_contiguous_ranges_of_the_shards_in_their_epoch_order() {
+        let o = ShardOrder {
+            shard_sizes: vec![10, 10, 10],
+            batch: 4,
+            seed: 2,
+            buffer: 4,
+        };
+        let perm = o.permutation(0);
+        let all: Vec<Piece> = (0..4).flat_map(|r| o.assignment(0, r, 4)).collect();
+        // Worker 0: the first 7 of the first shard; worker 1: its last 3 and
+        // 4 of the second; and so on.
+        assert_eq!(
+            all[0],
+            Piece {
+                shard: perm[0],
+                start: 0,
+                end: 7
+            }
+        );
+        assert_eq!(
+            all[1],
+            Piece {
+                shard: perm[0],
+                start: 7,
+                end: 10
+            }
+        );
+        assert_eq!(
+            all[2],
+            Piece {
+                shard: perm[1],
+                start: 0,
+                end: 5
+            }
+        );
+        let covered: usize = all.iter().map(|p| p.end - p.start).sum();
+        assert_eq!(covered, 30);
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Feed {
     device: Device,
     kind: Kind,
     epochs: u64,
+    /// `data.streams` (0: the workers at the epoch's start).
+    streams: usize,
 }
 
 enum Source {
@@ -71,10 +73,16 @@ impl Feed {
                     seed: cfg.train.seed,
                     buffer: cfg.data.shuffle_buffer as usize,
                 };
+                let streams = cfg.data.streams as usize;
+                if streams > 0 && !global_batch.is_multiple_of(streams) {
+                    return Err(TrainError::Invalid(format!(
+                        "config key `data.streams`: {streams} does not divide train.batch_size {global_batch}"
+                    )));
+                }
                 if order.steps_per_epoch(0, world) == 0 {
                     return Err(TrainError::Invalid(format!(
-                        "config key `data.order`: \"shard\" deals {} shards to {world} workers, and some worker gets too few samples for one batch of {}",
-                        split.shards.len(),
+                        "config key `data.order`: \"shard\" deals {} samples to {world} workers, fewer than one batch of {} each",
+                        split.samples,
                         global_batch / world
                     )));
                 }
@@ -92,13 +100,15 @@ impl Feed {
             device,
             kind,
             epochs: cfg.train.epochs,
+            streams: cfg.data.streams as usize,
         })
     }
 
     /// The steps of `epoch` from step `start`, each reading `per_step`
     /// consecutive global batches. In `shard` order the epoch's global
     /// batches are those of the deal to `dealt` workers (the ones that
-    /// started the epoch), whatever the number of workers now.
+    /// started the epoch, or `data.streams`), whatever the number of
+    /// workers now.
     pub fn epoch(
         &mut self,
         epoch: u64,
@@ -107,6 +117,11 @@ impl Feed {
         dealt: usize,
     ) -> Result<Epoch, TrainError> {
         let (rank, world, kind) = (self.rank, self.world, self.kind);
+        let deal = |workers: usize| match self.streams {
+            0 => workers,
+            n => n,
+        };
+        let (dealt, next_dealt) = (deal(dealt), deal(world));
         let (source, batches, local) = match &mut self.source {
             Source::Global { images, order } => {
                 let s = order.slice(rank, world);
@@ -126,14 +141,22 @@ impl Feed {
             } => {
                 let reuse = next
                     .take()
-                    .filter(|(e, _)| *e == epoch && start == 0 && dealt == world);
+                    .filter(|(e, _)| *e == epoch && start == 0 && dealt == next_dealt);
                 let current = match reuse {
                     Some((_, s)) => s,
                     None => streams(dataset, order, epoch, dealt, rank, world, None)?,
                 };
                 let (gate, opened) = oneshot::channel();
                 if epoch + 1 < self.epochs {
-                    let s = streams(dataset, order, epoch + 1, world, rank, world, Some(opened))?;
+                    let s = streams(
+                        dataset,
+                        order,
+                        epoch + 1,
+                        next_dealt,
+                        rank,
+                        world,
+                        Some(opened),
+                    )?;
                     *next = Some((epoch + 1, s));
                 }
                 let (l0, local) = (order.batch / dealt, order.batch / world);
@@ -181,8 +204,8 @@ fn streams(
 ) -> Result<Vec<ShardStream>, TrainError> {
     let (l0, local) = (order.batch / dealt, order.batch / world);
     let owners = rank * local / l0..=((rank + 1) * local - 1) / l0;
-    // A gate (the next epoch's, always one stream: its own shards) holds
-    // the first stream's fetches back.
+    // A gate (the next epoch's) holds the first stream's fetches back (the
+    // only one unless `data.streams` gives a rank several).
     let mut gate = gate;
     owners
         .map(|owner| ShardStream::new(dataset, order, epoch, owner, dealt, gate.take()))

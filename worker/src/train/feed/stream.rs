@@ -1,5 +1,6 @@
-//! `shard` order, streamed. Each dealt worker's samples of an epoch come out
-//! of its shards through a shuffle buffer, in exactly the order of
+//! `shard` order, streamed. Each dealt worker's samples of an epoch (ranges
+//! of shards: a whole shard is fetched and verified, its range read) come
+//! out through a shuffle buffer, in exactly the order of
 //! [`ShardOrder::sequence`] — but the shards arrive from a [`Prefetch`] while
 //! training runs and the buffer holds samples in their stored form (packed
 //! bits for dSprites), so memory is the buffer plus the prefetched shards,
@@ -21,8 +22,8 @@ use crate::train::error::{tensor_err, TrainError};
 /// One dealt worker's samples of an epoch, in its shuffle-buffer order.
 pub struct ShardStream {
     fetch: Prefetch,
-    /// Samples of each shard still to arrive, in order.
-    sizes: VecDeque<usize>,
+    /// The range `[start, end)` of each shard still to arrive, in order.
+    pieces: VecDeque<(usize, usize)>,
     current: Bytes,
     current_n: usize,
     current_i: usize,
@@ -51,16 +52,17 @@ impl ShardStream {
         dealt: usize,
         gate: Option<oneshot::Receiver<()>>,
     ) -> Result<ShardStream, TrainError> {
-        let which = order.assignment(epoch, owner, dealt);
+        let pieces = order.assignment(epoch, owner, dealt);
+        let which: Vec<usize> = pieces.iter().map(|p| p.shard).collect();
         let entries = dataset.shards("train", Some(&which))?;
-        let sizes: VecDeque<usize> = entries.iter().map(|e| e.samples as usize).collect();
-        let unread = sizes.iter().sum();
+        let pieces: VecDeque<(usize, usize)> = pieces.iter().map(|p| (p.start, p.end)).collect();
+        let unread = pieces.iter().map(|(a, b)| b - a).sum();
         let fetch = Prefetch::start(&dataset.store, entries, &dataset.options, gate)?;
         let stored = dataset.manifest.sample_bytes();
         let cap = order.buffer.max(1);
         Ok(ShardStream {
             fetch,
-            sizes,
+            pieces,
             current: Bytes::new(),
             current_n: 0,
             current_i: 0,
@@ -99,7 +101,7 @@ impl ShardStream {
     /// Reads the next input sample into slot `i`.
     fn read_into(&mut self, i: usize) -> Result<(), DataError> {
         if self.current_i == self.current_n {
-            let n = self.sizes.pop_front().unwrap_or(0);
+            let (start, end) = self.pieces.pop_front().unwrap_or((0, 0));
             crate::faults::slow_fetch();
             self.current = match self.fetch.next() {
                 Some(r) => r?,
@@ -110,7 +112,7 @@ impl ShardStream {
                     })
                 }
             };
-            (self.current_n, self.current_i) = (n, 0);
+            (self.current_n, self.current_i) = (end, start);
         }
         let (s, at) = (self.stored, self.current_i * self.stored);
         let sample = self.current.slice(at..at + s);
