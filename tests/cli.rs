@@ -648,15 +648,16 @@ fn dsprites_generator_writes_the_factors_in_order_and_deterministically() {
     );
     assert_eq!(ra["values"], serde_json::json!([0, 255]));
     // Original order: posY fastest, then posX, orientation, scale, shape;
-    // kept values are evenly spaced and include both ends.
+    // kept values are evenly spaced and include both ends (orientation,
+    // cyclic, over [0, 2π) without the full turn: 0, 13, 26 of 40).
     let f = ra["factors"].as_array().unwrap();
     assert_eq!(f[0], serde_json::json!([0, 0, 0, 0, 0]));
     assert_eq!(f[1], serde_json::json!([0, 0, 0, 0, 10]));
     assert_eq!(f[3], serde_json::json!([0, 0, 0, 0, 31]));
     assert_eq!(f[4], serde_json::json!([0, 0, 0, 10, 0]));
-    assert_eq!(f[16], serde_json::json!([0, 0, 19, 0, 0]));
+    assert_eq!(f[16], serde_json::json!([0, 0, 13, 0, 0]));
     assert_eq!(f[48], serde_json::json!([0, 5, 0, 0, 0]));
-    assert_eq!(f[95], serde_json::json!([0, 5, 39, 31, 31]));
+    assert_eq!(f[95], serde_json::json!([0, 5, 26, 31, 31]));
     assert_eq!(f[96], serde_json::json!([1, 0, 0, 0, 0]));
     // Every image has a shape, and no shape touches the frame.
     assert_eq!(ra["empty"], 0);
@@ -903,6 +904,30 @@ fn shapes3d_h5_and_mpi3d_npz_import_pixel_for_pixel_and_train_with_metrics() {
     );
     let err = fails(prepare_from("shapes3d", &npz, &dest, &[]));
     assert!(err.contains("mpi3d_toy.npz"), "{err}");
+    // Labels of another dtype: float32 reads as float64 does; integers are
+    // named as the dtype that differs (not as a wrong shape).
+    for (name, dtype) in [("f32.h5", "float32"), ("i64.h5", "int64")] {
+        let path = dir.path().join(name);
+        let code = format!("import sys, h5py\nsrc = h5py.File(sys.argv[1], 'r')\nwith h5py.File(sys.argv[2], 'w') as f:\n    f['images'] = src['images'][:]\n    f['labels'] = src['labels'][:].astype('{dtype}')");
+        let mut py = Command::new(python());
+        py.args(["-c", &code]).arg(&h5).arg(&path);
+        run_ok(py);
+        let dest = dir.path().join(format!("out-{dtype}"));
+        let c = prepare_from("shapes3d", &path, &dest, &["--test-samples", "10"]);
+        if dtype == "float32" {
+            let out = String::from_utf8_lossy(&run_ok(c).stdout).into_owned();
+            assert!(
+                out.contains("note: the test split's 10 samples are drawn from the"),
+                "{out}"
+            );
+        } else {
+            let err = fails(c);
+            assert!(
+                err.contains("key `labels`: dtype") && err.contains("expected float64"),
+                "{err}"
+            );
+        }
+    }
     assert!(!dest.exists());
 }
 
@@ -1518,7 +1543,7 @@ fn two_evaluations_of_one_checkpoint_keep_their_own_files_and_say_their_counts()
     );
     let run = dir.path().join("run");
     let url = format!("data.url={}", data.display());
-    run_ok(train(
+    let out = run_ok(train(
         &run,
         &[
             &url,
@@ -1527,6 +1552,10 @@ fn two_evaluations_of_one_checkpoint_keep_their_own_files_and_say_their_counts()
             "log.images=0",
         ],
     ));
+    // The run's first lines say its test figures are on training data.
+    let said = String::from_utf8_lossy(&out.stdout);
+    let want = "data: the test split's 100 samples are drawn from the 768 of the training grid: test figures are on training data";
+    assert!(said.contains(want), "{said}");
     // Two evaluations of one checkpoint that compute different things each
     // keep their own file, say where and whether they are at the published
     // counts.

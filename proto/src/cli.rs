@@ -285,7 +285,8 @@ pub enum PrepareDataset {
         /// Keep this many evenly spaced scales (of 6).
         #[arg(long)]
         scales: Option<usize>,
-        /// Keep this many evenly spaced orientations (of 40).
+        /// Keep this many evenly spaced orientations (of 40, over [0, 2π)
+        /// without repeating the full turn).
         #[arg(long)]
         orientations: Option<usize>,
         /// Keep this many evenly spaced positions per axis (of 32).

@@ -79,6 +79,24 @@ pub struct ShardEntry {
 }
 
 impl DatasetManifest {
+    /// What a reader must know of a factor dataset's test split: it is drawn
+    /// from the training grid (disentanglement_lib has no held-out split
+    /// either), so test figures are on training data; `None` for others.
+    pub fn test_split_note(&self) -> Option<String> {
+        self.factors.as_ref()?;
+        let (train, test) = (self.splits.get("train")?, self.splits.get("test")?);
+        Some(match test.samples >= train.samples {
+            true => format!(
+                "the test split is the whole training split ({} samples): test figures are on training data (a factor dataset has no held-out split, as in disentanglement_lib)",
+                test.samples
+            ),
+            false => format!(
+                "the test split's {} samples are drawn from the {} of the training grid: test figures are on training data (a factor dataset has no held-out split, as in disentanglement_lib)",
+                test.samples, train.samples
+            ),
+        })
+    }
+
     /// Whether its samples are images (`u8`, `u1`), not codes (`f4`).
     pub fn holds_images(&self) -> bool {
         self.dtype != "f4"

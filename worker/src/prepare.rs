@@ -160,4 +160,7 @@ fn report(m: &DatasetManifest, out: &str, started: std::time::Instant) {
         out,
         started.elapsed().as_secs_f64()
     );
+    if let Some(note) = m.test_split_note() {
+        vae_proto::outln!("note: {note}");
+    }
 }

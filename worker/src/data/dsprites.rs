@@ -15,6 +15,8 @@ use super::store::Store;
 pub const SIDE: usize = 64;
 pub const FACTOR_NAMES: [&str; 5] = ["shape", "scale", "orientation", "posX", "posY"];
 pub const FACTOR_SIZES: [usize; 5] = [3, 6, 40, 32, 32];
+/// The orientation factor's position: 40 angles from 0 to 2π, both ends in.
+const ORIENTATION: usize = 2;
 /// Radius, in pixels, of the disc that holds a shape at scale 1.
 const RADIUS: f64 = 10.0;
 /// Shape centres range over `[LO, HI]` pixels as the position goes 0 → 1:
@@ -105,10 +107,16 @@ impl Subsample {
         Subsample { keep: [None; 5] }
     }
 
-    /// The kept indices of factor `k`, evenly spaced over its range.
+    /// The kept indices of factor `k`, evenly spaced over its range (ends
+    /// included). Orientation is cyclic — its 40 values run from 0 to 2π,
+    /// and the last is the first again — so a subset spreads over [0, 2π)
+    /// without the full turn: `i·39/m`, no two the same angle.
     pub fn values(&self, k: usize) -> Vec<usize> {
         let n = FACTOR_SIZES[k];
         match self.keep[k] {
+            Some(m) if m < n && m > 1 && k == ORIENTATION => {
+                (0..m).map(|i| i * (n - 1) / m).collect()
+            }
             Some(m) if m < n && m > 1 => (0..m).map(|i| i * (n - 1) / (m - 1)).collect(),
             Some(1) => vec![0],
             _ => (0..n).collect(),
@@ -305,12 +313,46 @@ mod tests {
     }
 
     #[test]
+    fn orientation_subsets_never_repeat_an_angle() {
+        // Orientations 0 and 39 are the same angle: the same image.
+        let image = |f: [usize; 5]| {
+            let mut out = vec![0u8; SIDE * SIDE];
+            render(f, &mut out);
+            out
+        };
+        assert_eq!(image([2, 3, 0, 16, 16]), image([2, 3, 39, 16, 16]));
+        for m in 2..40 {
+            let s = Subsample {
+                keep: [None, None, Some(m), None, None],
+            };
+            let v = s.values(ORIENTATION);
+            assert_eq!(v.len(), m);
+            assert!(
+                v.windows(2).all(|w| w[0] < w[1]) && v[m - 1] < 39,
+                "{m}: {v:?}"
+            );
+        }
+        // Two orientations: each shape's two images differ.
+        let two = Subsample {
+            keep: [None, None, Some(2), None, None],
+        }
+        .values(ORIENTATION);
+        for shape in 0..3 {
+            assert_ne!(
+                image([shape, 5, two[0], 16, 16]),
+                image([shape, 5, two[1], 16, 16]),
+                "shape {shape}"
+            );
+        }
+    }
+
+    #[test]
     fn subsets_keep_the_ends() {
         let s = Subsample {
             keep: [None, Some(2), Some(4), Some(1), None],
         };
         assert_eq!(s.values(1), vec![0, 5]);
-        assert_eq!(s.values(2), vec![0, 13, 26, 39]);
+        assert_eq!(s.values(2), vec![0, 9, 19, 29]);
         assert_eq!(s.values(3), vec![0]);
         assert_eq!(s.combinations().len(), 3 * 2 * 4 * 32);
     }

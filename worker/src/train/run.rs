@@ -146,6 +146,9 @@ impl<'a> Run<'a> {
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
         let dataset = Dataset::open_images(&cfg.data.url, &ctx.storage)?;
+        if let Some(note) = dataset.manifest.test_split_note().filter(|_| rank == 0) {
+            vae_proto::outln!("data: {note}");
+        }
         let factors = eval::factor_data(cfg, &dataset, "config key `eval.metrics`", rank == 0)?;
         let shape = dataset.manifest.sample_shape;
         let n_train = dataset.split("train")?.samples as usize;

@@ -1,5 +1,5 @@
 //! 3dshapes (Burgess & Kim 2018: `3dshapes.h5`): `images` uint8
-//! `(N, 64, 64, 3)` and `labels` float64 `(N, 6)` — floor_hue, wall_hue,
+//! `(N, 64, 64, 3)` and `labels` float64 (or float32) `(N, 6)` — floor_hue, wall_hue,
 //! object_hue, scale, shape, orientation — stored as gzip-compressed chunks,
 //! every combination in row-major order (480,000 = 10·10·10·8·4·15). Read
 //! through HDF5's own library (`hdf5-metno` over Debian's `libhdf5-dev`) in
@@ -133,13 +133,24 @@ pub fn import(
     if !is(&images, TypeDescriptor::Unsigned(IntSize::U1)) {
         return Err(fail(from, "key `images`: not uint8").into());
     }
-    if labels.shape() != [rows, 6] || !is(&labels, TypeDescriptor::Float(FloatSize::U8)) {
+    if labels.shape() != [rows, 6] {
         return Err(fail(
             from,
             format!(
-                "key `labels`: shape {:?} (float64 ({rows}, 6) expected)",
+                "key `labels`: shape {:?}, expected ({rows}, 6)",
                 labels.shape()
             ),
+        )
+        .into());
+    }
+    // float64 as published; float32 (a re-saved file) reads the same.
+    let float = |size| is(&labels, TypeDescriptor::Float(size));
+    if !(float(FloatSize::U8) || float(FloatSize::U4)) {
+        let dtype = labels.dtype().and_then(|x| x.to_descriptor());
+        let dtype = dtype.map_or("unknown".into(), |d| d.to_string());
+        return Err(fail(
+            from,
+            format!("key `labels`: dtype {dtype}, expected float64 (or float32)"),
         )
         .into());
     }
