@@ -696,9 +696,9 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
         .path()
         .join("dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz");
     let script = repo().join("tests/python/make_dsprites_npz.py");
-    let mut py = Command::new(python());
-    py.arg(&script).arg(&generated).arg(&npz);
-    run_ok(py);
+    let mut writer = Command::new(python());
+    writer.arg(&script).arg(&generated).arg(&npz);
+    run_ok(writer);
     let mut c = importer();
     c.args(["data", "prepare", "dsprites", "--from"])
         .arg(&npz)
@@ -707,6 +707,18 @@ fn the_real_dsprites_npz_imports_as_the_generated_dataset_shard_for_shard() {
         .args(sizes);
     run_ok(c);
     let (a, b) = (tree(&generated), tree(&imported));
+    // The manifest keeps each factor's values in its units: those of the
+    // file's latents_values (NumPy's linspace, as the published file).
+    let code = "import sys, json, numpy as np\nd = np.load(sys.argv[1], allow_pickle=True)\nm = json.load(open(sys.argv[2]))\nfor k, f in enumerate(m['factors']):\n    want = np.unique(d['latents_values'][:, k + 1])\n    assert np.allclose(f['units'], want, rtol=0, atol=1e-12), (f['name'], f['units'], want)\nprint(json.dumps({'ok': True}))";
+    assert_eq!(
+        py(&[
+            "-c",
+            code,
+            npz.to_str().unwrap(),
+            generated.join("manifest.json").to_str().unwrap()
+        ])["ok"],
+        true
+    );
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (name, bytes) in &a {
         assert!(*bytes == b[name], "{name} differs");
@@ -835,6 +847,13 @@ fn shapes3d_h5_and_mpi3d_npz_import_pixel_for_pixel_and_train_with_metrics() {
         .collect();
     assert_eq!(sizes, vec![2, 2, 3, 2, 4, 3]);
     assert_eq!(m["sample_shape"], serde_json::json!([3, 64, 64]));
+    // Each factor's values in its units: the file's distinct labels.
+    let code = "import sys, json, h5py, numpy as np\nlabels = h5py.File(sys.argv[1], 'r')['labels'][:]\nm = json.load(open(sys.argv[2]))\nfor k, f in enumerate(m['factors']):\n    assert np.array_equal(f['units'], np.unique(labels[:, k])), (f['name'], f['units'])\nprint(json.dumps({'ok': True}))";
+    let manifest = shapes.join("manifest.json");
+    assert_eq!(
+        py(&["-c", code, h5.to_str().unwrap(), manifest.to_str().unwrap()])["ok"],
+        true
+    );
     let check = |file: &Path, ds: &Path| -> serde_json::Value {
         serde_json::from_str(
             factor_files(&["check", file.to_str().unwrap(), ds.to_str().unwrap()]).trim(),

@@ -50,6 +50,11 @@ pub struct Factor {
     /// The values (target bytes) the grid holds, ascending: all of
     /// `0..values` for a full dataset, the kept ones for a subset.
     pub values: Vec<u8>,
+    /// Each kept value in the factor's own units (dSprites' scale, its
+    /// orientation in radians, 3dshapes' hues), aligned with `values`;
+    /// empty when the source gives none (MPI3D's classes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub units: Vec<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -196,6 +201,16 @@ impl DatasetManifest {
                 return Err(format!(
                     "factors: `{}` does not match target `{}` with {} values (its values must be distinct, ascending and below that)",
                     f.name, t.name, t.values
+                ));
+            }
+            let units_fit = f.units.is_empty()
+                || (f.units.len() == f.values.len() && f.units.iter().all(|u| u.is_finite()));
+            if !units_fit {
+                return Err(format!(
+                    "factors: `{}` has {} units for {} values (one finite number per value, or none)",
+                    f.name,
+                    f.units.len(),
+                    f.values.len()
                 ));
             }
             grid = grid.saturating_mul(f.values.len() as u64);
@@ -403,6 +418,7 @@ mod tests {
             Some(vec![Factor {
                 name: "label".into(),
                 values,
+                units: vec![],
             }])
         };
         let mut m = manifest();
@@ -416,6 +432,20 @@ mod tests {
         m.factors = grid(vec![3, 2]);
         assert!(m.check().unwrap_err().contains("ascending"));
         m.factors = grid(vec![0, 10]);
+        assert!(m.check().is_err());
+        // Units: one finite number per kept value, or none.
+        m.factors = grid((0..10).collect());
+        if let Some(f) = m.factors.as_mut() {
+            f[0].units = (0..10).map(|v| v as f64 * 0.1).collect();
+        }
+        m.check().unwrap();
+        if let Some(f) = m.factors.as_mut() {
+            f[0].units.pop();
+        }
+        assert!(m.check().unwrap_err().contains("9 units for 10 values"));
+        if let Some(f) = m.factors.as_mut() {
+            f[0].units.push(f64::NAN);
+        }
         assert!(m.check().is_err());
     }
 

@@ -79,29 +79,32 @@ pub fn run(cli: WorkerCli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Encode(cmd) => {
-            use vae_proto::config::{Backend, DeviceChoice};
-            let conn = comm::connect(DeviceChoice::Auto, Backend::Mpi, None)?;
-            let e = crate::encode::run(&cmd, conn.world(), conn.device)?;
-            if conn.world().rank() == 0 {
-                let counts: Vec<String> =
-                    e.samples.iter().map(|(k, n)| format!("{n} {k}")).collect();
-                vae_proto::outln!(
-                    "encoded {} samples (μ and log σ² of {} dimensions each) into {}",
-                    counts.join(" + "),
-                    e.latent,
-                    e.url
-                );
-            }
-            comm::finalize(conn);
-            Ok(())
-        }
+        Command::Encode(cmd) => encode(&cmd),
         Command::Export(cmd) => {
             let step = crate::export::export(&cmd.checkpoint, &cmd.out)?;
             vae_proto::outln!("wrote the weights of step {step} to {}", cmd.out.display());
             Ok(())
         }
     }
+}
+
+/// `vae-worker encode`: joins the job (MPI under an MPI launcher), encodes
+/// this rank's shards, and rank 0 says what was written.
+fn encode(cmd: &vae_proto::cli::EncodeCmd) -> anyhow::Result<()> {
+    use vae_proto::config::{Backend, DeviceChoice};
+    let conn = comm::connect(DeviceChoice::Auto, Backend::Mpi, None)?;
+    let e = crate::encode::run(cmd, conn.world(), conn.device)?;
+    if conn.world().rank() == 0 {
+        let counts: Vec<String> = e.samples.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        vae_proto::outln!(
+            "encoded {} samples (μ and log σ² of {} dimensions each) into {}",
+            counts.join(" + "),
+            e.latent,
+            e.url
+        );
+    }
+    comm::finalize(conn);
+    Ok(())
 }
 
 /// Ends the process at once, with status 0, its work written and closed:

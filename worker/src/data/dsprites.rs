@@ -194,6 +194,28 @@ pub fn spec_keeping(values: Vec<Vec<u8>>) -> FactorSpec {
             .enumerate()
             .map(|(k, kept)| (FACTOR_NAMES[k].to_string(), FACTOR_SIZES[k], kept))
             .collect(),
+        units: FACTOR_SIZES
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| units(k, n))
+            .collect(),
+    }
+}
+
+/// The values of factor `k` (of `n`) in its units, as the published file's
+/// `latents_values` has them: shape 1, 2, 3 (square, ellipse, heart); scale
+/// 0.5 to 1; orientation 0 to 2π radians; positions 0 to 1.
+fn units(k: usize, n: usize) -> Vec<f64> {
+    let linspace = |a: f64, b: f64| -> Vec<f64> {
+        (0..n)
+            .map(|i| a + (b - a) * i as f64 / (n - 1) as f64)
+            .collect()
+    };
+    match k {
+        0 => (1..=n).map(|v| v as f64).collect(),
+        1 => linspace(0.5, 1.0),
+        ORIENTATION => linspace(0.0, std::f64::consts::TAU),
+        _ => linspace(0.0, 1.0),
     }
 }
 

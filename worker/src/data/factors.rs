@@ -44,6 +44,9 @@ pub struct FactorSpec {
     pub dtype: &'static str,
     /// Per factor: its name, its number of values, and the values the grid holds.
     pub factors: Vec<(String, usize, Vec<u8>)>,
+    /// Per factor, each of its values (all of them, by index) in the
+    /// factor's own units; empty for a factor the source gives none.
+    pub units: Vec<Vec<f64>>,
 }
 
 impl FactorSpec {
@@ -66,10 +69,17 @@ impl FactorSpec {
                 .collect(),
             splits: Default::default(),
             factors: Some(
-                (self.factors.iter())
-                    .map(|(name, _, values)| Factor {
+                (self.factors.iter().enumerate())
+                    .map(|(k, (name, _, values))| Factor {
                         name: name.clone(),
                         values: values.clone(),
+                        units: match self.units.get(k) {
+                            Some(u) if !u.is_empty() => values
+                                .iter()
+                                .map(|&v| u.get(v as usize).copied().unwrap_or(f64::NAN))
+                                .collect(),
+                            _ => vec![],
+                        },
                     })
                     .collect(),
             ),
@@ -198,7 +208,10 @@ mod tests {
             sample_shape: [1, 1, 1],
             dtype: "u8",
             factors: vec![("a".into(), 3, vec![0, 2]), ("b".into(), 5, vec![1, 3, 4])],
+            units: vec![vec![0.5, 1.0, 1.5], vec![]],
         };
+        let f = spec.manifest().factors.unwrap_or_default();
+        assert_eq!((f[0].units.clone(), f[1].units.len()), (vec![0.5, 1.5], 0));
         assert_eq!(spec.grid_len(), 6);
         assert_eq!(spec.targets_of(0), vec![0, 1]);
         assert_eq!(spec.targets_of(2), vec![0, 4]);

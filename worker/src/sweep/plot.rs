@@ -227,18 +227,23 @@ fn draw(pixels: &mut [u8], figure: &str, p: &Plot) -> Result<(), String> {
         chart.draw_series(dots).map_err(|x| e(&x))?;
     }
     if labelled {
-        for (i, label) in p.lines.keys().enumerate() {
-            let y = 40 + 22 * i as i32;
-            let color = Palette99::pick(i).to_rgba();
-            legend
-                .draw(&PathElement::new([(8, y), (32, y)], color.stroke_width(3)))
-                .map_err(|x| e(&x))?;
-            legend
-                .draw(&Text::new(label.clone(), (38, y - 8), ("sans-serif", 14)))
-                .map_err(|x| e(&x))?;
-        }
+        draw_legend(&legend, p.lines.keys()).map_err(|x| e(&x))?;
     }
     root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Each line's colour and label, one under the other, in `area` (beside the plot).
+fn draw_legend<'a, DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    labels: impl Iterator<Item = &'a String>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    for (i, label) in labels.enumerate() {
+        let y = 40 + 22 * i as i32;
+        let color = Palette99::pick(i).to_rgba();
+        area.draw(&PathElement::new([(8, y), (32, y)], color.stroke_width(3)))?;
+        area.draw(&Text::new(label.clone(), (38, y - 8), ("sans-serif", 14)))?;
+    }
     Ok(())
 }
 

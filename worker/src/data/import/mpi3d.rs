@@ -41,6 +41,8 @@ pub fn spec(sizes: &[usize]) -> FactorSpec {
             .zip(sizes)
             .map(|(n, &s)| (n.to_string(), s, (0..s).map(|v| v as u8).collect()))
             .collect(),
+        // MPI3D's factors are classes (colours, shapes, positions of the arm).
+        units: vec![],
     }
 }
 

@@ -73,6 +73,9 @@ fn classes(path: &Path, labels: &[f64], rows: usize) -> Result<(FactorSpec, Vec<
                 )
             })
             .collect(),
+        // Each class's value as the file holds it (hues in [0, 1), scale,
+        // shape, orientation in degrees).
+        units: distinct.clone(),
     };
     if spec.grid_len() != rows {
         return Err(bad(format!(
