@@ -11,6 +11,7 @@
 //! `num_active_dims` is `np.sum(active_mus)`, the sum of their codes).
 use super::ground_truth::{codes_and_factors, Budget, GroundTruth, Values};
 use super::mig::{discretize, BINS};
+use super::stats::quantile;
 
 /// `diff_quantile` of the study.
 const QUANTILE: f64 = 0.99;
@@ -34,9 +35,9 @@ pub fn score(gt: &mut dyn GroundTruth, budget: Budget, seed: u64) -> Values {
     ]
 }
 
-/// `scalable_disentanglement_score(ys.T, codes.T, quantile)["avg_score"]`
+/// `scalable_disentanglement_score(ys.T, codes.T, q)["avg_score"]`
 /// of discrete factors `[factors][samples]` and codes `[dims][samples]`.
-pub fn irs(ys: &[Vec<usize>], codes: &[Vec<f64>], quantile: f64) -> f64 {
+pub fn irs(ys: &[Vec<usize>], codes: &[Vec<f64>], q: f64) -> f64 {
     let max_dev: Vec<f64> = codes
         .iter()
         .map(|c| {
@@ -49,7 +50,7 @@ pub fn irs(ys: &[Vec<usize>], codes: &[Vec<f64>], quantile: f64) -> f64 {
         .zip(&max_dev)
         .map(|(c, &dev)| {
             ys.iter()
-                .map(|y| 1.0 - deviation(y, c, quantile) / dev)
+                .map(|y| 1.0 - deviation(y, c, q) / dev)
                 .fold(f64::NEG_INFINITY, f64::max)
         })
         .collect();
@@ -61,9 +62,9 @@ pub fn irs(ys: &[Vec<usize>], codes: &[Vec<f64>], quantile: f64) -> f64 {
     }
 }
 
-/// The mean over the values of factor `y` of the `quantile` of the code's
+/// The mean over the values of factor `y` of the `q` quantile of the code's
 /// distance to its mean among the samples of that value.
-fn deviation(y: &[usize], code: &[f64], quantile: f64) -> f64 {
+fn deviation(y: &[usize], code: &[f64], q: f64) -> f64 {
     let mut values = y.to_vec();
     values.sort_unstable();
     values.dedup();
@@ -77,22 +78,11 @@ fn deviation(y: &[usize], code: &[f64], quantile: f64) -> f64 {
                 .map(|(_, &c)| c)
                 .collect();
             let m = mean(group.iter().copied());
-            let mut diffs: Vec<f64> = group.iter().map(|c| (c - m).abs()).collect();
-            percentile(&mut diffs, quantile)
+            let diffs: Vec<f64> = group.iter().map(|c| (c - m).abs()).collect();
+            quantile(&diffs, q)
         })
         .sum();
     sum / values.len() as f64
-}
-
-/// `np.percentile(x, 100·q)` (linear interpolation between closest ranks).
-fn percentile(x: &mut [f64], q: f64) -> f64 {
-    x.sort_by(f64::total_cmp);
-    let h = (x.len() - 1) as f64 * q;
-    let (lo, frac) = (h.floor() as usize, h - h.floor());
-    match x.get(lo + 1) {
-        Some(&hi) => x[lo] + (hi - x[lo]) * frac,
-        None => x[lo],
-    }
 }
 
 fn mean(x: impl ExactSizeIterator<Item = f64>) -> f64 {
@@ -110,10 +100,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentile_interpolates_as_numpy() {
+    fn the_99th_percentile_interpolates_as_numpy() {
         // np.percentile([1, 2, 3, 4], 99) = 3.97; of one value, that value.
-        assert!((percentile(&mut [4.0, 1.0, 3.0, 2.0], 0.99) - 3.97).abs() < 1e-12);
-        assert_eq!(percentile(&mut [5.0], 0.99), 5.0);
+        assert!((quantile(&[4.0, 1.0, 3.0, 2.0], 0.99) - 3.97).abs() < 1e-12);
+        assert_eq!(quantile(&[5.0], 0.99), 5.0);
     }
 
     #[test]

@@ -1,6 +1,20 @@
 //! The arithmetic the metrics share, as NumPy does it: column variances,
 //! `argmax`/`argmin`, ranks with ties averaged (scipy's `rankdata`),
+//! quantiles (`np.quantile`'s linear interpolation),
 //! float64 rows, and one learner per factor on every core.
+
+/// The `q` quantile (0..=1) of `xs`, linearly interpolated (NumPy's
+/// default); NaN when empty.
+pub fn quantile(xs: &[f64], q: f64) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let at = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
+    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+    s[lo] + (s[hi] - s[lo]) * (at - lo as f64)
+}
 
 /// `f` of each item, computed on every core (items in turn on each); the
 /// results in the items' order. The metrics fit one learner per factor

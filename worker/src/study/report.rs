@@ -347,7 +347,7 @@ fn selection(s: &Study, metrics: &[String]) -> Option<Grid> {
                 Some(standing(*picked.figures.get(col)?, &all, true))
             })
             .collect();
-        super::stats::quantile(&standings, 0.5)
+        crate::disentanglement::stats::quantile(&standings, 0.5)
     };
     let cells = rows
         .iter()

@@ -1,6 +1,8 @@
 //! The statistics of the report: ranks with ties averaged, Spearman's rank
-//! correlation (scipy.stats.spearmanr's), quantiles (NumPy's linear
-//! interpolation), and where a model stands among others.
+//! correlation (scipy.stats.spearmanr's), and where a model stands among
+//! others (quantiles: `disentanglement::stats::quantile`, which IRS shares).
+#[cfg(test)]
+use crate::disentanglement::stats::quantile;
 use crate::disentanglement::stats::ranks;
 
 /// Pearson's correlation; NaN when either side is constant or too short.
@@ -26,19 +28,6 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
 /// Spearman's rank correlation of paired values.
 pub fn spearman(a: &[f64], b: &[f64]) -> f64 {
     pearson(&ranks(a), &ranks(b))
-}
-
-/// The `q` quantile (0..=1) of `xs`, linearly interpolated (NumPy's
-/// default); NaN when empty.
-pub fn quantile(xs: &[f64], q: f64) -> f64 {
-    let mut s = xs.to_vec();
-    s.sort_by(f64::total_cmp);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let at = q.clamp(0.0, 1.0) * (s.len() - 1) as f64;
-    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (at - lo as f64)
 }
 
 /// Where `x` stands among `all` as a fraction: 1 when no value is better
