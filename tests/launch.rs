@@ -8,6 +8,8 @@ mod common;
 mod console;
 #[path = "data.rs"]
 mod data;
+#[path = "datasets.rs"]
+mod datasets;
 #[path = "common/emulators.rs"]
 mod emulators;
 #[path = "encode.rs"]

@@ -295,9 +295,8 @@ pub enum PrepareDataset {
         /// Samples per shard.
         #[arg(long, default_value_t = 32_768)]
         shard_size: usize,
-        /// Images in the `test` split (a fixed random subset of the images).
-        #[arg(long, default_value_t = 10_000)]
-        test_samples: usize,
+        #[command(flatten)]
+        split: FactorSplit,
     },
     /// Images: a folder or bucket prefix of PNG/JPEG files, or WebDataset
     /// tar shards (`s3://bucket/celeba/shard-{000000..000099}.tar`).
@@ -336,9 +335,8 @@ pub enum PrepareDataset {
         /// Samples per shard.
         #[arg(long, default_value_t = 10_000)]
         shard_size: usize,
-        /// Images in the `test` split (a fixed random subset of the images).
-        #[arg(long, default_value_t = 10_000)]
-        test_samples: usize,
+        #[command(flatten)]
+        split: FactorSplit,
     },
     /// MPI3D from its `.npz` (`images` uint8 (N, 64, 64, 3), every factor
     /// combination in row-major order), streamed.
@@ -356,9 +354,49 @@ pub enum PrepareDataset {
         /// Samples per shard.
         #[arg(long, default_value_t = 10_000)]
         shard_size: usize,
-        /// Images in the `test` split (a fixed random subset of the images).
+        #[command(flatten)]
+        split: FactorSplit,
+    },
+    /// SmallNORB from its `smallnorb-5x…x96x96-{training,testing}-{dat,cat,info}.mat`
+    /// files (NORB's binary matrices), camera 0 resized to 64×64 with
+    /// Pillow's Lanczos as disentanglement_lib does; factors category,
+    /// instance (a nuisance the metrics draw at random), elevation,
+    /// azimuth, lighting.
+    Smallnorb {
+        /// The folder (a path or a bucket prefix) holding the files.
+        #[arg(long, value_name = "DIR")]
+        from: String,
+        /// Where to write: a path or a URL.
+        #[arg(long)]
+        out: String,
+        /// Which of the files' halves to read: `training`, `testing`, or both
+        /// (`training,testing`: every instance, as disentanglement_lib).
+        #[arg(long, value_delimiter = ',', default_value = "training,testing")]
+        chunks: Vec<String>,
+        /// Which camera of the stereo pair (0 as disentanglement_lib, or 1).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+        camera: u8,
+        /// Samples per shard.
         #[arg(long, default_value_t = 10_000)]
-        test_samples: usize,
+        shard_size: usize,
+        #[command(flatten)]
+        split: FactorSplit,
+    },
+    /// Cars3D from the Reed et al. release's `*.mat` files (MATLAB v5, one per
+    /// car: `im` uint8 128×128×3×24×4), resized to 64×64 with Pillow's
+    /// Lanczos; factors elevation, azimuth, object (the files in name order).
+    Cars3d {
+        /// The folder (a path or a bucket prefix) holding the `.mat` files.
+        #[arg(long, value_name = "DIR")]
+        from: String,
+        /// Where to write: a path or a URL.
+        #[arg(long)]
+        out: String,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 10_000)]
+        shard_size: usize,
+        #[command(flatten)]
+        split: FactorSplit,
     },
     /// MNIST from its original IDX files.
     Mnist {
@@ -372,6 +410,27 @@ pub enum PrepareDataset {
         #[arg(long, default_value_t = 10_000)]
         shard_size: usize,
     },
+}
+
+/// How a factor dataset's test split is made.
+#[derive(Args, Clone, Debug, PartialEq)]
+pub struct FactorSplit {
+    /// Images in the `test` split: a fixed random subset of the grid, which
+    /// the train split keeps whole (disentanglement_lib's way).
+    #[arg(long, default_value_t = 10_000)]
+    pub test_samples: usize,
+    /// Hold this share of the grid out of the train split as the test split
+    /// (instead of --test-samples): test figures on unseen combinations.
+    #[arg(long, conflicts_with = "test_samples", value_parser = share)]
+    pub test_fraction: Option<f64>,
+}
+
+/// A share in (0, 1).
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("`{s}` is not a share in (0, 1)")),
+    }
 }
 
 /// Parses the worker arguments `args` (without the program name) as

@@ -40,6 +40,17 @@ pub struct DatasetManifest {
     /// other datasets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factors: Option<Vec<Factor>>,
+    /// A factor dataset whose `test` split is held out of the grid
+    /// (`data prepare … --test-fraction F`): the grid positions the
+    /// worker's `test_indices(grid, test samples)` picks are the test split
+    /// (ascending), the others the train split (in grid order). `false`: the train split is the whole
+    /// grid and the test split a subset of it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub held_out: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One factor of a factor dataset's grid.
@@ -55,6 +66,11 @@ pub struct Factor {
     /// empty when the source gives none (MPI3D's classes).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub units: Vec<f64>,
+    /// A factor the metrics do not score: each observation draws it at
+    /// random (SmallNORB's instance, as disentanglement_lib's
+    /// `SplitDiscreteStateSpace` does).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nuisance: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,13 +106,17 @@ impl DatasetManifest {
     pub fn test_split_note(&self) -> Option<String> {
         self.factors.as_ref()?;
         let (train, test) = (self.splits.get("train")?, self.splits.get("test")?);
-        Some(match test.samples >= train.samples {
-            true => format!(
-                "the test split is the whole training split ({} samples): test figures are on training data (a factor dataset has no held-out split, as in disentanglement_lib)",
+        Some(match (self.held_out, test.samples >= train.samples) {
+            (true, _) => format!(
+                "the test split's {} samples are held out of the grid: the train split holds the other {}",
+                test.samples, train.samples
+            ),
+            (false, true) => format!(
+                "the test split is the whole training split ({} samples): test figures are on training data (a factor dataset has no held-out split, as in disentanglement_lib; `data prepare … --test-fraction F` holds one out)",
                 test.samples
             ),
-            false => format!(
-                "the test split's {} samples are drawn from the {} of the training grid: test figures are on training data (a factor dataset has no held-out split, as in disentanglement_lib)",
+            (false, false) => format!(
+                "the test split's {} samples are drawn from the {} of the training grid: test figures are on training data (a factor dataset has no held-out split, as in disentanglement_lib; `data prepare … --test-fraction F` holds one out)",
                 test.samples, train.samples
             ),
         })
@@ -216,12 +236,29 @@ impl DatasetManifest {
             grid = grid.saturating_mul(f.values.len() as u64);
         }
         let train = self.splits.get("train").map_or(0, |s| s.samples);
-        if grid != train {
+        let test = self.splits.get("test").map_or(0, |s| s.samples);
+        if self.held_out && grid != train.saturating_add(test) {
+            return Err(format!(
+                "factors: a grid of {grid} combinations, but the train and held-out test splits hold {train} + {test} samples"
+            ));
+        }
+        if !self.held_out && grid != train {
             return Err(format!(
                 "factors: a grid of {grid} combinations, but the train split holds {train} samples"
             ));
         }
+        if factors.iter().all(|f| f.nuisance) {
+            return Err(
+                "factors: every factor is a nuisance; the metrics need one to score".into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The factors the metrics score (all but the nuisances), by index.
+    pub fn scored_factors(&self) -> Vec<usize> {
+        let f = self.factors.as_deref().unwrap_or_default();
+        (0..f.len()).filter(|&k| !f[k].nuisance).collect()
     }
 
     /// The sizes of the factor grid (`None` for a dataset without factors).
@@ -347,6 +384,7 @@ mod tests {
                 },
             )]),
             factors: None,
+            held_out: false,
         }
     }
 
@@ -419,6 +457,7 @@ mod tests {
                 name: "label".into(),
                 values,
                 units: vec![],
+                nuisance: false,
             }])
         };
         let mut m = manifest();

@@ -10,6 +10,18 @@
         MPI3D's layout: `images` uint8 (N, 64, 64, 3), every combination of
         seven factors of the given sizes in row-major order
         (np.savez_compressed; `stored` for np.savez, no compression).
+    python make_factor_files.py smallnorb OUT_DIR
+        SmallNORB's six files (`smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat`
+        …, NORB's binary matrix format written with NumPy: int32 magic,
+        ndim, max(3, ndim) dimensions, row-major data): dat bytes
+        (N, 2, 96, 96), cat int32 (N), info int32 (N, 4) (instance,
+        elevation, azimuth 0..34 even, lighting), on a reduced grid of the
+        published values (each half its own instances), rows shuffled as
+        NORB's are not in grid order.
+    python make_factor_files.py cars3d OUT_DIR CARS
+        Cars3D's files (`car_001_mesh.mat` …, written by scipy.io.savemat
+        as MATLAB v5, compressed but for the last): `im` uint8
+        (128, 128, 3, 24, 4).
     python make_factor_files.py check FILE DATASET_DIR
         Whether the dataset's train split holds the file's images (pixel for
         pixel, channels first) and, as targets, each row's factor classes
@@ -58,6 +70,63 @@ def mpi3d(out, sizes, stored=None):
     (np.savez if stored else np.savez_compressed)(out, images=images)
 
 
+NORB_BYTES, NORB_INT32 = 0x1E3D4C55, 0x1E3D4C54
+# Per half: its name, instances, and the reduced grid of the other factors.
+NORB_HALVES = [("5x46789x9x18x6x2x96x96-training", [4, 6]),
+               ("5x01235x9x18x6x2x96x96-testing", [0, 1])]
+NORB_GRID = dict(category=range(5), elevation=[0, 4, 8], azimuth=[0, 12, 34], lighting=[0, 5])
+
+
+def norb_matrix(path, magic, array):
+    dims = list(array.shape) + [1] * max(0, 3 - array.ndim)
+    with open(path, "wb") as f:
+        np.array([magic, array.ndim] + dims, dtype="<i4").tofile(f)
+        array.astype("<i4" if magic == NORB_INT32 else np.uint8).tofile(f)
+
+
+def smooth_image(seed, side):
+    """A smooth picture (a lit blob on a gradient), as photographs are."""
+    y, x = np.mgrid[0:side, 0:side] / side
+    r = np.random.default_rng(seed)
+    cy, cx, w = r.uniform(0.3, 0.7), r.uniform(0.3, 0.7), r.uniform(0.05, 0.2)
+    img = 40 + 60 * x + 150 * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / w ** 2)
+    return np.clip(img + r.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
+
+
+def smallnorb(out):
+    import os
+    os.makedirs(out, exist_ok=True)
+    for h, (chunk, instances) in enumerate(NORB_HALVES):
+        g = NORB_GRID
+        rows = list(itertools.product(g["category"], instances, g["elevation"], g["azimuth"], g["lighting"]))
+        rows = [rows[i] for i in np.random.default_rng(h).permutation(len(rows))]
+        dat = np.stack([[smooth_image(1000 * h + 2 * i + cam, 96) for cam in (0, 1)]
+                        for i in range(len(rows))])
+        cat = np.array([r[0] for r in rows])
+        info = np.array([r[1:] for r in rows])
+        name = lambda kind: os.path.join(out, "smallnorb-%s-%s.mat" % (chunk, kind))
+        norb_matrix(name("dat"), NORB_BYTES, dat)
+        norb_matrix(name("cat"), NORB_INT32, cat)
+        norb_matrix(name("info"), NORB_INT32, info)
+
+
+def cars3d(out, cars):
+    import os
+    import scipy.io
+    os.makedirs(out, exist_ok=True)
+    cars = int(cars)
+    for c in range(cars):
+        r = np.random.default_rng(c)
+        im = np.empty((128, 128, 3, 24, 4), dtype=np.uint8)
+        for az in range(24):
+            for el in range(4):
+                for ch in range(3):
+                    im[:, :, ch, az, el] = np.roll(smooth_image(c * 1000 + az * 10 + el, 128),
+                                                  20 * ch + r.integers(0, 8), axis=1)
+        scipy.io.savemat(os.path.join(out, "car_%03d_mesh.mat" % (c + 1)), {"im": im},
+                         do_compression=c < cars - 1)
+
+
 def check(path, root):
     sys.path.insert(0, __import__("os").path.dirname(__file__))
     import vaedata
@@ -81,4 +150,5 @@ def check(path, root):
 
 
 if __name__ == "__main__":
-    {"shapes3d": shapes3d, "mpi3d": mpi3d, "check": check}[sys.argv[1]](*sys.argv[2:])
+    {"shapes3d": shapes3d, "mpi3d": mpi3d, "smallnorb": smallnorb, "cars3d": cars3d,
+     "check": check}[sys.argv[1]](*sys.argv[2:])

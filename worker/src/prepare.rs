@@ -6,6 +6,7 @@ use anyhow::Context;
 use vae_proto::cli::PrepareDataset;
 use vae_proto::dataset::DatasetManifest;
 
+use crate::data::factors::TestSplit;
 use crate::data::import::{self, images};
 use crate::data::publish::Staging;
 use crate::data::store::StorageOptions;
@@ -34,6 +35,8 @@ fn out_of(dataset: &mut PrepareDataset) -> &mut String {
         PrepareDataset::Dsprites { out, .. }
         | PrepareDataset::Shapes3d { out, .. }
         | PrepareDataset::Mpi3d { out, .. }
+        | PrepareDataset::Smallnorb { out, .. }
+        | PrepareDataset::Cars3d { out, .. }
         | PrepareDataset::Images { out, .. }
         | PrepareDataset::Mnist { out, .. } => out,
     }
@@ -46,11 +49,11 @@ fn import(dataset: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> 
             out,
             from: Some(from),
             shard_size,
-            test_samples,
+            split,
             ..
         } => {
             let input = import::local_input(&from, &Default::default())?;
-            let m = import::dsprites::import(&input.path, &out, shard_size, test_samples)?;
+            let m = import::dsprites::import(&input.path, &out, shard_size, test_split(&split))?;
             (m, out)
         }
         PrepareDataset::Dsprites {
@@ -60,22 +63,22 @@ fn import(dataset: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> 
             orientations,
             positions,
             shard_size,
-            test_samples,
+            split,
         } => {
             let sub = crate::data::dsprites::Subsample {
                 keep: [None, scales, orientations, positions, positions],
             };
-            let m = crate::data::dsprites::prepare(&out, &sub, shard_size, test_samples)?;
+            let m = crate::data::dsprites::prepare(&out, &sub, shard_size, test_split(&split))?;
             (m, out)
         }
         PrepareDataset::Shapes3d {
             from,
             out,
             shard_size,
-            test_samples,
+            split,
         } => {
             let input = import::local_input(&from, &Default::default())?;
-            let m = import::shapes3d::import(&input.path, &out, shard_size, test_samples)?;
+            let m = import::shapes3d::import(&input.path, &out, shard_size, test_split(&split))?;
             (m, out)
         }
         PrepareDataset::Mpi3d {
@@ -83,12 +86,15 @@ fn import(dataset: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> 
             out,
             factor_sizes,
             shard_size,
-            test_samples,
+            split,
         } => {
             let input = import::local_input(&from, &Default::default())?;
-            let m =
-                import::mpi3d::import(&input.path, &out, &factor_sizes, shard_size, test_samples)?;
+            let split = test_split(&split);
+            let m = import::mpi3d::import(&input.path, &out, &factor_sizes, shard_size, split)?;
             (m, out)
+        }
+        norb_or_cars @ (PrepareDataset::Smallnorb { .. } | PrepareDataset::Cars3d { .. }) => {
+            import_folder(norb_or_cars)?
         }
         images @ PrepareDataset::Images { .. } => prepare_images(images)?,
         PrepareDataset::Mnist {
@@ -101,6 +107,40 @@ fn import(dataset: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> 
             (m, out)
         }
     })
+}
+
+/// The importers that read a folder: SmallNORB's files, Cars3D's.
+fn import_folder(dataset: PrepareDataset) -> anyhow::Result<(DatasetManifest, String)> {
+    Ok(match dataset {
+        PrepareDataset::Smallnorb {
+            from,
+            out,
+            chunks,
+            camera,
+            shard_size,
+            split,
+        } => {
+            let split = test_split(&split);
+            let camera = usize::from(camera);
+            let m = import::smallnorb::import(&from, &out, &chunks, camera, shard_size, split)?;
+            (m, out)
+        }
+        PrepareDataset::Cars3d {
+            from,
+            out,
+            shard_size,
+            split,
+        } => {
+            let m = import::cars3d::import(&from, &out, shard_size, test_split(&split))?;
+            (m, out)
+        }
+        _ => anyhow::bail!("not a folder import"),
+    })
+}
+
+/// A factor dataset's test split as the command gives it.
+fn test_split(s: &vae_proto::cli::FactorSplit) -> TestSplit {
+    TestSplit::of(s.test_samples, s.test_fraction)
 }
 
 /// `data prepare images`: a folder, a bucket prefix or WebDataset tars; the

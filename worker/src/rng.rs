@@ -31,6 +31,8 @@ pub enum Stream {
     SampledCodes = 10,
     /// Importance samples of `eval --iwae`: counter = sample k, index = test sample index.
     Iwae = 11,
+    /// The metrics' nuisance factors (SmallNORB's instance): counter = batch, index = row.
+    Nuisance = 12,
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -8,7 +8,7 @@
 use vae_proto::dataset::DatasetManifest;
 
 use super::error::DataError;
-use super::factors::{FactorSpec, FactorWriter};
+use super::factors::{FactorSpec, FactorWriter, TestSplit};
 use super::format::pack_bits;
 use super::store::Store;
 
@@ -199,6 +199,7 @@ pub fn spec_keeping(values: Vec<Vec<u8>>) -> FactorSpec {
             .enumerate()
             .map(|(k, &n)| units(k, n))
             .collect(),
+        nuisance: vec![],
     }
 }
 
@@ -220,16 +221,16 @@ fn units(k: usize, n: usize) -> Vec<f64> {
 }
 
 /// Generates dSprites (or the `sub` subset) and writes it to `out`: the
-/// `train` split holds every image; `test` a fixed random subset of
-/// `test_samples` of them (dSprites has no held-out split).
+/// `train` split holds every image and `test` a fixed random subset of
+/// them — or, with [`TestSplit::HeldOut`], the train split the rest.
 pub fn prepare(
     out: &str,
     sub: &Subsample,
     shard_samples: usize,
-    test_samples: usize,
+    split: TestSplit,
 ) -> Result<DatasetManifest, DataError> {
     let store = Store::open(out, &super::store::StorageOptions::default())?;
-    let mut w = FactorWriter::new(store, &spec(sub), shard_samples, test_samples);
+    let mut w = FactorWriter::new(store, &spec(sub), shard_samples, split);
     let per = (SIDE * SIDE).div_ceil(8);
     for chunk in sub.combinations().chunks(shard_samples.max(1)) {
         let (packed, targets) = render_packed(chunk);

@@ -3,7 +3,8 @@
 //! every image in the grid's order, shard by shard as the samples come (so an
 //! importer streams, memory bounded); the `test` split is a fixed random
 //! subset of them ([`test_indices`]: the same for the generator and for an
-//! importer of the same images), copied as they pass. The manifest records
+//! importer of the same images), copied as they pass — or, with
+//! [`TestSplit::HeldOut`], held out of the train split. The manifest records
 //! the grid ([`vae_proto::dataset::Factor`]), so the metrics can find the
 //! image of any factor combination.
 use std::collections::HashMap;
@@ -47,6 +48,33 @@ pub struct FactorSpec {
     /// Per factor, each of its values (all of them, by index) in the
     /// factor's own units; empty for a factor the source gives none.
     pub units: Vec<Vec<f64>>,
+    /// The factors the metrics do not score, by index (SmallNORB's instance).
+    pub nuisance: Vec<usize>,
+}
+
+/// How a factor dataset's test split is made.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TestSplit {
+    /// This many samples drawn from the grid, which the train split keeps
+    /// whole (disentanglement_lib's way: the metrics see every combination).
+    Drawn(usize),
+    /// This share of the grid held out of the train split.
+    HeldOut(f64),
+}
+
+impl TestSplit {
+    /// `--test-samples N` or, when given, `--test-fraction F`.
+    pub fn of(test_samples: usize, test_fraction: Option<f64>) -> TestSplit {
+        test_fraction.map_or(TestSplit::Drawn(test_samples), TestSplit::HeldOut)
+    }
+
+    /// Test samples of a grid of `n`.
+    fn samples(self, n: usize) -> usize {
+        match self {
+            TestSplit::Drawn(k) => k.min(n),
+            TestSplit::HeldOut(f) => ((f * n as f64).round() as usize).min(n.saturating_sub(1)),
+        }
+    }
 }
 
 impl FactorSpec {
@@ -73,6 +101,7 @@ impl FactorSpec {
                     .map(|(k, (name, _, values))| Factor {
                         name: name.clone(),
                         values: values.clone(),
+                        nuisance: self.nuisance.contains(&k),
                         units: match self.units.get(k) {
                             Some(u) if !u.is_empty() => values
                                 .iter()
@@ -83,6 +112,7 @@ impl FactorSpec {
                     })
                     .collect(),
             ),
+            held_out: false,
         }
     }
 
@@ -104,6 +134,8 @@ pub struct FactorWriter {
     manifest: DatasetManifest,
     total: usize,
     test: Vec<usize>,
+    /// Whether the test samples are left out of the train split.
+    held_out: bool,
     next_test: usize,
     seen: usize,
     train: SplitWriter,
@@ -111,15 +143,18 @@ pub struct FactorWriter {
 }
 
 impl FactorWriter {
-    /// Starts writing `spec` to `store`, `shard_samples` to a shard, with
-    /// `test_samples` of the grid in the test split.
-    pub fn new(store: Store, spec: &FactorSpec, shard_samples: usize, test_samples: usize) -> Self {
+    /// Starts writing `spec` to `store`, `shard_samples` to a shard, its
+    /// test split made as `split` says.
+    pub fn new(store: Store, spec: &FactorSpec, shard_samples: usize, split: TestSplit) -> Self {
         let total = spec.grid_len();
+        let mut manifest = spec.manifest();
+        manifest.held_out = matches!(split, TestSplit::HeldOut(_));
         FactorWriter {
             store,
-            manifest: spec.manifest(),
+            held_out: manifest.held_out,
+            manifest,
             total,
-            test: test_indices(total, test_samples),
+            test: test_indices(total, split.samples(total)),
             next_test: 0,
             seen: 0,
             train: SplitWriter::new("train", shard_samples),
@@ -132,8 +167,12 @@ impl FactorWriter {
         if self.test.get(self.next_test) == Some(&self.seen) {
             self.test_split.push(&self.store, image, targets)?;
             self.next_test += 1;
+            if !self.held_out {
+                self.train.push(&self.store, image, targets)?;
+            }
+        } else {
+            self.train.push(&self.store, image, targets)?;
         }
-        self.train.push(&self.store, image, targets)?;
         self.seen += 1;
         Ok(())
     }
@@ -209,9 +248,14 @@ mod tests {
             dtype: "u8",
             factors: vec![("a".into(), 3, vec![0, 2]), ("b".into(), 5, vec![1, 3, 4])],
             units: vec![vec![0.5, 1.0, 1.5], vec![]],
+            nuisance: vec![1],
         };
         let f = spec.manifest().factors.unwrap_or_default();
         assert_eq!((f[0].units.clone(), f[1].units.len()), (vec![0.5, 1.5], 0));
+        assert_eq!((f[0].nuisance, f[1].nuisance), (false, true));
+        assert_eq!(TestSplit::HeldOut(0.1).samples(737_280), 73_728);
+        assert_eq!(TestSplit::HeldOut(0.99).samples(2), 1);
+        assert_eq!(TestSplit::Drawn(10_000).samples(768), 768);
         assert_eq!(spec.grid_len(), 6);
         assert_eq!(spec.targets_of(0), vec![0, 1]);
         assert_eq!(spec.targets_of(2), vec![0, 4]);

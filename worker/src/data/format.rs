@@ -199,6 +199,7 @@ impl DatasetWriter<'_> {
             targets: self.targets.clone(),
             splits: BTreeMap::new(),
             factors: None,
+            held_out: false,
         };
         for (split, data) in splits {
             let mut shards = Vec::new();

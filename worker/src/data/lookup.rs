@@ -1,6 +1,7 @@
 //! Samples of a split read by their position, without the split in memory
 //! (what disentanglement_lib's `StateSpaceAtomIndex` gives its metrics: the
-//! image of any factor combination of a factor dataset). Each shard is a
+//! image of any factor combination of a factor dataset, its held-out test
+//! split included, and its nuisance factors drawn). Each shard is a
 //! local file read with positioned reads: a local dataset's own shard files,
 //! or a remote dataset's shards fetched once into the shard cache
 //! (`storage.cache_dir`, or a temporary directory) — each verified against
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 use super::error::DataError;
+use super::factors::test_indices;
 use super::fetch::{Cache, Prefetch};
 use super::format::{unpack_bits, Dataset};
 
@@ -147,12 +149,18 @@ impl SampleReader {
     }
 }
 
-/// A factor dataset's train split, by factor combination: its grid, and a
-/// reader of its images.
+/// A factor dataset's images by factor combination: its grid, and readers
+/// of its train split (and of its test split, when that is held out of
+/// the grid).
 pub struct FactorData {
     pub reader: SampleReader,
+    /// A held-out test split: its reader and the grid positions it holds
+    /// (ascending); the train split holds the others, in grid order.
+    held_out: Option<(SampleReader, Vec<usize>)>,
     /// Values per factor in the grid.
     pub grid: Vec<usize>,
+    /// The factors the metrics score, by index (all but the nuisances).
+    pub scored: Vec<usize>,
     /// `[C, H, W]` of a sample.
     pub shape: [usize; 3],
 }
@@ -160,19 +168,66 @@ pub struct FactorData {
 impl FactorData {
     /// The factor data of `dataset`, or `None` when it records no factor grid.
     pub fn open(dataset: &Dataset) -> Result<Option<FactorData>, DataError> {
-        let Some(grid) = dataset.manifest.grid_sizes() else {
+        let m = &dataset.manifest;
+        let Some(grid) = m.grid_sizes() else {
             return Ok(None);
+        };
+        let held_out = match m.held_out {
+            true => {
+                let test = m.splits.get("test").map_or(0, |s| s.samples as usize);
+                let positions = test_indices(grid.iter().product(), test);
+                Some((SampleReader::open(dataset, "test")?, positions))
+            }
+            false => None,
         };
         Ok(Some(FactorData {
             reader: SampleReader::open(dataset, "train")?,
+            held_out,
+            scored: m.scored_factors(),
             grid,
-            shape: dataset.manifest.sample_shape,
+            shape: m.sample_shape,
         }))
     }
 
-    /// The position in the train split of the combination `f` (indices into
-    /// the grid's values, one per factor): row-major.
+    /// Values per scored factor.
+    pub fn scored_sizes(&self) -> Vec<usize> {
+        self.scored.iter().map(|&k| self.grid[k]).collect()
+    }
+
+    /// The whole combination of the scored factors' values `f`, each
+    /// nuisance factor's value drawn by `draw(k, its size)`.
+    pub fn combination(
+        &self,
+        f: &[usize],
+        mut draw: impl FnMut(usize, usize) -> usize,
+    ) -> Vec<usize> {
+        let mut scored = f.iter();
+        (0..self.grid.len())
+            .map(|k| match self.scored.contains(&k) {
+                true => scored.next().copied().unwrap_or(0),
+                false => draw(k, self.grid[k]),
+            })
+            .collect()
+    }
+
+    /// The grid position of the combination `f` (indices into the grid's
+    /// values, one per factor): row-major.
     pub fn position(&self, f: &[usize]) -> usize {
         f.iter().zip(&self.grid).fold(0, |acc, (v, n)| acc * n + v)
+    }
+
+    /// The images at grid `positions`, as [`SampleReader::images`] gives them.
+    pub fn images(&self, positions: &[usize]) -> Result<Vec<u8>, DataError> {
+        let Some((test, held)) = &self.held_out else {
+            return self.reader.images(positions);
+        };
+        let mut out = Vec::new();
+        for &p in positions {
+            out.extend(match held.binary_search(&p) {
+                Ok(j) => test.images(&[j])?,
+                Err(before) => self.reader.images(&[p - before])?,
+            });
+        }
+        Ok(out)
     }
 }

@@ -15,11 +15,14 @@ pub struct EncoderOnStored<'a> {
     pub kind: Kind,
     pub data: &'a crate::data::lookup::FactorData,
     pub failed: Option<crate::data::DataError>,
+    /// Batches drawn so far: the counter of the nuisance factors' draws.
+    pub draws: u64,
 }
 
 impl GroundTruth for EncoderOnStored<'_> {
+    /// The scored factors' sizes (a nuisance factor is drawn, not scored).
     fn factor_sizes(&self) -> Vec<usize> {
-        self.data.grid.clone()
+        self.data.scored_sizes()
     }
 
     /// The mean codes `μ`.
@@ -59,8 +62,20 @@ type Posterior = (Vec<f32>, Vec<f32>);
 impl EncoderOnStored<'_> {
     /// The posterior of each row's image: each distinct image is read and
     /// encoded once (draws repeat factor combinations), 512 at a time.
+    /// Row `i`'s nuisance factors are drawn from [`Stream::Nuisance`]
+    /// (counter: the batch, index: the row), as disentanglement_lib's
+    /// `sample_all_factors` draws them for each observation.
     fn posteriors(&mut self, factors: &[Vec<usize>]) -> Vec<Posterior> {
-        let positions: Vec<usize> = factors.iter().map(|f| self.data.position(f)).collect();
+        self.draws += 1;
+        let positions: Vec<usize> = (factors.iter().enumerate())
+            .map(|(i, f)| {
+                let key = rng::key(0, Stream::Nuisance, self.draws, i as u64);
+                let full = self.data.combination(f, |k, n| {
+                    rng::below(rng::bits(key, k as u64), n as u64) as usize
+                });
+                self.data.position(&full)
+            })
+            .collect();
         let mut distinct = positions.clone();
         distinct.sort_unstable();
         distinct.dedup();
@@ -78,7 +93,7 @@ impl EncoderOnStored<'_> {
     /// The posteriors of the stored images at `positions`.
     fn encode(&mut self, positions: &[usize]) -> Vec<Posterior> {
         let [c, h, w] = self.data.shape.map(|d| d as i64);
-        let pixels = match self.data.reader.images(positions) {
+        let pixels = match self.data.images(positions) {
             Ok(p) if self.failed.is_none() => p,
             Ok(_) => vec![0; positions.len() * (c * h * w) as usize],
             Err(e) => {

@@ -148,6 +148,7 @@ pub fn factor_metrics(t: &Trainer, data: &FactorData) -> Result<BTreeMap<String,
         kind: t.kind,
         data,
         failed: None,
+        draws: 0,
     };
     let budget = Budget {
         scale: t.cfg.eval.scale,

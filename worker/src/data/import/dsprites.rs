@@ -17,7 +17,7 @@ use super::error::ImportError;
 use super::input::progress;
 use super::npz::{Npz, NpzError};
 use crate::data::dsprites::{spec_keeping, FACTOR_NAMES, FACTOR_SIZES, SIDE};
-use crate::data::factors::{FactorSpec, FactorWriter};
+use crate::data::factors::{FactorSpec, FactorWriter, TestSplit};
 use crate::data::format::pack_bits;
 use crate::data::store::{StorageOptions, Store};
 
@@ -102,7 +102,7 @@ pub fn import(
     from: &Path,
     out: &str,
     shard_samples: usize,
-    test_samples: usize,
+    split: TestSplit,
 ) -> Result<DatasetManifest, ImportError> {
     let npz = Npz::open(from)?;
     let imgs = npz.header("imgs", &["|u1"])?;
@@ -118,7 +118,7 @@ pub fn import(
     let (spec, targets) = grid_of(&npz, rows)?;
     // Everything is checked: only now is anything written.
     let store = Store::open(out, &StorageOptions::default())?;
-    let mut w = FactorWriter::new(store, &spec, shard_samples, test_samples);
+    let mut w = FactorWriter::new(store, &spec, shard_samples, split);
     let bar = progress(rows as u64, "dsprites");
     let pixels = SIDE * SIDE;
     let written = npz.read("imgs", &["|u1"], |a| {

@@ -374,6 +374,7 @@ impl Output {
             },
             splits: Default::default(),
             factors: None,
+            held_out: false,
         };
         for (name, (w, json)) in ["train", "test"].iter().zip(self.splits) {
             if self.any_json && !json.is_empty() {

@@ -41,6 +41,59 @@ pub fn local_input(from: &str, opts: &StorageOptions) -> Result<LocalInput, Data
     })
 }
 
+/// An importer's input folder (a path or a bucket prefix): its files by
+/// name, each as a local file (a bucket's downloaded into a temporary
+/// folder, removed when this is dropped).
+pub struct InputFolder {
+    store: Store,
+    tmp: Option<tempfile::TempDir>,
+}
+
+impl InputFolder {
+    /// The folder `from`.
+    pub fn open(from: &str, opts: &StorageOptions) -> Result<InputFolder, DataError> {
+        let store = Store::open(from, opts)?;
+        let tmp = match store.local_dir() {
+            Some(_) => None,
+            None => Some(tempfile::tempdir().map_err(|e| DataError::Io {
+                url: "(temporary directory)".into(),
+                message: e.to_string(),
+            })?),
+        };
+        Ok(InputFolder { store, tmp })
+    }
+
+    /// The names of the files directly in the folder, sorted.
+    pub fn names(&self) -> Result<Vec<String>, DataError> {
+        let mut names: Vec<String> = (self.store.list("")?.into_iter())
+            .filter(|n| !n.contains('/'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// File `name` of the folder as a local file; an error naming its URL
+    /// when it is not there.
+    pub fn file(&self, name: &str) -> Result<PathBuf, DataError> {
+        match (self.store.local_dir(), &self.tmp) {
+            (Some(dir), _) => {
+                let path = dir.join(name);
+                require_file(&path)?;
+                Ok(path)
+            }
+            (None, Some(tmp)) => {
+                let path = tmp.path().join(name);
+                self.store.download(name, &path)?;
+                Ok(path)
+            }
+            (None, None) => Err(DataError::Io {
+                url: self.store.url_of(name),
+                message: "no local copy".into(),
+            }),
+        }
+    }
+}
+
 /// A progress bar on stderr for `n` items (hidden when stderr is not a terminal).
 pub fn progress(n: u64, what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(n);

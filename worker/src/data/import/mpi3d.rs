@@ -14,7 +14,7 @@ use vae_proto::dataset::DatasetManifest;
 use super::error::ImportError;
 use super::input::progress;
 use super::npz::Npz;
-use crate::data::factors::{FactorSpec, FactorWriter};
+use crate::data::factors::{FactorSpec, FactorWriter, TestSplit};
 use crate::data::format::channels_first;
 use crate::data::store::{StorageOptions, Store};
 
@@ -43,6 +43,7 @@ pub fn spec(sizes: &[usize]) -> FactorSpec {
             .collect(),
         // MPI3D's factors are classes (colours, shapes, positions of the arm).
         units: vec![],
+        nuisance: vec![],
     }
 }
 
@@ -52,7 +53,7 @@ pub fn import(
     out: &str,
     sizes: &[usize],
     shard_samples: usize,
-    test_samples: usize,
+    split: TestSplit,
 ) -> Result<DatasetManifest, ImportError> {
     let npz = Npz::open(from)?;
     if sizes.len() != 7 || sizes.iter().any(|&s| s == 0 || s > 256) {
@@ -74,7 +75,7 @@ pub fn import(
             .into());
     }
     let store = Store::open(out, &StorageOptions::default())?;
-    let mut w = FactorWriter::new(store, &spec, shard_samples, test_samples);
+    let mut w = FactorWriter::new(store, &spec, shard_samples, split);
     let bar = progress(spec.grid_len() as u64, "mpi3d");
     let done = npz.read("images", &["|u1"], |a| {
         let mut hwc = vec![0u8; a.row_bytes()];
