@@ -5,7 +5,8 @@ import numpy as np
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-STREAMS = {"permutation": 1, "train": 2, "eval": 3, "prior": 4, "sampled_codes": 10, "iwae": 11}
+STREAMS = {"permutation": 1, "train": 2, "eval": 3, "prior": 4, "sampled_codes": 10, "iwae": 11,
+           "variant": 13}
 
 
 def mix(z):
@@ -29,6 +30,16 @@ def bits(k, j):
 
 def unit(b):
     return ((b >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / float(1 << 53))
+
+
+def uniform(b):
+    """A uniform in [0, 1) from 64 bits (data.variant's draws)."""
+    return (b >> np.uint64(11)).astype(np.float64) * (1.0 / float(1 << 53))
+
+
+def below(b, n):
+    """A uniform integer in 0..n from 64 bits (multiply-shift)."""
+    return int((int(b) * int(n)) >> 64)
 
 
 def normals(seed, stream, counter, rows, dims):

@@ -65,7 +65,13 @@ pub fn model<'a>(
 ) -> Result<Trainer<'a>, TrainError> {
     let (cfg, loaded) = (&o.cfg, &o.loaded);
     let n_train = dataset.split("train")?.samples as usize;
-    let data_shape = dataset.manifest.sample_shape;
+    let [c, h, w] = dataset.manifest.sample_shape;
+    // A dSprites variant (`data.variant`) trains on RGB images of the shapes.
+    let c = match cfg.data.variant {
+        vae_proto::config::DataVariant::None => c,
+        _ => 3,
+    };
+    let data_shape = [c, h, w];
     let mut t = Trainer::new(cfg, comm, device, data_shape, n_train)?;
     let shape = |s: [usize; 3]| format!("{}×{}×{}", s[0], s[1], s[2]);
     let wrong_data = |trained: String| {
@@ -99,7 +105,9 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
     let device = device::pick(cfg.train.device, alone, false, gpus, gpus)?;
     let storage = StorageOptions::from_config(&cfg.storage);
     let dataset = Dataset::open_images(&cfg.data.url, &storage)?;
+    let variant = crate::train::feed::variant::open(cfg, &dataset, &storage)?;
     let test_images = load_split(&dataset, "test", None, device)?;
+    let test_images = crate::train::feed::variant::test_images(variant.as_deref(), test_images)?;
     let t = model(&o, &dataset, &Single, device)?;
     let step = loaded.manifest.step;
     let s = eval::test_split(&t, &test_images)?.sums;
@@ -119,7 +127,8 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
     for (k, v) in eval::regularizer_figures(&t, &test_images) {
         out.insert(k.to_string(), v);
     }
-    if let Some(data) = factor_data(cfg, &dataset, "--metrics", true)? {
+    if let Some(mut data) = factor_data(cfg, &dataset, "--metrics", true)? {
+        data.variant = variant;
         out.extend(eval::factor_metrics(&t, &data)?);
     }
     let mut record = Provenance::new(

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Every hook: its environment variable and what it does.
-pub const HOOKS: [(&str, &str); 12] = [
+pub const HOOKS: [(&str, &str); 13] = [
     ("VAE_FAULT_DESYNC_STEP", "N: after step N the last rank's parameters drift from the others' (what dist.check_every must catch)"),
     ("VAE_FAULT_SLOW_CHECKPOINT_MS", "N: a checkpoint's write pauses N ms between its objects and its manifest"),
     ("VAE_FAULT_SLOW_RANK", "R:MS: rank R sleeps MS ms before every step"),
@@ -20,6 +20,7 @@ pub const HOOKS: [(&str, &str); 12] = [
     ("VAE_FAULT_RECORD_DRAWS", "PREFIX: each metric's draws are written to PREFIX-<metric>.json"),
     ("VAE_FAULT_DIVERGE_POINT", "NAME: the sweep point named NAME trains with optim.lr = 1e30, so its loss diverges"),
     ("VAE_FAULT_POINT_ERROR", "R:NAME: world rank R meets an error when it starts the sweep point named NAME (the other ranks of its group do not)"),
+    ("VAE_FAULT_RECORD_VARIANT", "PATH: the first batch a data.variant makes (its samples, counter and pixels) is written to PATH"),
     ("VAE_FAULT_STOP_AT_END", "R: rank R stops itself (SIGSTOP) after the run, before MPI is finalised"),
 ];
 
@@ -135,6 +136,19 @@ pub fn setup_hang() {
 /// The version this rank claims instead of its own (`VAE_FAULT_VERSION`).
 pub fn version() -> Option<String> {
     for_this_rank("VAE_FAULT_VERSION")
+}
+
+/// `VAE_FAULT_RECORD_VARIANT=PATH`: the first batch a dSprites variant
+/// makes — the samples' indices, the counter and the pixels `[n, 3, H, W]`
+/// — written to PATH (once per process), so a test can make the same
+/// images with disentanglement_lib's own code.
+pub fn record_variant(ids: &[u64], counter: u64, pixels: &[f32]) {
+    if let Some(path) = var("VAE_FAULT_RECORD_VARIANT") {
+        if !std::path::Path::new(&path).exists() {
+            let v = serde_json::json!({ "ids": ids, "counter": counter, "pixels": pixels });
+            let _ = std::fs::write(path, v.to_string());
+        }
+    }
 }
 
 /// `VAE_FAULT_RECORD_DRAWS=PREFIX`: each metric's draws — the factor index

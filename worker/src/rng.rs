@@ -33,6 +33,8 @@ pub enum Stream {
     Iwae = 11,
     /// The metrics' nuisance factors (SmallNORB's instance): counter = batch, index = row.
     Nuisance = 12,
+    /// dSprites' variants (`data.variant`): counter = epoch (training), index = sample.
+    Variant = 13,
 }
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;

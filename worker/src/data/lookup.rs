@@ -161,8 +161,10 @@ pub struct FactorData {
     pub grid: Vec<usize>,
     /// The factors the metrics score, by index (all but the nuisances).
     pub scored: Vec<usize>,
-    /// `[C, H, W]` of a sample.
+    /// `[C, H, W]` of a sample as stored.
     pub shape: [usize; 3],
+    /// A dSprites variant the metrics see, as training does (`data.variant`).
+    pub variant: Option<std::sync::Arc<super::variant::Variants>>,
 }
 
 impl FactorData {
@@ -186,6 +188,7 @@ impl FactorData {
             scored: m.scored_factors(),
             grid,
             shape: m.sample_shape,
+            variant: None,
         }))
     }
 

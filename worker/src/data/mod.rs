@@ -5,7 +5,8 @@
 //! importers of published layouts ([`import`]), staging an import and
 //! publishing it whole ([`publish`]), the order
 //! in which samples are visited ([`sampler`]), and the writes in progress
-//! that a stop at once cleans up ([`inflight`]); digests ([`digest`]), the
+//! that a stop at once cleans up ([`inflight`]), dSprites' variants made
+//! at load time ([`variant`]); digests ([`digest`]), the
 //! I/O runtime ([`runtime`]) and the layer's error ([`error`]).
 pub mod digest;
 pub mod dsprites;
@@ -21,6 +22,7 @@ pub mod publish;
 pub mod runtime;
 pub mod sampler;
 pub mod store;
+pub mod variant;
 
 pub use error::DataError;
 pub use mnist::prepare_mnist;

@@ -101,11 +101,29 @@ impl EncoderOnStored<'_> {
                 vec![0; positions.len() * (c * h * w) as usize]
             }
         };
-        let x = Tensor::from_slice(&pixels)
-            .view([positions.len() as i64, c, h, w])
-            .to_device(self.device)
-            .to_kind(self.kind)
-            / 255.0;
+        let x = match &self.data.variant {
+            // The metrics' draws: counter 2^63 + the batch, index = the grid position.
+            Some(v) => {
+                let ids: Vec<u64> = positions.iter().map(|&p| p as u64).collect();
+                let made = v.apply(
+                    &pixels,
+                    (h as usize, w as usize),
+                    &ids,
+                    (1 << 63) + self.draws,
+                );
+                Tensor::from_slice(&made)
+                    .view([positions.len() as i64, 3, h, w])
+                    .to_device(self.device)
+                    .to_kind(self.kind)
+            }
+            None => {
+                Tensor::from_slice(&pixels)
+                    .view([positions.len() as i64, c, h, w])
+                    .to_device(self.device)
+                    .to_kind(self.kind)
+                    / 255.0
+            }
+        };
         let (mu, logvar) = tch::no_grad(|| self.model.encode(&x));
         let rows = |t: Tensor| {
             let t = t.to_kind(Kind::Float).to_device(Device::Cpu);

@@ -149,12 +149,18 @@ impl<'a> Run<'a> {
         if let Some(note) = dataset.manifest.test_split_note().filter(|_| rank == 0) {
             vae_proto::outln!("data: {note}");
         }
-        let factors = eval::factor_data(cfg, &dataset, "config key `eval.metrics`", rank == 0)?;
-        let shape = dataset.manifest.sample_shape;
+        let variant = feed::variant::open(cfg, &dataset, &ctx.storage)?;
+        let mut factors = eval::factor_data(cfg, &dataset, "config key `eval.metrics`", rank == 0)?;
+        if let Some(f) = factors.as_mut() {
+            f.variant = variant.clone();
+        }
+        let [c, h, w] = dataset.manifest.sample_shape;
+        let shape = [variant.as_ref().map_or(c, |v| v.channels(c)), h, w];
         let n_train = dataset.split("train")?.samples as usize;
         let test_images = feed::load_split(&dataset, "test", None, args.device)?;
+        let test_images = feed::variant::test_images(variant.as_deref(), test_images)?;
         let kind = kind_of(cfg.train.dtype);
-        let feed = Feed::open(cfg, dataset, rank, world, args.device, kind)?;
+        let feed = Feed::open(cfg, dataset, rank, world, (args.device, kind), variant)?;
         let mut trainer = Trainer::new(cfg, comm, args.device, shape, n_train)?;
         ctx.run_id = prepared.run_id;
         let mut ckpt = Checkpointer::new(ckpts, cfg, comm, &args.run_dir, ctx);

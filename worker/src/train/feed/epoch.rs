@@ -2,10 +2,12 @@
 //! on ([`StepBatch`]), from the resident split (`global` order) or the
 //! shard streams (`shard` order).
 use std::ops::Range;
+use std::sync::Arc;
 
 use tch::{Kind, Tensor};
 
 use super::stream::Streamed;
+use crate::data::variant::Variants;
 use crate::train::error::TrainError;
 
 /// What one step trains on, on this rank.
@@ -29,6 +31,8 @@ pub(super) struct Indexed {
     pub(super) stride: usize,
     pub(super) offset: usize,
     pub(super) local: usize,
+    /// A dSprites variant made of each sample, and the epoch (its counter).
+    pub(super) variant: Option<(Arc<Variants>, u64)>,
 }
 
 impl Indexed {
@@ -39,10 +43,20 @@ impl Indexed {
     }
 
     /// This rank's samples of global batch `b`, as pixels in [0, 1].
-    fn batch(&self, b: u64, kind: Kind) -> Tensor {
+    fn batch(&self, b: u64, kind: Kind) -> Result<Tensor, TrainError> {
         let at = b as i64 * self.stride as i64 + self.offset as i64;
         let idx = self.order.narrow(0, at, self.local as i64);
-        self.images.index_select(0, &idx).to_kind(kind) / 255.0
+        let x = self.images.index_select(0, &idx);
+        let Some((v, epoch)) = &self.variant else {
+            return Ok(x.to_kind(kind) / 255.0);
+        };
+        let ids = Vec::<i64>::try_from(&idx.to_device(tch::Device::Cpu).contiguous()).map_err(
+            crate::train::error::tensor_err("the batch's sample indices"),
+        )?;
+        let ids: Vec<u64> = ids.iter().map(|&i| i as u64).collect();
+        let (h, w) = (x.size()[2], x.size()[3]);
+        let bytes = super::variant::bytes_of(&x)?;
+        super::variant::made(v, &bytes, (h, w), &ids, *epoch, (x.device(), kind))
     }
 }
 
@@ -68,11 +82,10 @@ impl Epoch {
         let b = self.next;
         self.next += 1;
         match &mut self.source {
-            Batches::Indexed(d) => Ok(if skip {
-                Tensor::new()
-            } else {
-                d.batch(b, self.kind)
-            }),
+            Batches::Indexed(d) => match skip {
+                true => Ok(Tensor::new()),
+                false => d.batch(b, self.kind),
+            },
             Batches::Streamed(s) => s.batch(skip)?.ok_or_else(|| {
                 TrainError::Invalid(format!("the shard stream ended before global batch {b}"))
             }),

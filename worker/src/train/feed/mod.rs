@@ -6,12 +6,14 @@
 //! dealt to it this epoch through its shuffle buffer ([`stream`]), fetched
 //! ahead while training runs, the next epoch's as soon as this epoch's are
 //! all read. An [`Epoch`] yields [`StepBatch`]es from a position (a resume
-//! starts mid-epoch).
+//! starts mid-epoch). A dSprites variant (`data.variant`) is made of
+//! each batch as it is drawn ([`variant`]).
 pub mod epoch;
 pub mod source;
 pub mod split;
 pub mod stream;
 pub mod throughput;
+pub mod variant;
 
 pub use epoch::{Epoch, StepBatch};
 pub use source::Feed;

@@ -1,5 +1,7 @@
 //! [`Feed`]: this rank's training samples in the configured order, opened
 //! once per run, an [`Epoch`] at a time.
+use std::sync::Arc;
+
 use tch::{Device, Kind, Tensor};
 use tokio::sync::oneshot;
 use vae_proto::config::{Config, DataOrder};
@@ -9,6 +11,7 @@ use super::split::load_split;
 use super::stream::{ShardStream, Streamed};
 use crate::data::format::Dataset;
 use crate::data::sampler::{GlobalOrder, ShardOrder};
+use crate::data::variant::Variants;
 use crate::train::error::TrainError;
 
 /// The training samples of this rank in the configured order.
@@ -21,6 +24,8 @@ pub struct Feed {
     epochs: u64,
     /// `data.streams` (0: the workers at the epoch's start).
     streams: usize,
+    /// A dSprites variant made of each sample (`data.variant`).
+    variant: Option<Arc<Variants>>,
 }
 
 enum Source {
@@ -44,8 +49,8 @@ impl Feed {
         dataset: Dataset,
         rank: usize,
         world: usize,
-        device: Device,
-        kind: Kind,
+        (device, kind): (Device, Kind),
+        variant: Option<Arc<Variants>>,
     ) -> Result<Feed, TrainError> {
         let global_batch = cfg.train.batch_size as usize;
         let split = dataset.split("train")?.clone();
@@ -101,6 +106,7 @@ impl Feed {
             kind,
             epochs: cfg.train.epochs,
             streams: cfg.data.streams as usize,
+            variant,
         })
     }
 
@@ -131,6 +137,7 @@ impl Feed {
                     stride: order.batch,
                     offset: s.start,
                     local: s.end - s.start,
+                    variant: self.variant.clone().map(|v| (v, epoch)),
                 };
                 (Batches::Indexed(data), order.steps_per_epoch(), s.len())
             }
@@ -148,16 +155,9 @@ impl Feed {
                 };
                 let (gate, opened) = oneshot::channel();
                 if epoch + 1 < self.epochs {
-                    let s = streams(
-                        dataset,
-                        order,
-                        epoch + 1,
-                        next_dealt,
-                        rank,
-                        world,
-                        Some(opened),
-                    )?;
-                    *next = Some((epoch + 1, s));
+                    let (e, gate) = (epoch + 1, Some(opened));
+                    let s = streams(dataset, order, e, next_dealt, rank, world, gate)?;
+                    *next = Some((e, s));
                 }
                 let (l0, local) = (order.batch / dealt, order.batch / world);
                 let m = &dataset.manifest;
@@ -171,6 +171,7 @@ impl Feed {
                     packed: m.dtype == "u1",
                     device: self.device,
                     kind,
+                    variant: self.variant.clone().map(|v| (v, epoch)),
                     gate: Some(gate),
                 };
                 let batches = order.steps_per_epoch(epoch, dealt);

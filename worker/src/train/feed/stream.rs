@@ -7,6 +7,7 @@
 //! whatever the dataset's size.
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tch::{Device, Kind, Tensor};
@@ -15,6 +16,7 @@ use tokio::sync::oneshot;
 use crate::data::fetch::Prefetch;
 use crate::data::format::Dataset;
 use crate::data::sampler::ShardOrder;
+use crate::data::variant::Variants;
 use crate::data::DataError;
 use crate::rng::{self, Stream};
 use crate::train::error::{tensor_err, TrainError};
@@ -22,8 +24,11 @@ use crate::train::error::{tensor_err, TrainError};
 /// One dealt worker's samples of an epoch, in its shuffle-buffer order.
 pub struct ShardStream {
     fetch: Prefetch,
-    /// The range `[start, end)` of each shard still to arrive, in order.
-    pieces: VecDeque<(usize, usize)>,
+    /// The range `[start, end)` of each shard still to arrive, in order,
+    /// and the split index of the shard's first sample.
+    pieces: VecDeque<(usize, usize, u64)>,
+    /// The split index of the current shard's first sample.
+    current_first: u64,
     current: Bytes,
     current_n: usize,
     current_i: usize,
@@ -31,6 +36,8 @@ pub struct ShardStream {
     unread: usize,
     /// The buffer: `cap` slots of `stored` bytes, `len` in use.
     slots: Vec<u8>,
+    /// Each slot's sample: its index in the split.
+    ids: Vec<u64>,
     len: usize,
     cap: usize,
     stored: usize,
@@ -55,8 +62,17 @@ impl ShardStream {
         let pieces = order.assignment(epoch, owner, dealt);
         let which: Vec<usize> = pieces.iter().map(|p| p.shard).collect();
         let entries = dataset.shards("train", Some(&which))?;
-        let pieces: VecDeque<(usize, usize)> = pieces.iter().map(|p| (p.start, p.end)).collect();
-        let unread = pieces.iter().map(|(a, b)| b - a).sum();
+        let sizes = dataset.split("train")?.shards.iter().map(|s| s.samples);
+        let firsts: Vec<u64> = sizes
+            .scan(0u64, |acc, n| {
+                *acc += n;
+                Some(*acc - n)
+            })
+            .collect();
+        let pieces: VecDeque<(usize, usize, u64)> = (pieces.iter())
+            .map(|p| (p.start, p.end, firsts.get(p.shard).copied().unwrap_or(0)))
+            .collect();
+        let unread = pieces.iter().map(|(a, b, _)| b - a).sum();
         let fetch = Prefetch::start(&dataset.store, entries, &dataset.options, gate)?;
         let stored = dataset.manifest.sample_bytes();
         let cap = order.buffer.max(1);
@@ -64,10 +80,12 @@ impl ShardStream {
             fetch,
             pieces,
             current: Bytes::new(),
+            current_first: 0,
             current_n: 0,
             current_i: 0,
             unread,
             slots: vec![0; cap.min(unread.max(1)) * stored],
+            ids: vec![0; cap.min(unread.max(1))],
             len: 0,
             cap,
             stored,
@@ -101,7 +119,8 @@ impl ShardStream {
     /// Reads the next input sample into slot `i`.
     fn read_into(&mut self, i: usize) -> Result<(), DataError> {
         if self.current_i == self.current_n {
-            let (start, end) = self.pieces.pop_front().unwrap_or((0, 0));
+            let (start, end, first) = self.pieces.pop_front().unwrap_or((0, 0, 0));
+            self.current_first = first;
             crate::faults::slow_fetch();
             self.current = match self.fetch.next() {
                 Some(r) => r?,
@@ -117,13 +136,18 @@ impl ShardStream {
         let (s, at) = (self.stored, self.current_i * self.stored);
         let sample = self.current.slice(at..at + s);
         self.slot(i).copy_from_slice(&sample);
+        if self.ids.len() <= i {
+            self.ids.resize(i + 1, 0);
+        }
+        self.ids[i] = self.current_first + self.current_i as u64;
         self.current_i += 1;
         self.unread -= 1;
         Ok(())
     }
 
-    /// Emits the next sample's stored bytes into `out`; `false` at the end.
-    pub fn next_into(&mut self, out: &mut [u8]) -> Result<bool, DataError> {
+    /// Emits the next sample's stored bytes into `out`, and its index in
+    /// the split; `None` at the end.
+    pub fn next_into(&mut self, out: &mut [u8]) -> Result<Option<u64>, DataError> {
         while self.len < self.cap && self.unread > 0 {
             self.read_into(self.len)?;
             self.len += 1;
@@ -131,21 +155,24 @@ impl ShardStream {
         if self.unread > 0 {
             let j = self.pick(self.len);
             out.copy_from_slice(self.slot(j));
+            let id = self.ids[j];
             self.read_into(j)?;
-            return Ok(true);
+            return Ok(Some(id));
         }
         if self.len == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         let j = self.pick(self.len);
         let last = self.len - 1;
         out.copy_from_slice(self.slot(j));
+        let id = self.ids[j];
         if j != last {
             let s = self.stored;
             self.slots.copy_within(last * s..(last + 1) * s, j * s);
+            self.ids[j] = self.ids[last];
         }
         self.len = last;
-        Ok(true)
+        Ok(Some(id))
     }
 }
 
@@ -163,6 +190,8 @@ pub struct Streamed {
     pub packed: bool,
     pub device: Device,
     pub kind: Kind,
+    /// A dSprites variant made of each sample, and the epoch (its counter).
+    pub variant: Option<(Arc<Variants>, u64)>,
     /// Fired when every shard of the epoch has been read: the next epoch's
     /// shards may start to arrive.
     pub gate: Option<oneshot::Sender<()>>,
@@ -177,16 +206,18 @@ impl Streamed {
         let mut images = vec![0u8; if skip { 0 } else { local * pixels }];
         let stored_len = self.streams.first().map_or(0, |s| s.stored);
         let mut stored = vec![0u8; stored_len];
+        let mut ids = vec![0u64; local];
         for (k, s) in self.streams.iter_mut().enumerate() {
             let base = (self.first_owner + k) * self.dealt_local;
             for j in 0..self.dealt_local {
                 let p = base + j;
-                if !s.next_into(&mut stored)? {
+                let Some(id) = s.next_into(&mut stored)? else {
                     return Ok(None);
-                }
+                };
                 if !skip && self.mine.contains(&p) {
                     let at = (p - self.mine.start) * pixels;
                     decode(&stored, &mut images[at..at + pixels], self.packed);
+                    ids[p - self.mine.start] = id;
                 }
             }
         }
@@ -199,6 +230,10 @@ impl Streamed {
             return Ok(Some(Tensor::new()));
         }
         let [c, h, w] = self.shape;
+        if let Some((v, epoch)) = &self.variant {
+            let dk = (self.device, self.kind);
+            return super::variant::made(v, &images, (h, w), &ids, *epoch, dk).map(Some);
+        }
         let x = Tensor::from_slice(&images)
             .f_view([local as i64, c, h, w])
             .and_then(|t| t.f_to_device(self.device))

@@ -22,7 +22,7 @@ pub fn read_throughput(cfg: &Config, epochs: u64) -> Result<Throughput, TrainErr
     let started = std::time::Instant::now();
     let storage = crate::data::store::StorageOptions::from_config(&cfg.storage);
     let dataset = Dataset::open_images(&cfg.data.url, &storage)?;
-    let mut feed = Feed::open(cfg, dataset, 0, 1, Device::Cpu, Kind::Float)?;
+    let mut feed = Feed::open(cfg, dataset, 0, 1, (Device::Cpu, Kind::Float), None)?;
     let mut samples = 0u64;
     for e in 0..epochs {
         let mut epoch = feed.epoch(e, 0, 1, 1)?;
