@@ -63,7 +63,22 @@ fn train(data: &Path, run: &Path, draws: &Path) -> serde_json::Value {
     ] {
         c.args(["--set", &s]);
     }
-    ok(c);
+    let said = text(&ok(c));
+    // The traversal's rows are labelled with the factor each dimension
+    // captures (scored factors only), beside its PNG and on the console.
+    let labels = run.join("images/traversal-step-0000000006.json");
+    let labels: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(labels).unwrap()).unwrap();
+    let m = manifest(data);
+    let scored: Vec<&str> = (m["factors"].as_array().unwrap().iter())
+        .filter(|f| f["nuisance"] != true)
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    for row in labels["rows"].as_array().unwrap() {
+        let f = row["factor"].as_str().unwrap_or("none");
+        assert!(f == "none" || scored.contains(&f), "{labels}");
+    }
+    assert!(said.contains("latent: "), "{said}");
     let s: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
     s["metrics"].clone()

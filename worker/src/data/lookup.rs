@@ -161,6 +161,8 @@ pub struct FactorData {
     pub grid: Vec<usize>,
     /// The factors the metrics score, by index (all but the nuisances).
     pub scored: Vec<usize>,
+    /// The manifest's factors (names, values, units).
+    pub factors: Vec<vae_proto::dataset::Factor>,
     /// `[C, H, W]` of a sample as stored.
     pub shape: [usize; 3],
     /// A dSprites variant the metrics see, as training does (`data.variant`).
@@ -186,6 +188,7 @@ impl FactorData {
             reader: SampleReader::open(dataset, "train")?,
             held_out,
             scored: m.scored_factors(),
+            factors: m.factors.clone().unwrap_or_default(),
             grid,
             shape: m.sample_shape,
             variant: None,

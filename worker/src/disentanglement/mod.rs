@@ -9,8 +9,10 @@
 //! 3dshapes, MPI3D, generated or imported), encoded to mean codes by a
 //! model ([`encoder`]), or, in tests, a known function of the factors. The
 //! metrics are listed in [`registry`]; what they share is in [`ground_truth`],
-//! [`draw`] and [`stats`].
+//! [`draw`] and [`stats`]. Which factor each dimension captures (a
+//! traversal's row labels) is [`captured`].
 pub mod betavae;
+pub mod captured;
 pub mod dci;
 pub mod draw;
 pub mod encoder;

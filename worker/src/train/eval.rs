@@ -160,6 +160,61 @@ pub fn factor_metrics(t: &Trainer, data: &FactorData) -> Result<BTreeMap<String,
     }
 }
 
+/// Which factor each latent dimension captures — a latent traversal's row
+/// labels — as JSON rows (`dim`, `factor`, `share` of its entropy, and the
+/// factor's values from first to last in its units where the dataset has
+/// them), and one line saying it.
+pub fn latent_factors(
+    t: &Trainer,
+    data: &FactorData,
+) -> Result<(serde_json::Value, String), TrainError> {
+    let mut gt = EncoderOnStored {
+        model: t.model.as_ref(),
+        device: t.device,
+        kind: t.kind,
+        data,
+        failed: None,
+        draws: 0,
+    };
+    let budget = Budget {
+        scale: t.cfg.eval.scale,
+    };
+    let found = disentanglement::captured::captured(&mut gt, budget, t.cfg.train.seed);
+    crate::faults::draws::finish("captured");
+    if let Some(e) = gt.failed {
+        return Err(e.into());
+    }
+    let (mut rows, mut said, mut none) = (Vec::new(), Vec::new(), Vec::new());
+    for (dim, c) in found.iter().enumerate() {
+        let Some(c) = c else {
+            none.push(format!("z{dim}"));
+            rows.push(serde_json::json!({ "dim": dim, "factor": null }));
+            continue;
+        };
+        let f = data.scored.get(c.factor).and_then(|&k| data.factors.get(k));
+        let name = f.map_or("?".to_string(), |f| f.name.clone());
+        let range = f.and_then(|f| Some((*f.units.first()?, *f.units.last()?)));
+        let short = |x: f64| format!("{}", (x * 1000.0).round() / 1000.0);
+        let span = range.map_or(String::new(), |(a, b)| {
+            format!(" {}…{}", short(a), short(b))
+        });
+        said.push(format!("z{dim} ≈ {name}{span} ({:.2})", c.share));
+        let units = range.map(|(a, b)| serde_json::json!([a, b]));
+        rows.push(
+            serde_json::json!({ "dim": dim, "factor": name, "share": c.share, "units": units }),
+        );
+    }
+    let mut line = format!("latent: {}", said.join(", "));
+    if !none.is_empty() {
+        line += &format!(
+            "{}{} capture no factor",
+            if said.is_empty() { "" } else { "; " },
+            none.join(", ")
+        );
+    }
+    Ok((serde_json::json!({ "rows": rows }), line))
+}
+
 /// The regulariser's figures on `images` (FactorVAE: the discriminator's accuracy).
 pub fn regularizer_figures(t: &Trainer, images: &Tensor) -> Vec<(&'static str, f64)> {
     t.regularizer.as_ref().map_or_else(Vec::new, |r| {

@@ -356,6 +356,10 @@ impl<'a> Run<'a> {
             };
             self.report.metrics(step, values, started.elapsed())?;
             self.pictures()?;
+            if let Some(data) = &self.factors {
+                let (rows, line) = eval::latent_factors(&self.trainer, data)?;
+                self.report.latent_factors(step, &rows, &line)?;
+            }
         }
         self.last_metrics_step = Some(step);
         let _g = watchdog::phase(Phase::Waiting);

@@ -439,6 +439,23 @@ impl Reporter {
         Ok(write_json(&path, &all)?)
     }
 
+    /// The latent traversal's row labels of `step` (which factor each
+    /// dimension captures): `images/traversal-step-N.json` beside its PNG,
+    /// and `line` on the console.
+    pub fn latent_factors(
+        &mut self,
+        step: u64,
+        rows: &serde_json::Value,
+        line: &str,
+    ) -> Result<(), TrainError> {
+        let Some(o) = self.out.as_mut() else {
+            return Ok(());
+        };
+        vae_proto::outln!("{line}");
+        let path = (o.run_dir.join("images")).join(format!("traversal-step-{step:010}.json"));
+        Ok(write_json(&path, rows)?)
+    }
+
     /// Builds the run's summary and writes `summary.json` (rank 0).
     pub fn summary(&mut self, end: Outcome, samples_per_sec: f64) -> Result<Summary, TrainError> {
         let summary = Summary {
