@@ -398,6 +398,17 @@ fn dsprites_variants_are_disentanglement_libs_and_the_same_on_any_number_of_work
     let (one, two) = (run("one", &sets, 1, None), run("two", &sets, 2, None));
     let d = super::max_diff(&one, &two);
     assert!(d <= 1e-10, "1 and 2 workers differ by {d}");
+    // `eval` and `encode` make the same variant of the samples they read.
+    for cmd in ["eval", "encode"] {
+        let mut c = Command::new(worker_bin());
+        env(&mut c).args([cmd, "--checkpoint"]).arg(one.parent().unwrap());
+        if cmd == "encode" {
+            c.arg("--out").arg(dir.path().join("codes"));
+        } else {
+            c.args(["--metrics", "mig", "--scale", "0.01"]);
+        }
+        ok(c);
+    }
     // A variant of images that are not binary single-channel is one line.
     let mut c = Command::new(worker_bin());
     let sets = ["data.variant=\"color\""];

@@ -16,6 +16,7 @@ use vae_proto::dataset::{DatasetManifest, ShardEntry, MANIFEST_NAME};
 use crate::collective::Comm;
 use crate::data::format::{put_manifest, put_shard, Dataset};
 use crate::data::store::{StorageOptions, Store};
+use crate::data::variant::Variants;
 use crate::data::DataError;
 use crate::evaluate;
 use crate::train::step::Trainer;
@@ -54,10 +55,14 @@ pub fn run(cmd: &EncodeCmd, comm: &dyn Comm, device: tch::Device) -> Result<Enco
         Err(e) => return Err(e.into()),
     }
     let t = evaluate::model(&o, &source, comm, device)?;
+    // A dSprites variant (`data.variant`) is made of each sample as for the test split.
+    let variant = crate::train::feed::variant::open(&o.cfg, &source, &storage)?;
     let mut mine: Vec<(String, usize, ShardEntry)> = Vec::new();
     for (split, m) in &source.manifest.splits {
         for i in (comm.rank()..m.shards.len()).step_by(comm.world_size()) {
-            let entry = encode_shard(&t, &source, &out, split, i)?;
+            let first: u64 = m.shards[..i].iter().map(|s| s.samples).sum();
+            let v = variant.as_deref().map(|v| (v, first));
+            let entry = encode_shard(&t, &source, &out, (split, i), v)?;
             mine.push((split.clone(), i, entry));
             crate::heartbeat::beat();
         }
@@ -103,12 +108,13 @@ fn codes_manifest(source: &DatasetManifest, latent: usize) -> DatasetManifest {
 }
 
 /// Encodes shard `i` of `split` into a shard of the same name in `out`.
+/// With a dSprites variant: the variant, and the shard's first sample.
 fn encode_shard(
     t: &Trainer,
     source: &Dataset,
     out: &Store,
-    split: &str,
-    i: usize,
+    (split, i): (&str, usize),
+    variant: Option<(&Variants, u64)>,
 ) -> Result<ShardEntry, TrainError> {
     let data = source.read_split(split, Some(&[i]))?;
     let [c, h, w] = source.manifest.sample_shape.map(|d| d as i64);
@@ -116,6 +122,10 @@ fn encode_shard(
     let images = Tensor::from_slice(&data.images)
         .f_view([n, c, h, w])
         .map_err(tensor_err("reading a shard to encode"))?;
+    let images = match variant {
+        Some((v, first)) => crate::train::feed::variant::made_bytes(Some(v), images, first)?,
+        None => images,
+    };
     let block = (t.cfg.train.eval_batch_size as i64).max(1);
     let mut codes: Vec<u8> = Vec::with_capacity(data.n * t.latent * 8 + data.targets.len());
     tch::no_grad(|| -> Result<(), TrainError> {

@@ -78,11 +78,18 @@ pub const TEST_COUNTER: u64 = u64::MAX;
 /// The test split as the variant makes it (draws under [`TEST_COUNTER`]),
 /// stored as bytes like any split: `u8` `[n, 3, H, W]` on the images' device.
 pub fn test_images(v: Option<&Variants>, images: Tensor) -> Result<Tensor, TrainError> {
+    made_bytes(v, images, 0)
+}
+
+/// Samples `first..` of a split (`u8` `[n, 1, H, W]`) as the variant makes
+/// them under [`TEST_COUNTER`], as bytes: `u8` `[n, 3, H, W]` on the images'
+/// device (unchanged without a variant).
+pub fn made_bytes(v: Option<&Variants>, images: Tensor, first: u64) -> Result<Tensor, TrainError> {
     let Some(v) = v else {
         return Ok(images);
     };
     let (n, h, w) = (images.size()[0], images.size()[2], images.size()[3]);
-    let ids: Vec<u64> = (0..n as u64).collect();
+    let ids: Vec<u64> = (first..first + n as u64).collect();
     let made = v.apply(
         &bytes_of(&images)?,
         (h as usize, w as usize),
