@@ -10,14 +10,15 @@
         MPI3D's layout: `images` uint8 (N, 64, 64, 3), every combination of
         seven factors of the given sizes in row-major order
         (np.savez_compressed; `stored` for np.savez, no compression).
-    python make_factor_files.py smallnorb OUT_DIR
+    python make_factor_files.py smallnorb OUT_DIR [full]
         SmallNORB's six files (`smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat`
         …, NORB's binary matrix format written with NumPy: int32 magic,
         ndim, max(3, ndim) dimensions, row-major data): dat bytes
         (N, 2, 96, 96), cat int32 (N), info int32 (N, 4) (instance,
         elevation, azimuth 0..34 even, lighting), on a reduced grid of the
-        published values (each half its own instances), rows shuffled as
-        NORB's are not in grid order.
+        published values (each half its own instances; `full`: the
+        published grid, 24,300 rows a half), rows shuffled as NORB's are
+        not in grid order.
     python make_factor_files.py cars3d OUT_DIR CARS
         Cars3D's files (`car_001_mesh.mat` …, written by scipy.io.savemat
         as MATLAB v5, compressed but for the last): `im` uint8
@@ -93,11 +94,14 @@ def smooth_image(seed, side):
     return np.clip(img + r.normal(0, 2, img.shape), 0, 255).astype(np.uint8)
 
 
-def smallnorb(out):
+def smallnorb(out, full=None):
     import os
     os.makedirs(out, exist_ok=True)
     for h, (chunk, instances) in enumerate(NORB_HALVES):
         g = NORB_GRID
+        if full:
+            g = dict(category=range(5), elevation=range(9), azimuth=range(0, 36, 2), lighting=range(6))
+            instances = [[4, 6, 7, 8, 9], [0, 1, 2, 3, 5]][h]
         rows = list(itertools.product(g["category"], instances, g["elevation"], g["azimuth"], g["lighting"]))
         rows = [rows[i] for i in np.random.default_rng(h).permutation(len(rows))]
         dat = np.stack([[smooth_image(1000 * h + 2 * i + cam, 96) for cam in (0, 1)]
