@@ -401,7 +401,9 @@ fn dsprites_variants_are_disentanglement_libs_and_the_same_on_any_number_of_work
     // `eval` and `encode` make the same variant of the samples they read.
     for cmd in ["eval", "encode"] {
         let mut c = Command::new(worker_bin());
-        env(&mut c).args([cmd, "--checkpoint"]).arg(one.parent().unwrap());
+        env(&mut c)
+            .args([cmd, "--checkpoint"])
+            .arg(one.parent().unwrap());
         if cmd == "encode" {
             c.arg("--out").arg(dir.path().join("codes"));
         } else {
