@@ -50,12 +50,18 @@
 #   dSprites subset): the job's wall time, each group's busy time (the sum
 #   of its points' wall times in study.csv) and the hand-out and results
 #   overhead per point, (wall × groups − busy) / points.
+# stream (not part of `all`): WebDataset tars read as they are (issue 33):
+#   samples/s `vae-worker data read` delivers from STREAM_SHARDS tars
+#   (default 8) of 250 CelebA-sized JPEGs each in a moto bucket, decoded
+#   as they stream (crop 148, size 64; 3 epochs after the scan), next to what
+#   seed 002's model (configs/celeba_conv_vae.toml) consumes training on 2
+#   ranks under vae-launch (the same samples converted, on disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh 2>/dev/null
 source scripts/env.sh
 WHAT="${1:-all}"
-case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|fuzz|study|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|fuzz|study|all] [STEPS]" >&2; exit 2 ;; esac
+case "$WHAT" in single|dist|storage|import|metrics|factorvae|convvae|fuzz|study|stream|all) ;; *) echo "usage: scripts/bench.sh [single|dist|storage|import|metrics|factorvae|convvae|fuzz|study|stream|all] [STEPS]" >&2; exit 2 ;; esac
 STEPS="${2:-936}"
 THREADS="$(nproc)"
 LAUNCH="$CARGO_TARGET_DIR/release/vae-launch"
@@ -140,6 +146,33 @@ if [ "$WHAT" = storage ] || [ "$WHAT" = all ]; then
         --set train.threads="$THREADS" >/dev/null
       printf '  asynchronous=%-5s %-6s %s\n' "$mode" "$where" "$(stall "$tmp/c-$mode-$where")"
     done
+  done
+fi
+
+if [ "$WHAT" = stream ]; then
+  SHARDS="${STREAM_SHARDS:-8}"
+  port=$("$VAE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$VAE_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto=$!
+  trap 'kill $moto 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+  "$VAE_PYTHON" tests/python/make_images.py wds "$tmp/wds" "$SHARDS" 250 178 218
+  "$VAE_PYTHON" -c "import boto3, os, sys
+s3 = boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL'); s3.create_bucket(Bucket='bench')
+for f in sorted(os.listdir(sys.argv[1])): s3.upload_file(os.path.join(sys.argv[1], f), 'bench', 'wds/' + f)" "$tmp/wds"
+  last=$(printf '%06d' $((SHARDS - 1)))
+  TARS="s3://bench/wds/shard-{000000..$last}.tar"
+  DECODE=(--config configs/celeba_conv_vae.toml --set data.decode.crop=148 --set data.decode.size=64)
+  "$VAE_WORKER" data prepare images --from "$tmp/wds/shard-{000000..$last}.tar" --crop 148 --size 64 --out "$tmp/conv" >/dev/null
+  echo "WebDataset tars streamed from moto ($SHARDS tars x 250 JPEGs of 178x218, crop 148, size 64), samples/s"
+  for i in 1 2 3; do
+    delivered=$("$VAE_WORKER" data read --epochs 3 "${DECODE[@]}" --set data.url="$TARS" --set data.order=shard | json_sps)
+    "$LAUNCH" --nproc-per-node 2 -- train --config configs/celeba_conv_vae.toml --run-dir "$tmp/consume$i" \
+      --set data.url="$tmp/conv" --set train.max_steps=60 --set train.progress=false --set eval.metrics=[] \
+      --set log.images=0 --set checkpoint.every_epochs=0 >/dev/null 2>&1
+    consumed=$(sps "$tmp/consume$i")
+    printf '  run %d: delivered %8.0f   seed 002 on 2 ranks consumes %8.0f   ratio %s\n' "$i" "$delivered" "$consumed" "$(ratio "$delivered" "$consumed")"
   done
 fi
 

@@ -422,3 +422,83 @@ fn dsprites_variants_are_disentanglement_libs_and_the_same_on_any_number_of_work
         "{err}"
     );
 }
+
+#[test]
+fn webdataset_tars_stream_as_the_dataset_they_convert_to_on_more_workers_than_tars() {
+    let dir = tempfile::tempdir().unwrap();
+    let tars = dir.path().join("tars");
+    let t = tars.display().to_string();
+    python(&[&script("make_images.py"), "wds", &t, "3", "40", "48", "40"]);
+    let pattern = format!("{t}/shard-{{000000..000002}}.tar");
+    let conv = dir.path().join("conv");
+    let mut c = importer();
+    c.args(["data", "prepare", "images", "--from", &pattern, "--out"])
+        .arg(&conv);
+    c.args(["--size", "32", "--test-fraction", "0.2"]);
+    ok(c);
+    let run = |name: &str, url: &str, extra: &[&str], ranks: usize, vars: &[(String, String)]| {
+        let run = dir.path().join(name);
+        let url = format!("data.url={url}");
+        let mut sets = vec![
+            url.as_str(),
+            "data.decode.size=32",
+            "data.decode.test_fraction=0.2",
+        ];
+        sets.extend([
+            "train.dtype=float64",
+            "train.batch_size=16",
+            "train.max_steps=12",
+        ]);
+        sets.extend(["model.latent_dim=4", "log.images=0"]);
+        sets.extend(extra);
+        let mut c = Command::new(if ranks > 1 {
+            "mpirun".into()
+        } else {
+            worker_bin()
+        });
+        env(&mut c);
+        if ranks > 1 {
+            c.args(["-np", &ranks.to_string(), "--oversubscribe"])
+                .arg(worker_bin());
+        }
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.args(super::worker_args(&run, &sets));
+        let said = text(&ok(c));
+        assert!(!said.contains(S3_SECRET));
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("summary.json")).unwrap()).unwrap();
+        super::params(&run);
+        (
+            run.join("exported.safetensors"),
+            s["test_loss"].clone(),
+            said,
+        )
+    };
+    // The tars as they are and the dataset they convert to: the same
+    // samples in the same order, the same test split, the same model.
+    let (a, loss_a, _) = run("streamed", &pattern, &[], 1, &[]);
+    let (b, loss_b, _) = run("converted", &conv.display().to_string(), &[], 1, &[]);
+    assert_eq!(super::max_diff(&a, &b), 0.0);
+    assert_eq!(loss_a, loss_b);
+    // From a bucket in `shard` order: 4 ranks on 3 tars train as 1 worker
+    // reading the same 4 streams.
+    let s3 = emulators::s3("data");
+    for i in 0..3 {
+        let name = format!("shard-{i:06}.tar");
+        let bytes = std::fs::read(tars.join(&name)).unwrap();
+        emulators::s3_put(&s3, "data", &format!("wds/{name}"), &bytes);
+    }
+    let url = "s3://data/wds/shard-{000000..000002}.tar";
+    let shard = [
+        "data.order=shard",
+        "data.streams=4",
+        "data.shuffle_buffer=16",
+    ];
+    let vars = emulators::s3_env(&s3);
+    let (one, _, _) = run("one", url, &shard, 1, &vars);
+    let (four, _, said) = run("four", url, &shard, 4, &vars);
+    let d = super::max_diff(&one, &four);
+    assert!(d <= 1e-10, "1 and 4 workers differ by {d}: {said}");
+}

@@ -45,7 +45,8 @@ pub fn before_training(
             urls.push(url);
         }
     }
-    for url in &urls {
+    // WebDataset tars are scanned when the run opens them.
+    for url in urls.iter().filter(|u| !vae_proto::config::names_tars(u)) {
         Dataset::open_images(url, &storage)?;
     }
     if rank == 0 {

@@ -42,7 +42,7 @@ pub fn run(cmd: &EncodeCmd, comm: &dyn Comm, device: tch::Device) -> Result<Enco
     };
     let o = evaluate::open(&as_eval)?;
     let storage = StorageOptions::from_config(&o.cfg.storage);
-    let source = Dataset::open_images(&o.cfg.data.url, &storage)?;
+    let source = crate::data::streamed::open_data(&o.cfg.data, &storage)?;
     let out = Store::open(&cmd.out, &storage)?;
     match out.get(MANIFEST_NAME) {
         Ok(_) => {

@@ -104,7 +104,7 @@ pub fn run(cmd: EvalCmd) -> Result<serde_json::Value, TrainError> {
     let alone = device::Local { rank: 0, size: 1 };
     let device = device::pick(cfg.train.device, alone, false, gpus, gpus)?;
     let storage = StorageOptions::from_config(&cfg.storage);
-    let dataset = Dataset::open_images(&cfg.data.url, &storage)?;
+    let dataset = crate::data::streamed::open_data(&cfg.data, &storage)?;
     let variant = crate::train::feed::variant::open(cfg, &dataset, &storage)?;
     let test_images = load_split(&dataset, "test", None, device)?;
     let test_images = crate::train::feed::variant::test_images(variant.as_deref(), test_images)?;

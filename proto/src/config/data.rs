@@ -52,6 +52,57 @@ pub struct DataSection {
     /// `scream`: the picture the backgrounds are cut from (a path or URL;
     /// disentanglement_lib's is Munch's The Scream), fitted into 350×274.
     pub scream_image: String,
+    /// How WebDataset tars named by `data.url` are decoded as they stream.
+    pub decode: DecodeSection,
+}
+
+/// `[data.decode]`: when `data.url` names WebDataset tar shards
+/// (`s3://…/shard-{000000..000999}.tar`), they are read as they are, each
+/// sample decoded as `vae-worker data prepare images` would store it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeSection {
+    /// Side of the square images (the importer's `--size`).
+    pub size: u32,
+    /// Centre crop to this side first; 0 for none (`--crop`).
+    pub crop: u32,
+    /// 3 (RGB) or 1 (grey) (`--channels`).
+    pub channels: u8,
+    /// The share of samples in the test split, chosen by a hash of each
+    /// key as the importer chooses it (`--test-fraction`).
+    pub test_fraction: f64,
+}
+
+impl Default for DecodeSection {
+    fn default() -> Self {
+        DecodeSection {
+            size: 64,
+            crop: 0,
+            channels: 3,
+            test_fraction: 0.05,
+        }
+    }
+}
+
+impl DecodeSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.size == 0 || self.size > 1024 {
+            return Err(key_err("data.decode.size", "must be 1 to 1024"));
+        }
+        if ![1, 3].contains(&self.channels) {
+            return Err(key_err("data.decode.channels", "takes 1 or 3"));
+        }
+        if !(0.0..1.0).contains(&self.test_fraction) {
+            return Err(key_err("data.decode.test_fraction", "is a share in [0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `url` names WebDataset tar shards (a `.tar`, with brace ranges
+/// or lists) rather than a dataset in the project's format.
+pub fn names_tars(url: &str) -> bool {
+    url.trim_end_matches('/').ends_with(".tar")
 }
 
 impl Default for DataSection {
@@ -63,6 +114,7 @@ impl Default for DataSection {
             streams: 0,
             variant: DataVariant::None,
             scream_image: String::new(),
+            decode: DecodeSection::default(),
         }
     }
 }
@@ -87,6 +139,7 @@ impl DataSection {
                 ))
             }
         }
+        self.decode.validate()?;
         positive("data.shuffle_buffer", self.shuffle_buffer)
     }
 }

@@ -21,7 +21,7 @@ pub mod sweep;
 pub mod train;
 
 pub use checkpoint::CheckpointSection;
-pub use data::{DataOrder, DataSection, DataVariant};
+pub use data::{names_tars, DataOrder, DataSection, DataVariant, DecodeSection};
 pub use diff::first_difference;
 pub use discriminator::DiscriminatorSection;
 pub use dist::{Backend, DistSection};

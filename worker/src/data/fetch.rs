@@ -46,7 +46,7 @@ impl Cache {
     }
 
     /// Keeps a verified shard (a failure to cache is not an error).
-    fn put(&self, e: &ShardEntry, bytes: &[u8]) {
+    pub fn put(&self, e: &ShardEntry, bytes: &[u8]) {
         let p = self.path(&e.sha256);
         if let Some(parent) = p.parent() {
             let _ = std::fs::create_dir_all(parent);

@@ -226,6 +226,24 @@ impl DatasetWriter<'_> {
     }
 }
 
+/// Samples stored in another form than this format's shards, decoded as
+/// they are read (WebDataset tars streamed: `data/streamed.rs`): the train
+/// split's shards are such objects, each decoded when fetched; the test
+/// split is held decoded.
+pub trait Decoder: Send + Sync {
+    /// The train samples `start..end` of shard `i`, from its fetched bytes:
+    /// stored samples (`sample_bytes` each), in order.
+    fn decode(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        start: usize,
+        end: usize,
+    ) -> Result<Vec<u8>, DataError>;
+    /// The test split, decoded.
+    fn test(&self) -> SplitData;
+}
+
 /// An opened dataset: its manifest, read and checked, the store it is in,
 /// and how to read from it.
 pub struct Dataset {
@@ -234,6 +252,8 @@ pub struct Dataset {
     /// The SHA-256 of `manifest.json` as read.
     pub manifest_sha256: String,
     pub options: StorageOptions,
+    /// Set when the shards are not in this format (tars decoded as read).
+    pub decoder: Option<std::sync::Arc<dyn Decoder>>,
 }
 
 impl Dataset {
@@ -260,6 +280,7 @@ impl Dataset {
             manifest,
             manifest_sha256: super::digest::sha256_hex(&bytes),
             options: options.clone(),
+            decoder: None,
         })
     }
 
@@ -318,6 +339,9 @@ impl Dataset {
     /// Reads the given shards of a split (all when `which` is `None`), in
     /// order, several at a time, verified.
     pub fn read_split(&self, name: &str, which: Option<&[usize]>) -> Result<SplitData, DataError> {
+        if let Some(d) = &self.decoder {
+            return self.read_decoded(d.as_ref(), name, which);
+        }
         let entries = self.shards(name, which)?;
         let samples: Vec<u64> = entries.iter().map(|e| e.samples).collect();
         let fetched = fetch_all(&self.store, entries, &self.options)?;
@@ -333,6 +357,35 @@ impl Dataset {
             out.n += part.n;
         }
         Ok(out)
+    }
+}
+
+impl Dataset {
+    /// [`Dataset::read_split`] through a [`Decoder`]: the test split as
+    /// held, the train split's shards fetched and decoded whole.
+    fn read_decoded(
+        &self,
+        d: &dyn Decoder,
+        name: &str,
+        which: Option<&[usize]>,
+    ) -> Result<SplitData, DataError> {
+        if name != "train" {
+            return Ok(d.test());
+        }
+        let all: Vec<usize> = (0..self.split(name)?.shards.len()).collect();
+        let which = which.unwrap_or(&all);
+        let entries = self.shards(name, Some(which))?;
+        let fetched = fetch_all(&self.store, entries.clone(), &self.options)?;
+        let mut images = Vec::new();
+        for ((&i, e), bytes) in which.iter().zip(&entries).zip(&fetched) {
+            images.extend(d.decode(i, bytes, 0, e.samples as usize)?);
+        }
+        let n = images.len() / self.manifest.sample_bytes().max(1);
+        Ok(SplitData {
+            images,
+            targets: Vec::new(),
+            n,
+        })
     }
 }
 

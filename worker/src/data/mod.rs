@@ -6,7 +6,8 @@
 //! publishing it whole ([`publish`]), the order
 //! in which samples are visited ([`sampler`]), and the writes in progress
 //! that a stop at once cleans up ([`inflight`]), dSprites' variants made
-//! at load time ([`variant`]); digests ([`digest`]), the
+//! at load time ([`variant`]), WebDataset tars read without conversion
+//! ([`streamed`]); digests ([`digest`]), the
 //! I/O runtime ([`runtime`]) and the layer's error ([`error`]).
 pub mod digest;
 pub mod dsprites;
@@ -22,6 +23,7 @@ pub mod publish;
 pub mod runtime;
 pub mod sampler;
 pub mod store;
+pub mod streamed;
 pub mod variant;
 
 pub use error::DataError;

@@ -19,7 +19,6 @@ use super::state::{Checkpointer, TrainState};
 use super::step::{StepOutcome, Trainer};
 use crate::checkpoint::Checkpoints;
 use crate::collective::Comm;
-use crate::data::format::Dataset;
 use crate::device::kind_of;
 use crate::metrics::Sums;
 use crate::signals::StopFlag;
@@ -145,7 +144,7 @@ impl<'a> Run<'a> {
         let prepared = crate::collective::from_rank0(comm, prepared)?;
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
-        let dataset = Dataset::open_images(&cfg.data.url, &ctx.storage)?;
+        let dataset = crate::data::streamed::open_data(&cfg.data, &ctx.storage)?;
         if let Some(note) = dataset.manifest.test_split_note().filter(|_| rank == 0) {
             vae_proto::outln!("data: {note}");
         }

@@ -203,7 +203,7 @@ fn resize(frame: &Frame, o: &Options, t: &mut Tools) -> Result<(), String> {
 }
 
 /// Decodes `batch` on every core, keeping its order.
-fn decode_all(batch: &[Raw], o: &Options) -> Vec<Result<Vec<u8>, String>> {
+pub fn decode_all(batch: &[Raw], o: &Options) -> Vec<Result<Vec<u8>, String>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = batch.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -278,7 +278,7 @@ impl Overlap<'_, '_> {
 }
 
 /// Whether the sample with `key` belongs to the test split.
-fn in_test(key: &str, fraction: f64) -> bool {
+pub fn in_test(key: &str, fraction: f64) -> bool {
     let h = Sha256::digest(key.as_bytes());
     let x = u64::from_be_bytes(h[..8].try_into().unwrap_or_default());
     (x as f64 / u64::MAX as f64) < fraction

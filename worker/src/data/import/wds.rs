@@ -47,7 +47,7 @@ fn key_and_ext(name: &str) -> (String, String) {
 
 /// Whether the `len`-byte file holds tar's end-of-archive (two zero blocks)
 /// at `end`, where the last entry ended.
-fn ends_properly(file: &mut std::fs::File, end: u64, len: u64) -> std::io::Result<bool> {
+fn ends_properly(file: &mut (impl Read + Seek), end: u64, len: u64) -> std::io::Result<bool> {
     if len < end + 1024 {
         return Ok(false);
     }
@@ -63,17 +63,34 @@ pub fn read_tar(
     spec: &str,
     opts: &StorageOptions,
     batch: usize,
-    mut each: impl FnMut(Vec<Raw>) -> Result<(), DataError>,
+    each: impl FnMut(Vec<Raw>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let input = super::local_input(spec, opts)?;
+    let io = |e: std::io::Error| DataError::Io {
+        url: spec.to_string(),
+        message: e.to_string(),
+    };
+    let file = std::fs::File::open(&input.path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    read_tar_from(file, len, spec, batch, each)
+}
+
+/// [`read_tar`] of a tar of `len` bytes read from `reader` (a file, or a
+/// shard held in memory); `name` names it in errors.
+pub fn read_tar_from<R: Read + Seek>(
+    reader: R,
+    len: u64,
+    name: &str,
+    batch: usize,
+    mut each: impl FnMut(Vec<Raw>) -> Result<(), DataError>,
+) -> Result<(), DataError> {
+    let spec = name;
     let fail = |message: String| DataError::Io {
         url: spec.to_string(),
         message,
     };
     let io = |e: std::io::Error| fail(e.to_string());
-    let file = std::fs::File::open(&input.path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut archive = tar::Archive::new(std::io::BufReader::new(reader));
     let mut samples: Vec<Raw> = Vec::new();
     let (mut done, mut exts) = (HashSet::new(), HashSet::new());
     let mut end = 0;

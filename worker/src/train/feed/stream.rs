@@ -14,7 +14,7 @@ use tch::{Device, Kind, Tensor};
 use tokio::sync::oneshot;
 
 use crate::data::fetch::Prefetch;
-use crate::data::format::Dataset;
+use crate::data::format::{Dataset, Decoder};
 use crate::data::sampler::ShardOrder;
 use crate::data::variant::Variants;
 use crate::data::DataError;
@@ -25,8 +25,10 @@ use crate::train::error::{tensor_err, TrainError};
 pub struct ShardStream {
     fetch: Prefetch,
     /// The range `[start, end)` of each shard still to arrive, in order,
-    /// and the split index of the shard's first sample.
-    pieces: VecDeque<(usize, usize, u64)>,
+    /// the split index of the shard's first sample, and the shard.
+    pieces: VecDeque<(usize, usize, u64, usize)>,
+    /// Shards stored in another form, decoded as they arrive (tars).
+    decoder: Option<Arc<dyn Decoder>>,
     /// The split index of the current shard's first sample.
     current_first: u64,
     current: Bytes,
@@ -69,16 +71,24 @@ impl ShardStream {
                 Some(*acc - n)
             })
             .collect();
-        let pieces: VecDeque<(usize, usize, u64)> = (pieces.iter())
-            .map(|p| (p.start, p.end, firsts.get(p.shard).copied().unwrap_or(0)))
+        let pieces: VecDeque<(usize, usize, u64, usize)> = (pieces.iter())
+            .map(|p| {
+                (
+                    p.start,
+                    p.end,
+                    firsts.get(p.shard).copied().unwrap_or(0),
+                    p.shard,
+                )
+            })
             .collect();
-        let unread = pieces.iter().map(|(a, b, _)| b - a).sum();
+        let unread = pieces.iter().map(|(a, b, _, _)| b - a).sum();
         let fetch = Prefetch::start(&dataset.store, entries, &dataset.options, gate)?;
         let stored = dataset.manifest.sample_bytes();
         let cap = order.buffer.max(1);
         Ok(ShardStream {
             fetch,
             pieces,
+            decoder: dataset.decoder.clone(),
             current: Bytes::new(),
             current_first: 0,
             current_n: 0,
@@ -119,7 +129,7 @@ impl ShardStream {
     /// Reads the next input sample into slot `i`.
     fn read_into(&mut self, i: usize) -> Result<(), DataError> {
         if self.current_i == self.current_n {
-            let (start, end, first) = self.pieces.pop_front().unwrap_or((0, 0, 0));
+            let (start, end, first, shard) = self.pieces.pop_front().unwrap_or((0, 0, 0, 0));
             self.current_first = first;
             crate::faults::slow_fetch();
             self.current = match self.fetch.next() {
@@ -132,6 +142,12 @@ impl ShardStream {
                 }
             };
             (self.current_n, self.current_i) = (end, start);
+            if let Some(d) = &self.decoder {
+                // Only the piece's samples, decoded on every core.
+                self.current = Bytes::from(d.decode(shard, &self.current, start, end)?);
+                (self.current_n, self.current_i) = (end - start, 0);
+                self.current_first = first + start as u64;
+            }
         }
         let (s, at) = (self.stored, self.current_i * self.stored);
         let sample = self.current.slice(at..at + s);

@@ -4,7 +4,6 @@ use tch::{Device, Kind};
 use vae_proto::config::Config;
 
 use super::source::Feed;
-use crate::data::format::Dataset;
 use crate::train::error::TrainError;
 
 /// What `vae-worker data read` measured.
@@ -21,7 +20,7 @@ pub struct Throughput {
 pub fn read_throughput(cfg: &Config, epochs: u64) -> Result<Throughput, TrainError> {
     let started = std::time::Instant::now();
     let storage = crate::data::store::StorageOptions::from_config(&cfg.storage);
-    let dataset = Dataset::open_images(&cfg.data.url, &storage)?;
+    let dataset = crate::data::streamed::open_data(&cfg.data, &storage)?;
     let mut feed = Feed::open(cfg, dataset, 0, 1, (Device::Cpu, Kind::Float), None)?;
     let mut samples = 0u64;
     for e in 0..epochs {
