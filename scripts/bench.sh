@@ -78,6 +78,16 @@ epochs_sps() {
 rates = [float(m.group(2)) for m in re.finditer(r"^epoch +(\d+) +step +\d+ +train loss .* (\d+) samples/s$", open(sys.argv[1]).read(), re.M) if int(m.group(1)) >= int(sys.argv[2])]
 print(len(rates) / sum(1 / r for r in rates))' "$1" "$2"
 }
+# moto (S3) on a free loopback port, stopped on exit, with bucket `bench`.
+start_moto() {
+  port=$("$VAE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  "$VAE_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  moto=$!
+  trap 'kill $moto 2>/dev/null; rm -rf "$tmp"' EXIT
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+  "$VAE_PYTHON" -c "import boto3; boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL').create_bucket(Bucket='bench')"
+}
 row() { printf '  %-44s %10.0f samples/s\n' "$1" "$2"; }
 ratio() { "$VAE_PYTHON" -c "print(f'{$1 / $2:.2f}')"; }
 
@@ -115,13 +125,7 @@ if [ "$WHAT" = dist ] || [ "$WHAT" = all ]; then
 fi
 
 if [ "$WHAT" = storage ] || [ "$WHAT" = all ]; then
-  port=$("$VAE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$VAE_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-  moto=$!
-  trap 'kill $moto 2>/dev/null; rm -rf "$tmp"' EXIT
-  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
-  "$VAE_PYTHON" -c "import boto3; boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL').create_bucket(Bucket='bench')"
+  start_moto
   "$VAE_WORKER" data prepare mnist --idx-dir "$VAE_CACHE/mnist-idx" --out s3://bench/mnist >/dev/null
   read_sps() { "$VAE_WORKER" data read --epochs 3 --set data.url="$1" --set data.order=shard | json_sps; }
   echo "Loader throughput (vae-worker data read, shard order, 3 epochs of MNIST), samples/s"
@@ -151,15 +155,10 @@ fi
 
 if [ "$WHAT" = stream ]; then
   SHARDS="${STREAM_SHARDS:-8}"
-  port=$("$VAE_PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  "$VAE_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-  moto=$!
-  trap 'kill $moto 2>/dev/null; rm -rf "$tmp"' EXIT
-  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ALLOW_HTTP=true
+  start_moto
   "$VAE_PYTHON" tests/python/make_images.py wds "$tmp/wds" "$SHARDS" 250 178 218
   "$VAE_PYTHON" -c "import boto3, os, sys
-s3 = boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL'); s3.create_bucket(Bucket='bench')
+s3 = boto3.client('s3', endpoint_url='$AWS_ENDPOINT_URL')
 for f in sorted(os.listdir(sys.argv[1])): s3.upload_file(os.path.join(sys.argv[1], f), 'bench', 'wds/' + f)" "$tmp/wds"
   last=$(printf '%06d' $((SHARDS - 1)))
   TARS="s3://bench/wds/shard-{000000..$last}.tar"

@@ -138,21 +138,29 @@ pub fn pictures(t: &Trainer, test: &Tensor) -> Option<Pictures> {
     }))
 }
 
-/// The configured disentanglement metrics (`eval.metrics`; empty for none)
-/// of the model's mean codes on the stored images of the factor dataset
-/// `data`.
-pub fn factor_metrics(t: &Trainer, data: &FactorData) -> Result<BTreeMap<String, f64>, TrainError> {
-    let mut gt = EncoderOnStored {
+/// The trained encoder on the stored images of `data`: what the metrics and
+/// the traversal's labels measure.
+fn encoder_on<'a>(t: &'a Trainer, data: &'a FactorData) -> EncoderOnStored<'a> {
+    EncoderOnStored {
         model: t.model.as_ref(),
         device: t.device,
         kind: t.kind,
         data,
         failed: None,
         draws: 0,
-    };
-    let budget = Budget {
-        scale: t.cfg.eval.scale,
-    };
+    }
+}
+
+/// The configured disentanglement metrics (`eval.metrics`; empty for none)
+/// of the model's mean codes on the stored images of the factor dataset
+/// `data`.
+pub fn factor_metrics(t: &Trainer, data: &FactorData) -> Result<BTreeMap<String, f64>, TrainError> {
+    let (mut gt, budget) = (
+        encoder_on(t, data),
+        Budget {
+            scale: t.cfg.eval.scale,
+        },
+    );
     let values = disentanglement::compute(&t.cfg.eval.metrics, &mut gt, budget, t.cfg.train.seed);
     match gt.failed {
         Some(e) => Err(e.into()),
@@ -168,17 +176,12 @@ pub fn latent_factors(
     t: &Trainer,
     data: &FactorData,
 ) -> Result<(serde_json::Value, String), TrainError> {
-    let mut gt = EncoderOnStored {
-        model: t.model.as_ref(),
-        device: t.device,
-        kind: t.kind,
-        data,
-        failed: None,
-        draws: 0,
-    };
-    let budget = Budget {
-        scale: t.cfg.eval.scale,
-    };
+    let (mut gt, budget) = (
+        encoder_on(t, data),
+        Budget {
+            scale: t.cfg.eval.scale,
+        },
+    );
     let found = disentanglement::captured::captured(&mut gt, budget, t.cfg.train.seed);
     crate::faults::draws::finish("captured");
     if let Some(e) = gt.failed {
