@@ -133,7 +133,7 @@ fn a_closed_stdout_is_no_crash_and_the_job_runs_to_its_end() {
 }
 
 /// What TensorBoard's own reader finds in `run`'s event files.
-fn events(run: &Path) -> serde_json::Value {
+pub fn events(run: &Path) -> serde_json::Value {
     let out = Command::new(python())
         .arg(repo().join("tests/python/read_events.py"))
         .arg(run.join("tensorboard"))

@@ -2,8 +2,11 @@
 
     python make_images.py png DIR N SIDE        N square PNGs (RGB), each a distinct pattern
     python make_images.py jpg DIR N W H         N JPEGs of W x H, plus one corrupt file
-    python make_images.py wds DIR SHARDS PER W H  WebDataset shards DIR/shard-000000.tar ...
-                                               (tarfile; each sample KEY.jpg, KEY.cls, KEY.json)
+    python make_images.py wds DIR SHARDS PER W H [BROKEN]
+                                               WebDataset shards DIR/shard-000000.tar ...
+                                               (tarfile; each sample KEY.jpg, KEY.cls, KEY.json);
+                                               the samples numbered in BROKEN (1,5,...) have a
+                                               .jpg that is not a JPEG
     python make_images.py digest DATASET_DIR   the sorted SHA-256 of every image in the
                                                dataset's train and test splits (JSON)
     python make_images.py pngdigest DIR        the same for a folder of PNGs, as PIL reads them
@@ -52,7 +55,8 @@ def jpg(d, n, w, h):
         f.write(b"\xff\xd8\xff\xe0 this is not a jpeg")
 
 
-def wds(d, shards, per, w, h):
+def wds(d, shards, per, w, h, broken=""):
+    broken = {int(b) for b in broken.split(",") if b}
     os.makedirs(d, exist_ok=True)
     i = 0
     for s in range(int(shards)):
@@ -61,7 +65,8 @@ def wds(d, shards, per, w, h):
                 key = f"sample{i:06d}"
                 buf = io.BytesIO()
                 Image.fromarray(smooth(i, int(w), int(h))).save(buf, format="JPEG", quality=95)
-                for ext, data in [("jpg", buf.getvalue()), ("cls", str(i % 7).encode()),
+                jpg = b"\xff\xd8\xff\xe0 this is not a jpeg" if i in broken else buf.getvalue()
+                for ext, data in [("jpg", jpg), ("cls", str(i % 7).encode()),
                                   ("json", json.dumps({"i": i}).encode())]:
                     info = tarfile.TarInfo(f"{key}.{ext}")
                     info.size = len(data)

@@ -232,16 +232,25 @@ impl DatasetWriter<'_> {
 /// split is held decoded.
 pub trait Decoder: Send + Sync {
     /// The train samples `start..end` of shard `i`, from its fetched bytes:
-    /// stored samples (`sample_bytes` each), in order.
+    /// those that decode, stored (`sample_bytes` each), in order.
     fn decode(
         &self,
         i: usize,
         bytes: &[u8],
         start: usize,
         end: usize,
-    ) -> Result<Vec<u8>, DataError>;
+    ) -> Result<Decoded, DataError>;
     /// The test split, decoded.
     fn test(&self) -> SplitData;
+}
+
+/// What a [`Decoder`] makes of a piece of a shard.
+pub struct Decoded {
+    /// The samples that decode, stored, in order.
+    pub samples: Vec<u8>,
+    /// Each one's position in the piece (from its `start`); the missing
+    /// positions are samples that did not decode, skipped.
+    pub kept: Vec<u32>,
 }
 
 /// An opened dataset: its manifest, read and checked, the store it is in,
@@ -378,7 +387,7 @@ impl Dataset {
         let fetched = fetch_all(&self.store, entries.clone(), &self.options)?;
         let mut images = Vec::new();
         for ((&i, e), bytes) in which.iter().zip(&entries).zip(&fetched) {
-            images.extend(d.decode(i, bytes, 0, e.samples as usize)?);
+            images.extend(d.decode(i, bytes, 0, e.samples as usize)?.samples);
         }
         let n = images.len() / self.manifest.sample_bytes().max(1);
         Ok(SplitData {

@@ -9,12 +9,13 @@
 //! SHA-256 when fetched again. Training then deals, fetches and shuffles
 //! these shards as any other (`shard` order: ranges of tars; `global`:
 //! every tar decoded once), each piece decoded on every core as it
-//! is first needed ([`Tars::decode`]) — so a streamed and a converted dataset are
-//! the same samples in the same order. A sample whose image does not
-//! decode is a black image, counted and named on stderr (its place in the
-//! deal is fixed when the tars are scanned, before anything is decoded).
+//! is fetched ([`Tars::decode`], on its own thread while training runs) —
+//! so a streamed and a converted dataset are the same samples in the same
+//! order. A sample whose image does not decode is skipped, as the importer
+//! skips it, and named on stderr; its place in the deal was fixed when the
+//! tars were scanned, so the stream that holds it reads one sample fewer
+//! (see `train/feed/stream.rs`, which counts it for TensorBoard).
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -23,7 +24,7 @@ use vae_proto::dataset::{DatasetManifest, ShardEntry, SplitManifest, DATASET_FOR
 
 use super::digest::sha256_hex;
 use super::error::DataError;
-use super::format::{Dataset, Decoder, SplitData};
+use super::format::{Dataset, Decoded, Decoder, SplitData};
 use super::import::braces::expand_braces;
 use super::import::images::{decode_all, in_test, Options};
 use super::import::wds::{read_tar_from, Raw};
@@ -45,7 +46,6 @@ pub struct Tars {
     names: Vec<String>,
     options: Options,
     test: SplitData,
-    corrupt: AtomicU64,
 }
 
 /// Whether `raw` is a sample with an image (what a tar's shard holds).
@@ -69,26 +69,28 @@ fn samples(name: &str, bytes: &[u8], fraction: f64) -> Result<(Vec<Raw>, Vec<Raw
 }
 
 impl Tars {
-    /// `raws` decoded, a corrupt one a black image (counted, named).
-    fn decoded(&self, name: &str, raws: &[Raw]) -> Vec<u8> {
+    /// `raws` decoded; one that does not decode is skipped (counted, named).
+    fn decoded(&self, name: &str, raws: &[Raw]) -> Decoded {
         let per = (self.options.size as usize).pow(2) * usize::from(self.options.channels);
-        let mut out = Vec::with_capacity(raws.len() * per);
-        for (raw, img) in raws.iter().zip(decode_all(raws, &self.options)) {
+        let mut out = Decoded {
+            samples: Vec::with_capacity(raws.len() * per),
+            kept: Vec::with_capacity(raws.len()),
+        };
+        for (k, (raw, img)) in raws.iter().zip(decode_all(raws, &self.options)).enumerate() {
             match img {
-                Ok(img) => out.extend(img),
+                Ok(img) => {
+                    out.samples.extend(img);
+                    out.kept.push(k as u32);
+                }
                 Err(e) => {
-                    self.corrupt.fetch_add(1, Ordering::Relaxed);
-                    vae_proto::errln!("data: {name}: sample `{}` does not decode ({e}): a black image in its place", raw.key);
-                    out.resize(out.len() + per, 0);
+                    vae_proto::errln!(
+                        "data: {name}: sample `{}` does not decode ({e}): skipped",
+                        raw.key
+                    );
                 }
             }
         }
         out
-    }
-
-    /// Samples that did not decode so far.
-    pub fn corrupt(&self) -> u64 {
-        self.corrupt.load(Ordering::Relaxed)
     }
 }
 
@@ -99,7 +101,7 @@ impl Decoder for Tars {
         bytes: &[u8],
         start: usize,
         end: usize,
-    ) -> Result<Vec<u8>, DataError> {
+    ) -> Result<Decoded, DataError> {
         let name = self.names.get(i).map_or("(tar)", String::as_str);
         let (train, _) = samples(name, bytes, self.options.test_fraction)?;
         let end = end.min(train.len());
@@ -152,7 +154,6 @@ pub fn open(data: &DataSection, opts: &StorageOptions) -> Result<Dataset, DataEr
             targets: Vec::new(),
             n: 0,
         },
-        corrupt: AtomicU64::new(0),
     };
     let cache = opts.cache_dir.as_deref().map(super::fetch::Cache::new);
     let fetched: Vec<Result<bytes::Bytes, DataError>> = runtime()?.block_on(
@@ -180,8 +181,8 @@ pub fn open(data: &DataSection, opts: &StorageOptions) -> Result<Dataset, DataEr
     let test = tars.decoded("test split", &test_raws);
     let tars = Tars {
         test: SplitData {
-            n: test_raws.len(),
-            images: test,
+            n: test.kept.len(),
+            images: test.samples,
             targets: Vec::new(),
         },
         ..tars

@@ -11,7 +11,7 @@ use vae_proto::config::Config;
 use super::context::RunContext;
 use super::error::{tensor_err, TrainError};
 use super::eval;
-use super::feed::{self, Feed};
+use super::feed::{self, Epoch, Feed};
 use super::report::{self, Drawn, EvalRecord, Meter, Outcome, Reporter, Summary};
 use super::rundir;
 use super::schedule::Schedule;
@@ -65,7 +65,7 @@ pub fn run(args: TrainArgs, comm: &dyn Comm) -> Result<Option<Summary>, TrainErr
             if !s.step_limit_reached(run.state.step + 1) {
                 next = in_phase(Phase::Fetch, || epoch.next_step());
             }
-            if run.after_step(outcome, epoch.steps)? == Flow::Stop {
+            if run.after_step(outcome, &epoch)? == Flow::Stop {
                 return run.interrupted();
             }
             // A beat between steps too: a sweep's rank 0 hands out points
@@ -225,11 +225,7 @@ impl<'a> Run<'a> {
     /// step, which waits for every rank's next batch), count the step,
     /// report, and act on the schedule (logging window, metrics, replica
     /// check, checkpoint, stop on a signal).
-    fn after_step(
-        &mut self,
-        outcome: StepOutcome,
-        steps_in_epoch: u64,
-    ) -> Result<Flow, TrainError> {
+    fn after_step(&mut self, outcome: StepOutcome, epoch: &Epoch) -> Result<Flow, TrainError> {
         let stop = in_phase(Phase::Agree, || stop_requested(self.stop, self.comm))?;
         let _step = watchdog::phase(Phase::Step);
         self.state.finish_step();
@@ -239,9 +235,9 @@ impl<'a> Run<'a> {
         let step = self.state.step;
         let todo = self
             .schedule
-            .after_step(step, self.state.batch_in_epoch, steps_in_epoch);
+            .after_step(step, self.state.batch_in_epoch, epoch.steps);
         if todo.log {
-            let window = self.meter.window(self.comm, step)?;
+            let window = self.meter.window(self.comm, step, epoch.skipped())?;
             let scalars = report::train_scalars(&window, &self.trainer, step);
             self.report.window(&window, scalars, step)?;
         }

@@ -92,6 +92,15 @@ impl Epoch {
         }
     }
 
+    /// Samples skipped this epoch so far because they do not decode (this
+    /// rank's share of the count: summed over ranks, each counted once).
+    pub fn skipped(&self) -> u64 {
+        match &self.source {
+            Batches::Indexed(_) => 0,
+            Batches::Streamed(s) => s.skipped(),
+        }
+    }
+
     /// Passes over the first `steps` steps (a resume mid-epoch).
     pub(super) fn skip(&mut self, steps: u64) -> Result<(), TrainError> {
         for _ in 0..steps.min(self.steps) * self.per_step {

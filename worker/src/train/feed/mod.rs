@@ -8,6 +8,7 @@
 //! all read. An [`Epoch`] yields [`StepBatch`]es from a position (a resume
 //! starts mid-epoch). A dSprites variant (`data.variant`) is made of
 //! each batch as it is drawn ([`variant`]).
+pub mod arrivals;
 pub mod epoch;
 pub mod source;
 pub mod split;

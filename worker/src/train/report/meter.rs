@@ -25,6 +25,8 @@ pub struct Window {
     pub waits: Vec<f64>,
     /// Mean seconds per step.
     pub step_secs: f64,
+    /// Samples skipped so far this epoch because they do not decode (all ranks).
+    pub skipped: f64,
 }
 
 impl Window {
@@ -114,7 +116,12 @@ impl Meter {
     /// next one. A loss that is not finite ends the run, naming the step:
     /// rank 0 decides and tells every rank, so all of them end it with the
     /// same error (a sweep then records the point as failed and goes on).
-    pub fn window(&mut self, comm: &dyn Comm, step: u64) -> Result<Window, TrainError> {
+    pub fn window(
+        &mut self,
+        comm: &dyn Comm,
+        step: u64,
+        skipped: u64,
+    ) -> Result<Window, TrainError> {
         let mut sums = Sums::from_tensor(&self.window, self.latent)
             .map_err(tensor_err(format!("step {step}")))?;
         comm.all_reduce_f64(&mut sums.v)?;
@@ -136,11 +143,16 @@ impl Meter {
             comm.all_reduce_f64(&mut regularizer)?;
         }
         let allreduce_secs = self.comm_secs / self.window_steps.max(1) as f64;
-        let mut waits = Vec::new();
-        if comm.world_size() > 1 {
-            waits = vec![0.0; comm.world_size()];
-            waits[comm.rank()] = allreduce_secs;
+        // Each rank's wait, and the skipped samples, summed in one reduction.
+        let world = comm.world_size();
+        let mut waits = vec![0.0; world + 1];
+        (waits[comm.rank()], waits[world]) = (allreduce_secs, skipped as f64);
+        if world > 1 {
             comm.all_reduce_f64(&mut waits)?;
+        }
+        let skipped = waits.pop().unwrap_or(0.0);
+        if world == 1 {
+            waits.clear();
         }
         let w = Window {
             sums,
@@ -149,6 +161,7 @@ impl Meter {
             allreduce_secs,
             waits,
             step_secs: secs / self.window_steps.max(1) as f64,
+            skipped,
         };
         self.reset_window();
         Ok(w)

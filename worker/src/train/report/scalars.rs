@@ -36,6 +36,9 @@ pub fn train_scalars(w: &Window, t: &Trainer, step: u64) -> Vec<(String, f64)> {
     v.push(("train/lr".into(), t.cfg.optim.lr));
     v.push(("train/samples_per_sec".into(), w.samples_per_sec));
     v.push(("dist/world_size".into(), t.comm().world_size() as f64));
+    if vae_proto::config::names_tars(&t.cfg.data.url) {
+        v.push(("data/skipped_in_epoch".into(), w.skipped));
+    }
     if t.comm().world_size() > 1 {
         v.push(("train/allreduce_ms_per_step".into(), 1e3 * w.allreduce_secs));
     }
