@@ -520,6 +520,32 @@ fn webdataset_tars_stream_as_the_dataset_they_convert_to_on_more_workers_than_ta
     let (four, _, said) = run("four", url, &shard, 4, &vars);
     let d = super::max_diff(&one, &four);
     assert!(d <= 1e-10, "1 and 4 workers differ by {d}: {said}");
+    // The tars are scanned once for all ranks (a share each): the broken
+    // test sample is met by one rank, not by each of the four.
+    let met = said.matches("`sample000042` does not decode").count();
+    assert_eq!(met, 1, "{said}");
+    // A tar that is not there: the rank that scans it tells every rank.
+    let mut c = Command::new("mpirun");
+    env(&mut c)
+        .args(["-np", "2", "--oversubscribe"])
+        .arg(worker_bin());
+    c.envs(vars.iter().map(|(k, v)| (k, v)));
+    let missing = "data.url=s3://data/wds/shard-{000000..000003}.tar";
+    c.args(super::worker_args(
+        &dir.path().join("missing"),
+        &[missing, "data.decode.size=32"],
+    ));
+    let out = c.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("rank 1:") && err.contains("shard-000003.tar"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(S3_SECRET) && !err.contains("panicked"),
+        "{err}"
+    );
     // Cut at step 5 on 4 ranks, resumed on 2: the same model.
     let mut cut = shard.to_vec();
     cut.push("train.max_steps=5");

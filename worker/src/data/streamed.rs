@@ -135,59 +135,168 @@ fn tar_names(url: &str, opts: &StorageOptions) -> Result<(Store, Vec<String>), D
     Ok((Store::open(&folder, opts)?, names.collect()))
 }
 
-/// Opens the tars `data.url` names: every tar scanned once (see the module).
-pub fn open(data: &DataSection, opts: &StorageOptions) -> Result<Dataset, DataError> {
-    let (store, names) = tar_names(&data.url, opts)?;
-    let d = &data.decode;
-    let options = Options {
+/// What scanning some of the tars found: each one's train shard and its
+/// test samples, decoded — in the order they were scanned.
+#[derive(Default)]
+pub struct Scan {
+    /// `(tar index, its train shard, its test samples that decode)`.
+    pub tars: Vec<(usize, ShardEntry, usize)>,
+    /// Those test samples, stored, one tar after another.
+    pub test: Vec<u8>,
+}
+
+impl Scan {
+    /// As bytes, to send to another rank: the JSON of `tars`, its length
+    /// first (8 bytes, little-endian), then the test samples.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let head = serde_json::to_vec(&self.tars).unwrap_or_default();
+        let mut out = (head.len() as u64).to_le_bytes().to_vec();
+        out.extend(head);
+        out.extend_from_slice(&self.test);
+        out
+    }
+
+    /// Read back from [`Scan::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Scan, DataError> {
+        let bad = |message: String| DataError::Manifest {
+            url: "(a rank's scan of the tars)".into(),
+            message,
+        };
+        let n = b.get(..8).map_or(u64::MAX, |h| {
+            u64::from_le_bytes(h.try_into().unwrap_or([0xff; 8]))
+        });
+        let head = usize::try_from(n)
+            .ok()
+            .and_then(|n| b.get(8..8usize.checked_add(n)?));
+        let head = head.ok_or_else(|| bad(format!("{} bytes, a header of {n}", b.len())))?;
+        let tars = serde_json::from_slice(head).map_err(|e| bad(e.to_string()))?;
+        Ok(Scan {
+            tars,
+            test: b[8 + head.len()..].to_vec(),
+        })
+    }
+
+    /// The scans of several ranks as one, in the tars' order (`per`: the
+    /// bytes of a stored sample).
+    pub fn merge(parts: Vec<Scan>, per: usize) -> Scan {
+        let mut all = Vec::new();
+        for part in &parts {
+            let mut at = 0;
+            for (i, entry, n) in &part.tars {
+                let bytes = part.test.get(at..at + n * per).unwrap_or_default();
+                all.push((*i, entry.clone(), *n, bytes));
+                at += n * per;
+            }
+        }
+        all.sort_by_key(|t| t.0);
+        let mut out = Scan::default();
+        for (i, entry, n, bytes) in all {
+            out.tars.push((i, entry, n));
+            out.test.extend_from_slice(bytes);
+        }
+        out
+    }
+}
+
+fn options(d: &vae_proto::config::DecodeSection) -> Options {
+    Options {
         size: d.size,
         crop: (d.crop > 0).then_some(d.crop),
         channels: d.channels,
         test_fraction: d.test_fraction,
         shard_samples: 0,
-    };
+    }
+}
+
+fn empty() -> SplitData {
+    SplitData {
+        images: Vec::new(),
+        targets: Vec::new(),
+        n: 0,
+    }
+}
+
+/// Scans the tars `mine` picks (by index), `storage.concurrency` fetched at
+/// a time, each one dropped once scanned (kept in the shard cache when
+/// there is one), so memory holds one tar per fetch in flight.
+pub fn scan(
+    data: &DataSection,
+    opts: &StorageOptions,
+    mine: &dyn Fn(usize) -> bool,
+) -> Result<Scan, DataError> {
+    let (store, names) = tar_names(&data.url, opts)?;
+    let d = &data.decode;
     let tars = Tars {
         names: names.clone(),
-        options,
-        test: SplitData {
-            images: Vec::new(),
-            targets: Vec::new(),
-            n: 0,
-        },
+        options: options(d),
+        test: empty(),
     };
     let cache = opts.cache_dir.as_deref().map(super::fetch::Cache::new);
-    let fetched: Vec<Result<bytes::Bytes, DataError>> = runtime()?.block_on(
-        futures::stream::iter(names.iter())
-            .map(|n| store.get_async(n))
-            .buffered(opts.concurrency.max(1))
-            .collect(),
-    );
-    let (mut shards, mut test_raws) = (Vec::new(), Vec::new());
-    for (name, bytes) in names.iter().zip(fetched) {
-        let bytes = bytes?;
-        let (train, test) = samples(&store.url_of(name), &bytes, d.test_fraction)?;
-        let entry = ShardEntry {
-            object: name.clone(),
-            samples: train.len() as u64,
-            bytes: bytes.len() as u64,
-            sha256: sha256_hex(&bytes),
-        };
-        if let Some(c) = &cache {
-            c.put(&entry, &bytes);
+    let which: Vec<usize> = (0..names.len()).filter(|&i| mine(i)).collect();
+    let (store, names) = (&store, &names);
+    runtime()?.block_on(async {
+        let mut fetched = futures::stream::iter(which)
+            .map(|i| async move { (i, store.get_async(&names[i]).await) })
+            .buffered(opts.concurrency.max(1));
+        let mut out = Scan::default();
+        while let Some((i, bytes)) = fetched.next().await {
+            let bytes = bytes?;
+            let url = store.url_of(&names[i]);
+            let (train, test) = samples(&url, &bytes, d.test_fraction)?;
+            let entry = ShardEntry {
+                object: names[i].clone(),
+                samples: train.len() as u64,
+                bytes: bytes.len() as u64,
+                sha256: sha256_hex(&bytes),
+            };
+            if let Some(c) = &cache {
+                c.put(&entry, &bytes);
+            }
+            let test = tars.decoded(&url, &test);
+            out.tars.push((i, entry, test.kept.len()));
+            out.test.extend(test.samples);
         }
-        shards.push(entry);
-        test_raws.extend(test);
+        Ok(out)
+    })
+}
+
+/// Opens the tars `data.url` names: every tar scanned once (see the module).
+pub fn open(data: &DataSection, opts: &StorageOptions) -> Result<Dataset, DataError> {
+    open_scanned(data, opts, scan(data, opts, &|_| true)?)
+}
+
+/// The dataset of the tars `data.url` names, from their scan (every tar,
+/// in order: [`Scan::merge`] of the ranks' parts).
+pub fn open_scanned(
+    data: &DataSection,
+    opts: &StorageOptions,
+    scan: Scan,
+) -> Result<Dataset, DataError> {
+    let (store, names) = tar_names(&data.url, opts)?;
+    let d = &data.decode;
+    let in_order = scan.tars.iter().enumerate().all(|(k, t)| t.0 == k);
+    if scan.tars.len() != names.len() || !in_order {
+        return Err(DataError::Manifest {
+            url: data.url.clone(),
+            message: format!(
+                "the scan holds {} of the {} tars",
+                scan.tars.len(),
+                names.len()
+            ),
+        });
     }
-    let test = tars.decoded("test split", &test_raws);
+    let n: usize = scan.tars.iter().map(|t| t.2).sum();
     let tars = Tars {
+        names,
+        options: options(d),
         test: SplitData {
-            n: test.kept.len(),
-            images: test.samples,
+            n,
+            images: scan.test,
             targets: Vec::new(),
         },
-        ..tars
     };
-    let manifest = manifest(d, shards, tars.test.n as u64);
+    let shards = scan.tars.into_iter().map(|t| t.1).collect();
+    let manifest = manifest(d, shards, n as u64);
     let manifest_sha256 = sha256_hex(&serde_json::to_vec(&manifest).unwrap_or_default());
     Ok(Dataset {
         store,

@@ -144,7 +144,7 @@ impl<'a> Run<'a> {
         let prepared = crate::collective::from_rank0(comm, prepared)?;
         // Data: manifest first (cheap, fails fast on a bad URL), then the
         // test split and this rank's training data.
-        let dataset = crate::data::streamed::open_data(&cfg.data, &ctx.storage)?;
+        let dataset = feed::scan::open_data(&cfg.data, &ctx.storage, comm)?;
         if let Some(note) = dataset.manifest.test_split_note().filter(|_| rank == 0) {
             vae_proto::outln!("data: {note}");
         }

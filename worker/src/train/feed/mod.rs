@@ -10,6 +10,7 @@
 //! each batch as it is drawn ([`variant`]).
 pub mod arrivals;
 pub mod epoch;
+pub mod scan;
 pub mod source;
 pub mod split;
 pub mod stream;
