@@ -501,6 +501,37 @@ fn webdataset_tars_stream_as_the_dataset_they_convert_to_on_more_workers_than_ta
     for key in ["sample000005", "sample000042", "sample000097"] {
         assert!(said.contains(&format!("`{key}` does not decode")), "{said}");
     }
+    // Their codes: the same bytes, split for split (the tars' in shards of
+    // the format's names, their held test split in one).
+    let codes = |name: &str| {
+        let out = dir.path().join(format!("codes-{name}"));
+        let mut c = Command::new(worker_bin());
+        env(&mut c).args(["encode", "--checkpoint"]);
+        c.arg(dir.path().join(name)).arg("--out").arg(&out);
+        ok(c);
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+        let mut all = Vec::new();
+        for split in ["train", "test"] {
+            let s = &m["splits"][split];
+            let mut bytes = Vec::new();
+            for e in s["shards"].as_array().unwrap() {
+                let shard = std::fs::read(out.join(e["object"].as_str().unwrap())).unwrap();
+                let n = e["samples"].as_u64().unwrap() as usize;
+                bytes.extend_from_slice(&shard[..n * 2 * 4 * 4]); // μ, log σ²: 4 f32 each
+            }
+            all.push((s["samples"].as_u64().unwrap(), bytes));
+        }
+        (all, m)
+    };
+    let (streamed, m) = codes("streamed");
+    let (converted, _) = codes("converted");
+    assert_eq!((streamed[0].0, streamed[1].0), (97, 20));
+    assert!(
+        streamed == converted,
+        "the codes of the streamed and converted runs differ"
+    );
+    assert_eq!(m["splits"]["test"]["shards"][0]["object"], "test-00000.bin");
     // From a bucket in `shard` order: 4 ranks on 3 tars train as 1 worker
     // reading the same 4 streams.
     let s3 = emulators::s3("data");

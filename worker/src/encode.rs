@@ -3,7 +3,9 @@
 //! codes in the project's format — dtype `f4`, sample shape `[2, 1, L]`
 //! (`μ` then `log σ²`, little-endian float32), each source shard's codes
 //! in a shard of the same name and samples, the targets and factor grid
-//! kept — to a path or a bucket. Data-parallel: under `mpirun` (or `srun`)
+//! kept — to a path or a bucket. Streamed WebDataset tars give shards
+//! named `train-00000.bin`… (one per tar) and `test-00000.bin` (their test
+//! split, held in memory), of the samples that decode. Data-parallel: under `mpirun` (or `srun`)
 //! rank `r` encodes the shards `i ≡ r (mod world)` of each split; rank 0
 //! gathers their entries and writes the manifest last, so the result does
 //! not depend on the number of ranks.
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 
 use tch::{Kind, Tensor};
 use vae_proto::cli::{EncodeCmd, EvalCmd};
-use vae_proto::dataset::{DatasetManifest, ShardEntry, MANIFEST_NAME};
+use vae_proto::dataset::{DatasetManifest, ShardEntry, SplitManifest, MANIFEST_NAME};
 
 use crate::collective::Comm;
 use crate::data::format::{put_manifest, put_shard, Dataset};
@@ -59,7 +61,7 @@ pub fn run(cmd: &EncodeCmd, comm: &dyn Comm, device: tch::Device) -> Result<Enco
     let variant = crate::train::feed::variant::open(&o.cfg, &source, &storage)?;
     let mut mine: Vec<(String, usize, ShardEntry)> = Vec::new();
     for (split, m) in &source.manifest.splits {
-        for i in (comm.rank()..m.shards.len()).step_by(comm.world_size()) {
+        for i in (comm.rank()..units(m)).step_by(comm.world_size()) {
             let first: u64 = m.shards[..i].iter().map(|s| s.samples).sum();
             let v = variant.as_deref().map(|v| (v, first));
             let entry = encode_shard(&t, &source, &out, (split, i), v)?;
@@ -70,26 +72,33 @@ pub fn run(cmd: &EncodeCmd, comm: &dyn Comm, device: tch::Device) -> Result<Enco
     let bytes = serde_json::to_vec(&mine).unwrap_or_default();
     let gathered = comm.gather_bytes(&bytes, 0)?;
     let latent = t.latent;
-    let manifest = codes_manifest(&source.manifest, latent);
+    let mut manifest = codes_manifest(&source.manifest, latent);
     let url = out.url_of("");
+    if let Some(parts) = gathered {
+        for part in parts {
+            let entries: Vec<(String, usize, ShardEntry)> = serde_json::from_slice(&part)
+                .map_err(|e| TrainError::Invalid(format!("encode: a rank's shard list: {e}")))?;
+            for (split, i, entry) in entries {
+                if let Some(s) = manifest
+                    .splits
+                    .get_mut(&split)
+                    .and_then(|s| s.shards.get_mut(i))
+                {
+                    *s = entry;
+                }
+            }
+        }
+        // Samples that do not decode (streamed tars) are not in the codes.
+        for s in manifest.splits.values_mut() {
+            s.samples = s.shards.iter().map(|e| e.samples).sum();
+        }
+        put_manifest(&out, &manifest)?;
+    }
     let samples = manifest
         .splits
         .iter()
         .map(|(k, s)| (k.clone(), s.samples))
         .collect();
-    if let Some(parts) = gathered {
-        let mut manifest = manifest;
-        for part in parts {
-            let entries: Vec<(String, usize, ShardEntry)> = serde_json::from_slice(&part)
-                .map_err(|e| TrainError::Invalid(format!("encode: a rank's shard list: {e}")))?;
-            for (split, i, entry) in entries {
-                if let Some(s) = manifest.splits.get_mut(&split) {
-                    s.shards[i] = entry;
-                }
-            }
-        }
-        put_manifest(&out, &manifest)?;
-    }
     comm.barrier()?;
     Ok(Encoded {
         samples,
@@ -98,12 +107,30 @@ pub fn run(cmd: &EncodeCmd, comm: &dyn Comm, device: tch::Device) -> Result<Enco
     })
 }
 
+/// The shards of codes a split makes: one per shard, or one for a split
+/// held in memory (the test split of streamed tars).
+fn units(m: &SplitManifest) -> usize {
+    match m.shards.len() {
+        0 if m.samples > 0 => 1,
+        n => n,
+    }
+}
+
 /// The codes' manifest for `source` (its shard entries filled in later).
 fn codes_manifest(source: &DatasetManifest, latent: usize) -> DatasetManifest {
     let mut m = source.clone();
     m.name = format!("{}-codes", source.name);
     m.dtype = "f4".into();
     m.sample_shape = [2, 1, latent];
+    for s in m.splits.values_mut() {
+        let n = units(s);
+        s.shards.resize_with(n, || ShardEntry {
+            object: String::new(),
+            samples: 0,
+            bytes: 0,
+            sha256: String::new(),
+        });
+    }
     m
 }
 
@@ -146,6 +173,10 @@ fn encode_shard(
         Ok(())
     })?;
     codes.extend_from_slice(&data.targets);
-    let object = source.shards(split, Some(&[i]))?[0].object.clone();
+    // Shards in another form (tars) give their codes the format's names.
+    let object = match &source.decoder {
+        Some(_) => format!("{split}-{i:05}.bin"),
+        None => source.shards(split, Some(&[i]))?[0].object.clone(),
+    };
     Ok(put_shard(out, &object, codes, data.n)?)
 }
