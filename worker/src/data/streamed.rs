@@ -68,30 +68,33 @@ fn samples(name: &str, bytes: &[u8], fraction: f64) -> Result<(Vec<Raw>, Vec<Raw
     Ok((train, test))
 }
 
-impl Tars {
-    /// `raws` decoded; one that does not decode is skipped (counted, named).
-    fn decoded(&self, name: &str, raws: &[Raw]) -> Decoded {
-        let per = (self.options.size as usize).pow(2) * usize::from(self.options.channels);
-        let mut out = Decoded {
-            samples: Vec::with_capacity(raws.len() * per),
-            kept: Vec::with_capacity(raws.len()),
-        };
-        for (k, (raw, img)) in raws.iter().zip(decode_all(raws, &self.options)).enumerate() {
-            match img {
-                Ok(img) => {
-                    out.samples.extend(img);
-                    out.kept.push(k as u32);
-                }
-                Err(e) => {
-                    vae_proto::errln!(
-                        "data: {name}: sample `{}` does not decode ({e}): skipped",
-                        raw.key
-                    );
-                }
+/// `raws` decoded as `options` say; one that does not decode is skipped
+/// (named on stderr; `name` is its tar).
+fn decoded(options: &Options, name: &str, raws: &[Raw]) -> Decoded {
+    let mut out = Decoded {
+        samples: Vec::new(),
+        kept: Vec::with_capacity(raws.len()),
+    };
+    for (k, (raw, img)) in raws.iter().zip(decode_all(raws, options)).enumerate() {
+        match img {
+            Ok(img) => {
+                out.samples.extend(img);
+                out.kept.push(k as u32);
+            }
+            Err(e) => {
+                vae_proto::errln!(
+                    "data: {name}: sample `{}` does not decode ({e}): skipped",
+                    raw.key
+                );
             }
         }
-        out
     }
+    out
+}
+
+/// The bytes of a sample stored as `[data.decode]` makes it.
+pub fn sample_bytes(d: &vae_proto::config::DecodeSection) -> usize {
+    (d.size as usize).pow(2) * usize::from(d.channels)
 }
 
 impl Decoder for Tars {
@@ -105,7 +108,7 @@ impl Decoder for Tars {
         let name = self.names.get(i).map_or("(tar)", String::as_str);
         let (train, _) = samples(name, bytes, self.options.test_fraction)?;
         let end = end.min(train.len());
-        Ok(self.decoded(name, &train[start.min(end)..end]))
+        Ok(decoded(&self.options, name, &train[start.min(end)..end]))
     }
 
     fn test(&self) -> SplitData {
@@ -208,14 +211,6 @@ fn options(d: &vae_proto::config::DecodeSection) -> Options {
     }
 }
 
-fn empty() -> SplitData {
-    SplitData {
-        images: Vec::new(),
-        targets: Vec::new(),
-        n: 0,
-    }
-}
-
 /// Scans the tars `mine` picks (by index), `storage.concurrency` fetched at
 /// a time, each one dropped once scanned (kept in the shard cache when
 /// there is one), so memory holds one tar per fetch in flight.
@@ -226,11 +221,7 @@ pub fn scan(
 ) -> Result<Scan, DataError> {
     let (store, names) = tar_names(&data.url, opts)?;
     let d = &data.decode;
-    let tars = Tars {
-        names: names.clone(),
-        options: options(d),
-        test: empty(),
-    };
+    let options = options(d);
     let cache = opts.cache_dir.as_deref().map(super::fetch::Cache::new);
     let which: Vec<usize> = (0..names.len()).filter(|&i| mine(i)).collect();
     let (store, names) = (&store, &names);
@@ -252,7 +243,7 @@ pub fn scan(
             if let Some(c) = &cache {
                 c.put(&entry, &bytes);
             }
-            let test = tars.decoded(&url, &test);
+            let test = decoded(&options, &url, &test);
             out.tars.push((i, entry, test.kept.len()));
             out.test.extend(test.samples);
         }

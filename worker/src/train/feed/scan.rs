@@ -50,7 +50,7 @@ pub fn open_data(
 
 /// On rank 0: the ranks' parts as one scan, or the first rank's error.
 fn merged(parts: Vec<Vec<u8>>, data: &DataSection) -> Vec<u8> {
-    let per = (data.decode.size as usize).pow(2) * usize::from(data.decode.channels);
+    let per = streamed::sample_bytes(&data.decode);
     let mut scans = Vec::new();
     for p in &parts {
         match p.split_first() {
