@@ -11,6 +11,21 @@ use std::process::Command;
 use super::emulators::{self, S3_SECRET};
 use super::{env, importer, ok, text, worker_bin};
 
+/// `vae-worker`, under `mpirun -np RANKS` when more than one rank.
+fn worker_on(ranks: usize) -> Command {
+    let mut c = Command::new(if ranks > 1 {
+        "mpirun".into()
+    } else {
+        worker_bin()
+    });
+    env(&mut c);
+    if ranks > 1 {
+        c.args(["-np", &ranks.to_string(), "--oversubscribe"])
+            .arg(worker_bin());
+    }
+    c
+}
+
 fn python(args: &[&str]) -> String {
     let mut c = Command::new(super::python());
     c.args(args);
@@ -339,16 +354,7 @@ fn dsprites_variants_are_disentanglement_libs_and_the_same_on_any_number_of_work
         let mut all = vec![url.as_str(), "train.batch_size=16", "train.dtype=float64"];
         all.extend(["model.latent_dim=6", "log.images=0", "eval.scale=0.01"]);
         all.extend(sets);
-        let mut c = Command::new(if ranks > 1 {
-            "mpirun".into()
-        } else {
-            worker_bin()
-        });
-        env(&mut c);
-        if ranks > 1 {
-            c.args(["-np", &ranks.to_string(), "--oversubscribe"])
-                .arg(worker_bin());
-        }
+        let mut c = worker_on(ranks);
         if let Some(path) = record {
             c.env("VAE_FAULT_RECORD_VARIANT", path);
         }
@@ -464,16 +470,7 @@ fn webdataset_tars_stream_as_the_dataset_they_convert_to_on_more_workers_than_ta
         }
         sets.extend(["model.latent_dim=4", "log.images=0", "log.every_steps=3"]);
         sets.extend(extra);
-        let mut c = Command::new(if ranks > 1 {
-            "mpirun".into()
-        } else {
-            worker_bin()
-        });
-        env(&mut c);
-        if ranks > 1 {
-            c.args(["-np", &ranks.to_string(), "--oversubscribe"])
-                .arg(worker_bin());
-        }
+        let mut c = worker_on(ranks);
         for (k, v) in vars {
             c.env(k, v);
         }
@@ -556,10 +553,7 @@ fn webdataset_tars_stream_as_the_dataset_they_convert_to_on_more_workers_than_ta
     let met = said.matches("`sample000042` does not decode").count();
     assert_eq!(met, 1, "{said}");
     // A tar that is not there: the rank that scans it tells every rank.
-    let mut c = Command::new("mpirun");
-    env(&mut c)
-        .args(["-np", "2", "--oversubscribe"])
-        .arg(worker_bin());
+    let mut c = worker_on(2);
     c.envs(vars.iter().map(|(k, v)| (k, v)));
     let missing = "data.url=s3://data/wds/shard-{000000..000003}.tar";
     c.args(super::worker_args(
